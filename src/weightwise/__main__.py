@@ -1,0 +1,5 @@
+import sys
+
+from weightwise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+"""`weightwise` command line: a thin shell over the Python API, one subcommand per verb.
+
+Bad input (files, manifests, model names, options) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from weightwise.errors import InputError
+
+DEFAULT_MODEL = "whisper-tiny.en"
+
+
+def _progress(total: int):
+    """A rich progress bar wrapper `(iterable, label) -> iterable` on stderr."""
+    from rich.console import Console
+    from rich.progress import track
+
+    console = Console(stderr=True)
+
+    def wrap(items: Iterable, label: str) -> Iterable:
+        return track(items, description=label, total=total, console=console, transient=False)
+
+    return wrap
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    from weightwise.models import PRECISIONS
+
+    # fmt: off
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="registered name, checkpoint path or hub id")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
+    parser.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
+    parser.add_argument("--cache-dir", default=None, help="where converted weights are cached")
+    # fmt: on
+
+
+def _load(args):
+    from weightwise.evaluate.runtime import set_threads
+    from weightwise.models import load_model
+
+    set_threads(args.threads)
+    return load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
+
+
+def _manifest(data: str, limit: int | None):
+    from weightwise.data import load_manifest, sample_manifest
+
+    manifest = sample_manifest() if data == "samples" else load_manifest(data)
+    return manifest.head(limit) if limit else manifest
+
+
+def cmd_transcribe(args) -> int:
+    from weightwise.data import Manifest
+    from weightwise.decode import DecodingOptions
+    from weightwise.evaluate.evaluate import iter_audio, write_json_atomic
+    from weightwise.decode import transcribe
+
+    manifest = Manifest.from_paths(args.files)  # checks every file before loading the model
+    model = _load(args)
+    options = DecodingOptions(beam_size=args.beam_size)
+    rows = []
+    for utt, samples in _progress(len(manifest))(iter_audio(manifest), "transcribing"):
+        out = transcribe(model, samples, options, file_id=utt.id)
+        rows.append({"file": str(utt.audio_path), "text": out.text, "audio_s": out.audio_s,
+                     "n_tokens": out.n_tokens, "n_windows": len(out.windows)})
+        print(f"{utt.audio_path.name}\t{out.text}")
+    if args.out:
+        write_json_atomic(Path(args.out), {"model": model.info.name, "precision": model.info.precision,
+                                           "transcripts": rows})
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from weightwise.decode import DecodingOptions
+    from weightwise.evaluate import evaluate, run_faster_whisper
+    from weightwise.report.tables import print_eval
+
+    manifest = _manifest(args.data, args.limit)
+    model = _load(args)
+    options = DecodingOptions(beam_size=args.beam_size)
+    result = evaluate(model, manifest, options, progress=_progress(len(manifest)))
+    if args.peer:
+        result = run_faster_whisper(result, manifest, args.peer_compute_type, options,
+                                    progress=_progress(len(manifest)))
+    result.save(args.out)
+    print_eval(result)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from weightwise.models import available_models
+
+    print(json.dumps(available_models()) if args.json else "\n".join(available_models()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from weightwise.evaluate.peer import PEERS
+
+    parser = argparse.ArgumentParser(prog="weightwise", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("transcribe", help="transcribe audio files")
+    p.add_argument("files", nargs="+", help="WAV/FLAC/OGG/MP3 files (any rate; downmixed to mono)")
+    _model_args(p)
+    p.add_argument("--out", default=None, help="also write the transcripts as JSON")
+    p.set_defaults(func=cmd_transcribe)
+    p = sub.add_parser("eval", help="WER/RTF of a model on a manifest, optionally beside a peer")
+    _model_args(p)
+    p.add_argument("--data", required=True, help="manifest.jsonl, its folder, a LibriSpeech folder, "
+                   "or 'samples' (the bundled set)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
+    p.add_argument("--peer", choices=PEERS, default=None)
+    p.add_argument("--peer-compute-type", default=None,
+                   help="CTranslate2 compute type (default: float32 for fp32/fp16/bf16, int8 for int8)")
+    p.add_argument("--out", required=True, help="result JSON (written atomically)")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("models", help="list the registered model names")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as err:
+        print(f"weightwise: error: {err}", file=sys.stderr)
+        return InputError.exit_code
+    except KeyboardInterrupt:
+        print("weightwise: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Decoding options and the per-step hooks the profiler attaches to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode one 30 s window. Fold overrides in with `dataclasses.replace`.
+
+    Settings match our peer's "greedy, no timestamps, no previous-text conditioning": every window
+    starts from the bare prompt, timestamps are never emitted, and there is no temperature fallback.
+    """
+
+    beam_size: int = 1  # 1 = greedy search; >1 = beam search with this many beams
+    max_new_tokens: int | None = None  # per window; None = decoder context (448) minus the prompt
+    suppress_blank: bool = True  # no blank/eot as the first token (the model's suppress_ids_begin)
+    length_penalty: float | None = None  # beam ranking: None = logprob / length, else ((5+n)/6)**a
+
+    def __post_init__(self):
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+class DecodeObserver:
+    """Hooks called by the decode loop; subclass and override what you need (all no-ops here).
+
+    The profiler uses them to count encoder calls (windows per file) and decoder calls
+    (tokens per window, with the number of positions each call processes).
+    """
+
+    def on_file(self, file_id: str, audio_s: float) -> None:
+        """A new utterance of `audio_s` seconds starts."""
+
+    def on_window(self, window_index: int, start_s: float, duration_s: float) -> None:
+        """The encoder is about to run on one 30 s window."""
+
+    def on_decoder_step(self, window_index: int, step: int, n_positions: int, n_sequences: int) -> None:
+        """The decoder is about to run once: `n_positions` new tokens for `n_sequences` beams."""
+
+    def on_window_end(self, window_index: int, n_tokens: int) -> None:
+        """The window produced `n_tokens` text tokens (eot excluded)."""

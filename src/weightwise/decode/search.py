@@ -1,0 +1,99 @@
+"""Greedy and beam search over one 30 s window, with a key/value cache.
+
+The loop is ours (explicit, no hidden logits processors) and calls `DecodeObserver` hooks before
+every decoder call so that per-token weight invocations can be traced.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from weightwise.decode.options import DecodeObserver, DecodingOptions
+from weightwise.models.whisper import WhisperASR
+
+
+class _Decoder:
+    """One decoder call = new tokens in, last-position logits out; the cache lives here."""
+
+    def __init__(self, model: WhisperASR, encoder_out: torch.Tensor, observer: DecodeObserver,
+                 window_index: int):
+        self.net, self.model, self.encoder_out = model.network, model, encoder_out
+        self.observer, self.window_index, self.cache, self.calls = observer, window_index, None, 0
+        vocab = model.network.config.vocab_size
+        tokens = model.tokens
+        self.mask = torch.zeros(vocab, dtype=torch.bool)
+        self.mask[list(tokens.suppress)] = True
+        self.mask[tokens.eot + 1 :] = True  # specials and timestamps: never text (no timestamps mode)
+        self.begin_mask = self.mask.clone()
+        self.begin_mask[list(tokens.suppress_begin)] = True
+
+    def logits(self, new_tokens: torch.Tensor, first: bool, suppress_blank: bool) -> torch.Tensor:
+        self.observer.on_decoder_step(self.window_index, self.calls, new_tokens.shape[1],
+                                      new_tokens.shape[0])
+        self.calls += 1
+        out = self.net.model.decoder(input_ids=new_tokens, encoder_hidden_states=self.encoder_out,
+                                     past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        logits = self.net.proj_out(out.last_hidden_state[:, -1]).float()
+        mask = self.begin_mask if first and suppress_blank else self.mask
+        return logits.masked_fill(mask, float("-inf"))
+
+
+def _max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
+    room = model.max_target_positions - len(model.tokens.prompt)
+    return min(room, options.max_new_tokens or room)
+
+
+@torch.inference_mode()
+def greedy_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
+                  observer: DecodeObserver, window_index: int = 0) -> list[int]:
+    """Most likely next token at every step until end-of-text; returns the text tokens."""
+    decoder = _Decoder(model, encoder_out, observer, window_index)
+    new = torch.tensor([model.tokens.prompt])
+    tokens: list[int] = []
+    for step in range(_max_new_tokens(model, options)):
+        next_id = int(decoder.logits(new, step == 0, options.suppress_blank).argmax(-1))
+        if next_id == model.tokens.eot:
+            break
+        tokens.append(next_id)
+        new = torch.tensor([[next_id]])
+    return tokens
+
+
+def _score(logprob: float, length: int, length_penalty: float | None) -> float:
+    penalty = length if length_penalty is None else ((5 + length) / 6) ** length_penalty
+    return logprob / max(penalty, 1)
+
+
+@torch.inference_mode()
+def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
+                observer: DecodeObserver, window_index: int = 0) -> list[int]:
+    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended."""
+    n_beams, eot = options.beam_size, model.tokens.eot
+    decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index)
+    beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
+    new = torch.tensor([model.tokens.prompt] * n_beams)
+    finished: list[tuple[list[int], float]] = []
+    for step in range(_max_new_tokens(model, options)):
+        logprobs = torch.log_softmax(decoder.logits(new, step == 0, options.suppress_blank), -1)
+        candidates = []
+        for b, (seq, score) in enumerate(beams[: 1 if step == 0 else n_beams]):
+            top = logprobs[b].topk(n_beams + 1)
+            candidates += [(score + float(v), seq, int(t), b) for v, t in zip(top.values, top.indices)]
+        candidates.sort(key=lambda c: -c[0])
+        beams, sources = [], []
+        for total, seq, token, source in candidates:  # eot below the kept beams is not an ending
+            if token == eot:
+                finished.append((seq, total))
+            else:
+                beams.append((seq + [token], total))
+                sources.append(source)
+            if len(beams) == n_beams:
+                break
+        if len(finished) >= n_beams or not beams:
+            break
+        decoder.cache.reorder_cache(torch.tensor(sources))
+        new = torch.tensor([[seq[-1]] for seq, _ in beams])
+    finished = finished or beams
+    best = max(finished, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
+    return best[0]

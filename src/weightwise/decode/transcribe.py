@@ -1,0 +1,71 @@
+"""Transcribe an utterance of any length: features -> 30 s windows -> encoder -> search -> text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from weightwise.decode.features import SAMPLE_RATE, log_mel_spectrogram, split_windows
+from weightwise.decode.options import DecodeObserver, DecodingOptions
+from weightwise.decode.search import beam_search, greedy_search
+from weightwise.models.whisper import WhisperASR
+
+
+@dataclass(frozen=True)
+class WindowTrace:
+    """What one 30 s window cost: one encoder call and `n_decoder_calls` decoder calls."""
+
+    index: int
+    start_s: float
+    duration_s: float  # real audio in the window (the rest is zero-padded features)
+    n_tokens: int  # text tokens generated (eot excluded)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The text of one utterance and the decode trace that produced it."""
+
+    text: str
+    tokens: tuple[int, ...]
+    audio_s: float
+    windows: tuple[WindowTrace, ...]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@torch.inference_mode()
+def transcribe(model: WhisperASR, audio: np.ndarray, options: DecodingOptions = DecodingOptions(),
+               observer: DecodeObserver | None = None, file_id: str = "") -> Transcript:
+    """Transcribe 16 kHz mono float32 `audio` (long audio in consecutive 30 s windows).
+
+    Args:
+        model: from `load_model`.
+        audio: samples at 16 kHz, e.g. from `weightwise.audio.load_audio`.
+        options: search settings (greedy by default).
+        observer: optional hooks (`DecodeObserver`) called per window and per decoder call.
+        file_id: passed to `observer.on_file`.
+
+    Example:
+        >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
+        >>> transcribe(model, load_audio("clip.flac")).text  # doctest: +SKIP
+        'Stuff it into you, his belly counselled him.'
+    """
+    observer = observer or DecodeObserver()
+    audio_s = len(audio) / SAMPLE_RATE
+    observer.on_file(file_id, audio_s)
+    search = greedy_search if options.beam_size == 1 else beam_search
+    tokens: list[int] = []
+    traces = []
+    for window in split_windows(log_mel_spectrogram(audio, model.n_mels)):
+        observer.on_window(window.index, window.start_s, window.duration_s)
+        features = window.features.unsqueeze(0).to(model.dtype)
+        encoder_out = model.network.model.encoder(features).last_hidden_state
+        window_tokens = search(model, encoder_out, options, observer, window.index)
+        observer.on_window_end(window.index, len(window_tokens))
+        traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens)))
+        tokens += window_tokens
+    return Transcript(model.decode_text(tokens), tuple(tokens), audio_s, tuple(traces))

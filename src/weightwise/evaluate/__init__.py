@@ -1,0 +1,9 @@
+"""Evaluation: normalizer, WER, RTF/RSS, the faster-whisper peer."""
+
+from weightwise.evaluate.evaluate import EvalResult, PeerResult, UtteranceResult, evaluate
+from weightwise.evaluate.normalize import normalize, normalizer_name
+from weightwise.evaluate.peer import PEERS, run_faster_whisper
+from weightwise.evaluate.wer import WerCounts, word_errors
+
+__all__ = ["PEERS", "EvalResult", "PeerResult", "UtteranceResult", "WerCounts", "evaluate",
+           "normalize", "normalizer_name", "run_faster_whisper", "word_errors"]

@@ -1,0 +1,171 @@
+"""`evaluate`: transcribe a manifest and score it (WER, RTF, peak RSS), optionally beside a peer.
+
+What is timed: for each utterance, `transcribe()` from the in-memory 16 kHz samples to text
+(log-mel features, encoder, search, detokenization). File reading and resampling happen before the
+timer starts. One untimed warm-up transcription of the first utterance runs first.
+RTF = sum of timed seconds / sum of audio seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from weightwise.audio import load_audio
+from weightwise.data import Manifest, Utterance
+from weightwise.decode import DecodingOptions, transcribe
+from weightwise.errors import InputError
+from weightwise.evaluate.normalize import normalize, normalizer_name
+from weightwise.evaluate.runtime import peak_rss_mb, threads, versions
+from weightwise.evaluate.wer import WerCounts, word_errors
+from weightwise.models.whisper import WhisperASR
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    """One utterance: reference, hypothesis (raw text) and what decoding it cost."""
+
+    id: str
+    ref: str | None
+    hyp: str
+    audio_s: float
+    compute_s: float
+    n_tokens: int | None = None
+    n_windows: int | None = None
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    """The peer system's scores on the same audio (e.g. faster-whisper on the same weights)."""
+
+    name: str
+    compute_type: str
+    wer: float | None
+    rtf: float
+    compute_s: float
+    substitutions: int | None
+    deletions: int | None
+    insertions: int | None
+    same_normalized_fraction: float | None  # utterances whose normalized hyp equals ours
+    rtf_ratio: float  # our RTF / peer RTF (< 1: we are faster)
+    utterances: list[UtteranceResult]
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one model on one manifest, with everything needed to reproduce them."""
+
+    model: str
+    precision: str
+    data: str
+    n_utterances: int
+    audio_s: float
+    wer: float | None  # fraction; None when the manifest has no transcripts
+    substitutions: int | None
+    deletions: int | None
+    insertions: int | None
+    n_ref_words: int | None
+    rtf: float
+    compute_s: float
+    peak_rss_mb: float
+    threads: int
+    normalizer: str
+    decoding: dict[str, Any]
+    model_source: str
+    weights_sha256: str
+    n_params: int
+    versions: dict[str, str]
+    utterances: list[UtteranceResult]
+    peer: PeerResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write JSON atomically (a temp file in the same folder, then rename)."""
+        write_json_atomic(Path(path), self.to_dict())
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def iter_audio(manifest: Manifest) -> Iterator[tuple[Utterance, np.ndarray]]:
+    """(utterance, 16 kHz samples) pairs; errors name the manifest line."""
+    for utt in manifest:
+        try:
+            yield utt, load_audio(utt.audio_path)
+        except InputError as err:
+            where = f"{manifest.source}:{utt.line}: " if utt.line else ""
+            raise InputError(f"{where}{err}") from None
+
+
+def score(utterances: list[UtteranceResult]) -> WerCounts | None:
+    """Corpus WER after normalization; None when any reference is missing."""
+    if any(u.ref is None for u in utterances):
+        return None
+    return word_errors([normalize(u.ref) for u in utterances], [normalize(u.hyp) for u in utterances])
+
+
+def timed_run(manifest: Manifest, run_one: Callable[[np.ndarray, str], tuple[str, int | None, int | None]],
+              progress: Callable[[Iterable, str], Iterable] | None = None, label: str = ""
+              ) -> list[UtteranceResult]:
+    """Run `run_one(samples, id) -> (text, n_tokens, n_windows)` on every utterance, timing each call."""
+    first = next(iter_audio(manifest.head(1)))[1]
+    run_one(first, "warm-up")  # untimed: first-call allocations and lazy inits
+    items = iter_audio(manifest)
+    if progress is not None:
+        items = progress(items, label)
+    results = []
+    for utt, samples in items:
+        start = time.perf_counter()
+        text, n_tokens, n_windows = run_one(samples, utt.id)
+        elapsed = time.perf_counter() - start
+        results.append(UtteranceResult(utt.id, utt.text, text, len(samples) / 16000, elapsed,
+                                       n_tokens, n_windows))
+    return results
+
+
+def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
+             progress: Callable[[Iterable, str], Iterable] | None = None) -> EvalResult:
+    """Transcribe every utterance of `manifest` and score it.
+
+    Args:
+        model: from `load_model`.
+        manifest: utterances (with `text` for WER; without, WER is None).
+        options: decoding settings.
+        progress: optional wrapper `progress(iterable, label)` (e.g. a rich progress bar).
+
+    Example:
+        >>> result = evaluate(load_model("whisper-tiny.en"), sample_manifest())  # doctest: +SKIP
+        >>> round(result.wer, 3), result.rtf < 1  # doctest: +SKIP
+    """
+    def run_one(samples: np.ndarray, file_id: str):
+        out = transcribe(model, samples, options, file_id=file_id)
+        return out.text, out.n_tokens, len(out.windows)
+
+    utterances = timed_run(manifest, run_one, progress, f"{model.info.name} {model.info.precision}")
+    counts = score(utterances)
+    audio_s = sum(u.audio_s for u in utterances)
+    compute_s = sum(u.compute_s for u in utterances)
+    info = model.info
+    return EvalResult(
+        model=info.name, precision=info.precision, data=manifest.source, n_utterances=len(utterances),
+        audio_s=audio_s, wer=counts and counts.wer, substitutions=counts and counts.substitutions,
+        deletions=counts and counts.deletions, insertions=counts and counts.insertions,
+        n_ref_words=counts and counts.n_ref_words, rtf=compute_s / audio_s, compute_s=compute_s,
+        peak_rss_mb=peak_rss_mb(), threads=threads(), normalizer=normalizer_name(),
+        decoding=dataclasses.asdict(options), model_source=info.source,
+        weights_sha256=info.weights_sha256, n_params=info.n_params, versions=versions(),
+        utterances=utterances)

@@ -1,0 +1,27 @@
+"""The text normalizer every WER in weightwise is computed after.
+
+openai-whisper's `EnglishTextNormalizer` (spelling map, numbers, contractions), taken from the
+`whisper-normalizer` package, which ships it without openai-whisper's numba/triton dependencies.
+Its name and version go into every result so WERs stay comparable.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import version
+
+
+@functools.lru_cache(maxsize=1)
+def _normalizer():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalizer_name() -> str:
+    return f"whisper_normalizer.english.EnglishTextNormalizer=={version('whisper-normalizer')}"
+
+
+def normalize(text: str | None) -> str:
+    """Lower-cased, punctuation-free, spelling- and number-normalized text."""
+    return " ".join(_normalizer()(text or "").split())

@@ -1,0 +1,128 @@
+"""`load_model`: a registered name, a CTranslate2 / Hugging Face / openai-whisper checkpoint, or a hub id.
+
+CTranslate2 files are converted once to a transformers state dict and cached as safetensors under
+`<cache>/hf/<name>-<sha256[:16]>/`, so later loads skip the conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from weightwise.errors import InputError
+from weightwise.models import openai_ckpt
+from weightwise.models.registry import (
+    available_models, ct2_model_dir, default_cache_dir, file_sha256, resolve_name)
+from weightwise.models.whisper import WhisperASR, build_whisper, read_suppress_lists
+
+
+def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None
+               ) -> WhisperASR:
+    """Load a Whisper model for CPU inference.
+
+    Args:
+        name_or_path: a registered name (`available_models()`), a CTranslate2 model directory,
+            a Hugging Face model directory, an openai-whisper `.pt` checkpoint, or a hub id
+            such as ``openai/whisper-tiny.en`` (needs network access).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (dynamic quantization of Linear layers).
+        cache_dir: where converted weights are kept (default `default_cache_dir()`).
+
+    Example:
+        >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
+        >>> model.info.n_params  # doctest: +SKIP
+        37760640
+    """
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    spec = resolve_name(name_or_path)
+    if spec is not None:
+        return load_ct2_dir(ct2_model_dir(spec, cache), spec.name, precision, cache)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "model.bin").is_file():
+        return load_ct2_dir(path, path.name, precision, cache)
+    if path.is_dir() and (path / "config.json").is_file():
+        return load_hf_dir(path, precision)
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        return openai_ckpt.load_openai_checkpoint(path, precision)
+    if path.exists():
+        raise InputError(f"{path}: not a CTranslate2, Hugging Face or openai-whisper checkpoint")
+    if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
+        return load_hub_model(name_or_path, precision)
+    raise InputError(f"unknown model {name_or_path!r}: not one of {', '.join(available_models())}, "
+                     "an existing checkpoint path, or a hub id like openai/whisper-tiny.en")
+
+
+def load_ct2_dir(model_dir: Path, name: str, precision: str, cache: Path) -> WhisperASR:
+    """Convert (or reuse the cached conversion of) a CTranslate2 Whisper directory."""
+    sha = file_sha256(model_dir / "model.bin")
+    converted = cache / "hf" / f"{name}-{sha[:16]}"
+    if not (converted / "model.safetensors").is_file():
+        _convert_ct2(model_dir, converted)
+    network = _network_from_safetensors(converted)
+    return build_whisper(network, model_dir / "tokenizer.json", read_suppress_lists(model_dir),
+                         name, str(model_dir), sha, precision)
+
+
+def _convert_ct2(model_dir: Path, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    from weightwise.models.ct2 import read_ct2_model
+    from weightwise.models.whisper_ct2 import hf_state_dict, whisper_config
+
+    ct2 = read_ct2_model(model_dir / "model.bin")
+    config = whisper_config(ct2)
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(hf_state_dict(ct2, config), tmp / "model.safetensors", metadata={"source": str(model_dir)})
+    (tmp / "config.json").write_text(config.to_json_string())
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)  # atomic: readers see a whole conversion or none
+
+
+def _network_from_safetensors(converted: Path):
+    """Build the transformers network on `meta` and assign the stored tensors (no double alloc)."""
+    from safetensors.torch import load_file
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig.from_json_file(converted / "config.json")
+    with torch.device("meta"):
+        network = WhisperForConditionalGeneration(config)
+    state = {k: v.float() for k, v in load_file(converted / "model.safetensors").items()}
+    missing, unexpected = network.load_state_dict(state, strict=False, assign=True)
+    if set(missing) - {"proj_out.weight"} or unexpected:
+        raise InputError(f"{converted}: cached weights do not match the network "
+                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    network.tie_weights()  # proj_out shares the token embedding
+    return network
+
+
+def load_hf_dir(path: Path, precision: str, source: str | None = None) -> WhisperASR:
+    """A local Hugging Face Whisper directory (`config.json`, safetensors or .bin, tokenizer.json)."""
+    from transformers import WhisperForConditionalGeneration
+
+    config = json.loads((path / "config.json").read_text())
+    if config.get("model_type") != "whisper":
+        raise InputError(f"{path}: config.json model_type is {config.get('model_type')!r}, not whisper")
+    weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin"))
+    if not weights:
+        raise InputError(f"{path}: no model.safetensors or pytorch_model.bin")
+    network = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    return build_whisper(network, path / "tokenizer.json", read_suppress_lists(path),
+                         path.name, source or str(path), file_sha256(*weights), precision)
+
+
+def load_hub_model(repo_id: str, precision: str) -> WhisperASR:
+    """Download a Whisper repo from the Hugging Face hub (online only), then load it as a directory."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["config.json", "generation_config.json", "tokenizer.json", "*.safetensors"]
+    try:
+        local = snapshot_download(repo_id, allow_patterns=patterns)
+    except Exception as err:  # offline, unknown repo, auth: one line, not a traceback
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"unknown model {repo_id!r}: hub download failed ({reason})") from None
+    return load_hf_dir(Path(local), precision, source=f"hub:{repo_id}")

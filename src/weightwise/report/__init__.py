@@ -1,0 +1,1 @@
+"""Reports: terminal tables now; HTML/Markdown writers and plots come with the bench issue."""
