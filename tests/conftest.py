@@ -1,10 +1,20 @@
-"""Shared pytest fixtures: where the real speech lives."""
+"""Shared pytest fixtures: where the real speech lives, and the real models loaded once per session."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Point the converted-weights cache at a fresh folder before anything imports weightwise, so the
+# tests never read or write ~/.cache and the real CTranslate2 -> safetensors conversion runs here.
+_CACHE_DIR = Path(tempfile.mkdtemp(prefix="weightwise-test-cache-"))
+os.environ["WEIGHTWISE_CACHE"] = str(_CACHE_DIR)
+atexit.register(shutil.rmtree, _CACHE_DIR, True)
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +27,42 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def weightwise_cache() -> Path:
+    """The session's WEIGHTWISE_CACHE folder (converted safetensors, joined model.bin files)."""
+    assert os.environ["WEIGHTWISE_CACHE"] == str(_CACHE_DIR), "a test changed WEIGHTWISE_CACHE"
+    return _CACHE_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(weightwise_cache):
+    """whisper-tiny.en at fp32, converted from the packaged CTranslate2 file once per session."""
+    from weightwise.models import load_model
+
+    return load_model("whisper-tiny.en")
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """The 4 bundled utterances (2 LibriSpeech test-clean, 2 ARCTIC) with reference texts."""
+    from weightwise.data import sample_manifest
+
+    return sample_manifest()
+
+
+@pytest.fixture(scope="session")
+def sample_audio(samples):
+    """(utterance, 16 kHz float32 samples) for every bundled utterance."""
+    from weightwise.audio import load_audio
+
+    return [(utt, load_audio(utt.audio_path)) for utt in samples]
+
+
+@pytest.fixture(scope="session")
+def tiny_greedy(tiny_model, sample_audio):
+    """Greedy transcripts of the bundled samples by tiny.en: {utterance id: Transcript}."""
+    from weightwise.decode import transcribe
+
+    return {utt.id: transcribe(tiny_model, audio) for utt, audio in sample_audio}

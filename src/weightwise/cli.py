@@ -24,7 +24,10 @@ def _progress(total: int):
     console = Console(stderr=True)
 
     def wrap(items: Iterable, label: str) -> Iterable:
-        return track(items, description=label, total=total, console=console, transient=False)
+        if not console.is_terminal:  # logs and pipes get no bar (and errors stay one line)
+            return items
+        # transient: the bar is erased when done or interrupted, so an error stays one line
+        return track(items, description=label, total=total, console=console, transient=True)
 
     return wrap
 
@@ -102,6 +105,28 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from weightwise.decode import DecodingOptions
+    from weightwise.profile import get_meter, load_device, profile
+    from weightwise.report.tables import print_profile
+
+    device = load_device(args.device)  # validate cheap inputs before loading the model
+    manifest = _manifest(args.data, args.limit)
+    model = _load(args)
+    options = DecodingOptions(beam_size=args.beam_size, use_cache=not args.no_kv_cache)
+    result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
+                     meter=get_meter(args.meter))
+    result.save(args.out)
+    print_profile(result)
+    if args.plot:
+        from weightwise.report.plots import plot_profile
+
+        plot_profile(result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from weightwise.models import available_models
 
@@ -129,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CTranslate2 compute type (default: float32 for fp32/fp16/bf16, int8 for int8)")
     p.add_argument("--out", required=True, help="result JSON (written atomically)")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("profile", help="per-tensor invocations, bytes, placement and energy on a device")
+    _model_args(p)
+    p.add_argument("--device", required=True, help="bundled device profile name or a TOML file")
+    p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
+    p.add_argument("--no-kv-cache", action="store_true", help="recompute all positions every step")
+    p.add_argument("--meter", default="auto", help="auto, nvml, rapl, jetson or null")
+    p.add_argument("--out", required=True, help="profile JSON (written atomically)")
+    p.add_argument("--plot", default=None, help="also write a PNG figure")
+    p.set_defaults(func=cmd_profile)
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

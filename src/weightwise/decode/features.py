@@ -35,7 +35,11 @@ def mel_filters(n_mels: int) -> torch.Tensor:
 
 def log_mel_spectrogram(audio: np.ndarray, n_mels: int = 80) -> torch.Tensor:
     """(n_mels, content_frames) float32 log-mel features of 16 kHz mono `audio`."""
-    samples = torch.from_numpy(np.pad(np.asarray(audio, dtype=np.float32), (0, HOP_LENGTH)))
+    audio = np.asarray(audio, dtype=np.float32)
+    # + one hop of zeros (faster-whisper); very short clips get more, as the STFT's reflect
+    # padding (N_FFT // 2 samples each side) needs a longer input
+    pad = max(HOP_LENGTH, N_FFT // 2 + 1 - len(audio))
+    samples = torch.from_numpy(np.pad(audio, (0, pad)))
     stft = torch.stft(samples, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True)
     power = stft[..., :-1].abs() ** 2
     log_spec = torch.clamp(mel_filters(n_mels) @ power, min=1e-10).log10()

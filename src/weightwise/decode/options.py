@@ -17,6 +17,7 @@ class DecodingOptions:
     max_new_tokens: int | None = None  # per window; None = decoder context (448) minus the prompt
     suppress_blank: bool = True  # no blank/eot as the first token (the model's suppress_ids_begin)
     length_penalty: float | None = None  # beam ranking: None = logprob / length, else ((5+n)/6)**a
+    use_cache: bool = True  # key/value cache; False recomputes all positions at every step
 
     def __post_init__(self):
         if self.beam_size < 1:

@@ -16,9 +16,10 @@ class _Decoder:
     """One decoder call = new tokens in, last-position logits out; the cache lives here."""
 
     def __init__(self, model: WhisperASR, encoder_out: torch.Tensor, observer: DecodeObserver,
-                 window_index: int):
+                 window_index: int, use_cache: bool = True):
         self.net, self.model, self.encoder_out = model.network, model, encoder_out
         self.observer, self.window_index, self.cache, self.calls = observer, window_index, None, 0
+        self.use_cache, self.history = use_cache, None  # history: all tokens so far, without cache
         vocab = model.network.config.vocab_size
         tokens = model.tokens
         self.mask = torch.zeros(vocab, dtype=torch.bool)
@@ -28,15 +29,26 @@ class _Decoder:
         self.begin_mask[list(tokens.suppress_begin)] = True
 
     def logits(self, new_tokens: torch.Tensor, first: bool, suppress_blank: bool) -> torch.Tensor:
+        if not self.use_cache:  # recompute every position: same weight fetches, more MACs
+            self.history = new_tokens if self.history is None else torch.cat([self.history, new_tokens], 1)
+            new_tokens = self.history
         self.observer.on_decoder_step(self.window_index, self.calls, new_tokens.shape[1],
                                       new_tokens.shape[0])
         self.calls += 1
         out = self.net.model.decoder(input_ids=new_tokens, encoder_hidden_states=self.encoder_out,
-                                     past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                                     past_key_values=self.cache, use_cache=self.use_cache)
+        self.cache = out.past_key_values if self.use_cache else None
         logits = self.net.proj_out(out.last_hidden_state[:, -1]).float()
         mask = self.begin_mask if first and suppress_blank else self.mask
         return logits.masked_fill(mask, float("-inf"))
+
+    def reorder(self, sources: list[int]) -> None:
+        """Keep the beams `sources` (indices into the current batch), in that order."""
+        index = torch.tensor(sources)
+        if self.cache is not None:
+            self.cache.reorder_cache(index)
+        if self.history is not None:
+            self.history = self.history[index]
 
 
 def _max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
@@ -48,7 +60,7 @@ def _max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
 def greedy_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
                   observer: DecodeObserver, window_index: int = 0) -> list[int]:
     """Most likely next token at every step until end-of-text; returns the text tokens."""
-    decoder = _Decoder(model, encoder_out, observer, window_index)
+    decoder = _Decoder(model, encoder_out, observer, window_index, options.use_cache)
     new = torch.tensor([model.tokens.prompt])
     tokens: list[int] = []
     for step in range(_max_new_tokens(model, options)):
@@ -70,7 +82,8 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
                 observer: DecodeObserver, window_index: int = 0) -> list[int]:
     """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended."""
     n_beams, eot = options.beam_size, model.tokens.eot
-    decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index)
+    decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index,
+                       options.use_cache)
     beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
     new = torch.tensor([model.tokens.prompt] * n_beams)
     finished: list[tuple[list[int], float]] = []
@@ -92,7 +105,7 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
                 break
         if len(finished) >= n_beams or not beams:
             break
-        decoder.cache.reorder_cache(torch.tensor(sources))
+        decoder.reorder(sources)
         new = torch.tensor([[seq[-1]] for seq, _ in beams])
     finished = finished or beams
     best = max(finished, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))

@@ -11,6 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions
 from weightwise.errors import InputError
@@ -39,23 +41,31 @@ def _faster_whisper_model(model_dir: Path, compute_type: str, cpu_threads: int):
     return WhisperModel(str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
 
 
-def run_faster_whisper(ours: EvalResult, manifest: Manifest, compute_type: str | None = None,
-                       options: DecodingOptions = DecodingOptions(),
-                       progress: Callable[[Iterable, str], Iterable] | None = None) -> EvalResult:
-    """Evaluate faster-whisper on `ours`' weights and manifest; return `ours` with `peer` filled in."""
-    compute_type = compute_type or DEFAULT_COMPUTE_TYPE[ours.precision]
-    fw = _faster_whisper_model(Path(ours.model_source), compute_type, ours.threads)
+def faster_whisper_runner(model_dir: Path, compute_type: str, cpu_threads: int,
+                          options: DecodingOptions = DecodingOptions()) -> Callable[[np.ndarray], str]:
+    """A function samples -> text running faster-whisper with settings matching ours."""
+    fw = _faster_whisper_model(model_dir, compute_type, cpu_threads)
     settings = dict(language="en", beam_size=options.beam_size, best_of=1, temperature=0.0,
                     without_timestamps=True, condition_on_previous_text=False, vad_filter=False,
                     no_speech_threshold=None, suppress_blank=options.suppress_blank,
                     max_new_tokens=options.max_new_tokens, log_progress=False)
 
-    def run_one(samples, file_id: str):
+    def run(samples: np.ndarray) -> str:
         segments, _info = fw.transcribe(samples, **settings)
-        texts = [s.text for s in segments]  # the generator does the work: consume it inside the timer
-        return "".join(texts).strip(), None, len(texts)
+        # the generator does the work: consume it inside the caller's timer
+        return "".join(s.text for s in segments).strip()
 
-    utterances = timed_run(manifest, run_one, progress, f"faster-whisper {compute_type}")
+    return run
+
+
+def run_faster_whisper(ours: EvalResult, manifest: Manifest, compute_type: str | None = None,
+                       options: DecodingOptions = DecodingOptions(),
+                       progress: Callable[[Iterable, str], Iterable] | None = None) -> EvalResult:
+    """Evaluate faster-whisper on `ours`' weights and manifest; return `ours` with `peer` filled in."""
+    compute_type = compute_type or DEFAULT_COMPUTE_TYPE[ours.precision]
+    run = faster_whisper_runner(Path(ours.model_source), compute_type, ours.threads, options)
+    utterances = timed_run(manifest, lambda samples, _id: (run(samples), None, None), progress,
+                           f"faster-whisper {compute_type}")
     counts = score(utterances)
     compute_s = sum(u.compute_s for u in utterances)
     rtf = compute_s / sum(u.audio_s for u in utterances)

@@ -52,28 +52,37 @@ class _Reader:
     def __init__(self, buf: bytes, path: Path):
         self.buf, self.pos, self.path = buf, 0, path
 
-    def take(self, fmt: str):
-        size = struct.calcsize(fmt)
+    def need(self, size: int) -> None:
         if self.pos + size > len(self.buf):
             raise InputError(f"{self.path}: truncated CTranslate2 model file at byte {self.pos}")
+
+    def take(self, fmt: str):
+        size = struct.calcsize(fmt)
+        self.need(size)
         values = struct.unpack_from(fmt, self.buf, self.pos)
         self.pos += size
         return values[0] if len(values) == 1 else values
 
     def string(self) -> str:
         length = self.take("<H")  # includes the trailing NUL
+        self.need(length)
         raw = self.buf[self.pos : self.pos + length - 1]
         self.pos += length
-        return raw.decode("utf-8")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{self.path}: corrupt name (not UTF-8) at byte {self.pos - length}") from None
 
     def array(self, dtype_id: int, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
         if dtype_id not in _DTYPES:
             raise InputError(f"{self.path}: unknown dtype id {dtype_id} at byte {self.pos}")
-        if self.pos + nbytes > len(self.buf):
-            raise InputError(f"{self.path}: truncated CTranslate2 model file at byte {self.pos}")
+        self.need(nbytes)
         dtype = _DTYPES[dtype_id]
+        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        if nbytes != itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise InputError(f"{self.path}: variable at byte {self.pos} has {nbytes} bytes for shape {shape}")
         raw = np.frombuffer(self.buf, dtype=np.uint16 if dtype == "bfloat16" else dtype,
-                            count=nbytes // (2 if dtype == "bfloat16" else np.dtype(dtype).itemsize),
+                            count=nbytes // itemsize,
                             offset=self.pos)
         self.pos += nbytes
         if dtype == "bfloat16":  # bf16 is the top half of a float32
@@ -117,7 +126,7 @@ def read_ct2_model(path: str | Path) -> CT2Model:
         dtype_id, nbytes = reader.take("<B"), reader.take("<I")
         variables[name] = reader.array(dtype_id, shape, nbytes)
     aliases = {}
-    if reader.pos < len(buf):
+    if version >= 3:  # the alias table is always written from version 3 on, even when empty
         for _ in range(reader.take("<I")):
             alias = reader.string()
             aliases[alias] = reader.string()

@@ -16,7 +16,7 @@ import torch
 from weightwise.errors import InputError
 from weightwise.models import openai_ckpt
 from weightwise.models.registry import (
-    available_models, ct2_model_dir, default_cache_dir, file_sha256, resolve_name)
+    available_models, bundled_side_files, ct2_model_dir, default_cache_dir, file_sha256, resolve_name)
 from weightwise.models.whisper import WhisperASR, build_whisper, read_suppress_lists
 
 
@@ -44,9 +44,9 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
     if path.is_dir() and (path / "model.bin").is_file():
         return load_ct2_dir(path, path.name, precision, cache)
     if path.is_dir() and (path / "config.json").is_file():
-        return load_hf_dir(path, precision)
+        return load_hf_dir(path, precision, cache_dir=cache)
     if path.is_file() and path.suffix in (".pt", ".pth"):
-        return openai_ckpt.load_openai_checkpoint(path, precision)
+        return openai_ckpt.load_openai_checkpoint(path, precision, cache)
     if path.exists():
         raise InputError(f"{path}: not a CTranslate2, Hugging Face or openai-whisper checkpoint")
     if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
@@ -100,7 +100,8 @@ def _network_from_safetensors(converted: Path):
     return network
 
 
-def load_hf_dir(path: Path, precision: str, source: str | None = None) -> WhisperASR:
+def load_hf_dir(path: Path, precision: str, source: str | None = None,
+                cache_dir: Path | None = None) -> WhisperASR:
     """A local Hugging Face Whisper directory (`config.json`, safetensors or .bin, tokenizer.json)."""
     from transformers import WhisperForConditionalGeneration
 
@@ -111,8 +112,25 @@ def load_hf_dir(path: Path, precision: str, source: str | None = None) -> Whispe
     if not weights:
         raise InputError(f"{path}: no model.safetensors or pytorch_model.bin")
     network = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-    return build_whisper(network, path / "tokenizer.json", read_suppress_lists(path),
+    suppress = _suppress_lists(path, network.config.vocab_size, cache_dir)
+    return build_whisper(network, path / "tokenizer.json", suppress,
                          path.name, source or str(path), file_sha256(*weights), precision)
+
+
+def _suppress_lists(path: Path, vocab_size: int, cache_dir: Path | None) -> tuple[list[int], list[int]]:
+    """The folder's lists; `save_pretrained` output often has no `suppress_tokens`: borrow the
+    bundled model's (the same non-speech tokens for the same vocabulary)."""
+    try:
+        suppress, begin = read_suppress_lists(path)
+    except InputError:
+        suppress, begin = [], []
+    if not suppress:
+        bundled = bundled_side_files(vocab_size, cache_dir)
+        if bundled is None:
+            raise InputError(f"{path}: generation_config.json has no suppress_tokens") from None
+        suppress, bundled_begin = read_suppress_lists(bundled)
+        begin = begin or bundled_begin
+    return suppress, begin
 
 
 def load_hub_model(repo_id: str, precision: str) -> WhisperASR:

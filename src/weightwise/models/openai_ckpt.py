@@ -29,7 +29,6 @@ _RENAMES = (
     (".query.", ".q_proj."), (".key.", ".k_proj."), (".value.", ".v_proj."), (".out.", ".out_proj."),
     (".mlp.0.", ".fc1."), (".mlp.2.", ".fc2."),
 )
-_BUNDLED_BY_VOCAB = {51864: "whisper-tiny.en", 51865: "whisper-base"}
 
 
 def openai_to_hf_name(name: str) -> str:
@@ -60,11 +59,11 @@ def _config_from_dims(dims: dict):
         eos_token_id=eot, decoder_start_token_id=eot + 1, tie_word_embeddings=True)
 
 
-def load_openai_checkpoint(path: Path, precision: str):
+def load_openai_checkpoint(path: Path, precision: str, cache_dir: Path | None = None):
     """Load an openai-whisper checkpoint file into the transformers network."""
     from transformers import WhisperForConditionalGeneration
 
-    from weightwise.models.registry import ct2_model_dir, file_sha256, resolve_name
+    from weightwise.models.registry import bundled_side_files, file_sha256
     from weightwise.models.whisper import build_whisper, read_suppress_lists
 
     try:
@@ -72,8 +71,8 @@ def load_openai_checkpoint(path: Path, precision: str):
         dims, state = checkpoint["dims"], checkpoint["model_state_dict"]
     except Exception as err:
         raise InputError(f"{path}: not an openai-whisper checkpoint ({type(err).__name__})") from None
-    bundled = _BUNDLED_BY_VOCAB.get(dims.get("n_vocab"))
-    if bundled is None:
+    tok_dir = bundled_side_files(dims.get("n_vocab"), cache_dir)
+    if tok_dir is None:
         raise InputError(f"{path}: vocabulary of {dims.get('n_vocab')} tokens has no bundled tokenizer")
     with torch.device("meta"):
         network = WhisperForConditionalGeneration(_config_from_dims(dims))
@@ -83,7 +82,6 @@ def load_openai_checkpoint(path: Path, precision: str):
         raise InputError(f"{path}: checkpoint keys do not match Whisper "
                          f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
     network.tie_weights()
-    tok_dir = ct2_model_dir(resolve_name(bundled))
     return build_whisper(network, tok_dir / "tokenizer.json", read_suppress_lists(tok_dir),
                          path.stem, str(path), file_sha256(path), precision)
 

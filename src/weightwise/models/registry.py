@@ -38,6 +38,9 @@ _MODELS = {
         parts=("model.bin.part1", "model.bin.part2")),
 }
 _ALIASES = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
+# checkpoints without a tokenizer or suppression list borrow them from the bundled model with
+# the same vocabulary (51864 = English-only, 51865 = multilingual)
+_BUNDLED_BY_VOCAB = {51864: "whisper-tiny.en", 51865: "whisper-base"}
 
 
 def available_models() -> list[str]:
@@ -47,6 +50,12 @@ def available_models() -> list[str]:
 
 def resolve_name(name: str) -> PackagedWhisper | None:
     return _MODELS.get(_ALIASES.get(name, name))
+
+
+def bundled_side_files(vocab_size: int, cache_dir: Path | None = None) -> Path | None:
+    """Folder with tokenizer.json + config.json of the bundled model with this vocabulary."""
+    name = _BUNDLED_BY_VOCAB.get(vocab_size)
+    return ct2_model_dir(_MODELS[name], cache_dir) if name else None
 
 
 def default_cache_dir() -> Path:

@@ -30,3 +30,39 @@ def eval_table(result: EvalResult) -> Table:
 
 def print_eval(result: EvalResult, console: Console | None = None) -> None:
     (console or Console()).print(eval_table(result))
+
+
+def _si(value: float, unit: str) -> str:
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def profile_tables(p, top: int = 15) -> list[Table]:
+    """Top tensors by modeled energy, and the component shares, for one `ModelProfile`."""
+    tensors = Table(title=f"{p.model} {p.precision} on {p.device}: top {top} of {len(p.tensors)} "
+                          f"weight tensors by energy ({p.audio_s:.1f} s audio)")
+    for column in ("tensor", "inv/audio-s", "stored", "read/audio-s", "place", "mJ/audio-s", "share"):
+        tensors.add_column(column, justify="left" if column == "tensor" else "right")
+    for row in p.tensors[:top]:
+        tensors.add_row(row.name.removeprefix("model."), f"{row.invocations_per_audio_s:.2f}",
+                        _si(row.nbytes, "B"), _si(row.bytes_read_per_audio_s, "B"), row.placement,
+                        f"{1e3 * row.energy_j_per_audio_s:.3f}",
+                        f"{100 * row.energy_j_per_audio_s / p.energy_j_per_audio_s:.1f}%")
+    shares = Table(title=f"energy {1e3 * p.energy_j_per_audio_s:.2f} mJ/audio-s (streaming baseline "
+                         f"{1e3 * p.baseline_energy_j_per_audio_s:.2f}); off-chip "
+                         f"{_si(p.offchip_bytes_per_audio_s, 'B')}/audio-s (baseline "
+                         f"{_si(p.baseline_offchip_bytes_per_audio_s, 'B')}); roofline RTF >= "
+                         f"{p.roofline['rtf_lower_bound']:.4f} ({p.roofline['bound']}-bound)")
+    shares.add_column("component")
+    shares.add_column("energy share", justify="right")
+    for name, share in list(p.components.items()) + [("", 0.0)] + list(p.component_details.items()):
+        shares.add_row(name, f"{100 * share:.1f}%" if name else "")
+    return [tensors, shares]
+
+
+def print_profile(p, console: Console | None = None) -> None:
+    console = console or Console()
+    for table in profile_tables(p):
+        console.print(table)

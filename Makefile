@@ -1,0 +1,24 @@
+# weightwise: `make demo` sets up and runs the main job; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WW := $(VENV)/bin/weightwise
+
+.PHONY: setup demo test bench-foundation
+setup: $(VENV)/.installed
+
+# torch goes first and pinned: with no torch present, a dependency would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[peer,dev,plots]'
+	touch $@
+
+demo: setup
+	$(WW) transcribe src/weightwise/data/samples/*.flac
+	$(WW) eval --model whisper-tiny.en --data samples --peer faster-whisper --out results/demo.json
+
+test: setup
+	$(PY) -m pytest -q --durations=10
+
+bench-foundation: setup
+	PATH=$(VENV)/bin:$$PATH bash benchmarks/foundation_wer.sh

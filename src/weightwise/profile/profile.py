@@ -1,0 +1,159 @@
+"""`profile`: trace a model on real audio, place its weights on a device, and model the energy.
+
+    trace_manifest(model, manifest) -> Trace (device-independent counts) + transcripts
+    analyze(trace, device)          -> ModelProfile (placement, energy, roofline, components)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from weightwise.data import Manifest
+from weightwise.decode import DecodingOptions, transcribe
+from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score, write_json_atomic
+from weightwise.evaluate.runtime import versions
+from weightwise.models.whisper import WhisperASR
+from weightwise.profile.device import DeviceSpec
+from weightwise.profile.energy import (
+    ASSUMPTIONS, TensorProfile, component_of, op_energy_j_per_audio_s, place, tensor_profiles)
+from weightwise.profile.meters import Meter
+from weightwise.profile.trace import Trace, Tracer
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Where a model's energy goes on one device, per audio-second of real speech."""
+
+    model: str
+    precision: str
+    device: str
+    data: str
+    audio_s: float
+    energy_j_per_audio_s: float
+    dram_j_per_audio_s: float
+    onchip_j_per_audio_s: float
+    compute_j_per_audio_s: float
+    offchip_bytes_per_audio_s: float
+    baseline_offchip_bytes_per_audio_s: float  # streaming: nothing resident
+    baseline_energy_j_per_audio_s: float
+    onchip_bytes_used: int
+    onchip_weight_bytes: int
+    model_bytes: int  # unique stored weight bytes
+    macs_per_audio_s: float
+    activation_bytes_per_audio_s: float
+    roofline: dict[str, Any]
+    components: dict[str, float]  # encoder / decoder / token_embedding_projection -> energy share
+    component_details: dict[str, float]  # finer components -> energy share
+    decode: dict[str, Any]  # windows, decoder calls, tokens, cache, schedule
+    tensors: list[TensorProfile]
+    attention_ops: list[dict[str, Any]]
+    wer: float | None = None
+    measured: dict[str, Any] | None = None  # meter window over the whole trace, or why none
+    device_spec: dict[str, Any] = field(default_factory=dict)
+    assumptions: tuple[str, ...] = ASSUMPTIONS
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from pathlib import Path
+
+        write_json_atomic(Path(path), self.to_dict())
+
+
+def trace_manifest(model: WhisperASR, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
+                   progress: Callable[[Iterable, str], Iterable] | None = None,
+                   meter: Meter | None = None) -> tuple[Trace, list[UtteranceResult], dict | None]:
+    """Transcribe `manifest` with hooks on; return counts, transcripts and the meter reading."""
+    items = iter_audio(manifest)
+    if progress is not None:
+        items = progress(items, f"profiling {model.info.name} {model.info.precision}")
+    tracer, results = Tracer(model.network), []
+    if meter is not None and meter.available:
+        meter.begin_window("profile")
+    with tracer:
+        for utt, samples in items:
+            out = transcribe(model, samples, options, observer=tracer, file_id=utt.id)
+            results.append(UtteranceResult(utt.id, utt.text, out.text, out.audio_s, 0.0, out.n_tokens,
+                                           len(out.windows)))
+    measured = _measured(meter)
+    return tracer.result(model.info.name, model.info.precision, options.use_cache), results, measured
+
+
+def _measured(meter: Meter | None) -> dict | None:
+    if meter is None:
+        return None
+    if not meter.available:
+        return {"meter": meter.name, "energy_j": None, "reason": meter.reason}
+    m = meter.end_window("profile")
+    return {"meter": m.meter, "energy_j": m.energy_j, "duration_s": m.duration_s,
+            "domains_j": dict(m.domains_j), "note": "whole-run window on this host, not the modeled device"}
+
+
+def _shares(energy: dict[str, float]) -> dict[str, float]:
+    total = sum(energy.values()) or 1.0
+    return {k: v / total for k, v in sorted(energy.items(), key=lambda kv: -kv[1])}
+
+
+def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None = None,
+            measured: dict | None = None) -> ModelProfile:
+    """Placement (knapsack vs streaming), energy split, roofline and component shares."""
+    resident = place(trace, device)
+    rows = tensor_profiles(trace, device, resident)
+    streaming = tensor_profiles(trace, device, set())
+    ops = op_energy_j_per_audio_s(trace, device)
+    fine, coarse = defaultdict(float), defaultdict(float)
+    for name, energy in [(r.name, r.energy_j_per_audio_s) for r in rows] + list(ops.items()):
+        component, group = component_of(name)
+        fine[component] += energy
+        coarse[group] += energy
+    offchip = sum(r.bytes_read_per_audio_s for r in rows if r.placement == "dram")
+    macs = sum(r.macs_per_audio_s for r in rows) + sum(op.macs for op in trace.ops) / trace.audio_s
+    memory_s, compute_s = offchip / device.dram_bandwidth_bytes_per_s, macs / device.peak_macs_per_s
+    compute_j = sum(r.compute_j_per_audio_s for r in rows) + sum(ops.values())
+    return ModelProfile(
+        model=trace.model, precision=trace.precision, device=device.name, data=data, audio_s=trace.audio_s,
+        energy_j_per_audio_s=sum(r.dram_j_per_audio_s + r.onchip_j_per_audio_s for r in rows) + compute_j,
+        dram_j_per_audio_s=sum(r.dram_j_per_audio_s for r in rows),
+        onchip_j_per_audio_s=sum(r.onchip_j_per_audio_s for r in rows), compute_j_per_audio_s=compute_j,
+        offchip_bytes_per_audio_s=offchip,
+        baseline_offchip_bytes_per_audio_s=sum(r.bytes_read_per_audio_s for r in streaming),
+        baseline_energy_j_per_audio_s=sum(r.energy_j_per_audio_s for r in streaming) + sum(ops.values()),
+        onchip_bytes_used=sum(r.nbytes for r in rows if r.placement == "onchip"),
+        onchip_weight_bytes=int(device.onchip_weight_bytes), model_bytes=sum(r.nbytes for r in rows),
+        macs_per_audio_s=macs, activation_bytes_per_audio_s=trace.activation_bytes / trace.audio_s,
+        roofline={"memory_s_per_audio_s": memory_s, "compute_s_per_audio_s": compute_s,
+                  "rtf_lower_bound": max(memory_s, compute_s),
+                  "bound": "memory" if memory_s >= compute_s else "compute"},
+        components=_shares(coarse), component_details=_shares(fine),
+        decode={"n_files": trace.n_files, "n_windows": trace.n_windows, "n_tokens": trace.n_tokens,
+                "n_decoder_calls": trace.n_decoder_calls, "use_cache": trace.use_cache,
+                "schedule": trace.schedule,
+                "tokens_per_audio_s": trace.n_tokens / trace.audio_s,
+                "windows_per_file": trace.n_windows / max(trace.n_files, 1)},
+        tensors=sorted(rows, key=lambda r: -r.energy_j_per_audio_s),
+        attention_ops=[{"module": op.module, "component": component_of(op.module)[0],
+                        "macs_per_audio_s": op.macs / trace.audio_s, "mac_dtype": op.mac_dtype,
+                        "energy_j_per_audio_s": ops[op.module]} for op in trace.ops],
+        wer=wer, measured=measured, device_spec=device.to_dict(), versions=versions())
+
+
+def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
+            options: DecodingOptions = DecodingOptions(),
+            progress: Callable[[Iterable, str], Iterable] | None = None,
+            meter: Meter | None = None) -> ModelProfile:
+    """Trace `model` on `manifest` and model its energy on `device`.
+
+    Example:
+        >>> p = profile(load_model("whisper-tiny.en"), sample_manifest(), load_device("jetson-orin-nano"))  # doctest: +SKIP
+        >>> p.components  # doctest: +SKIP
+        {'decoder': 0.5, 'token_embedding_projection': 0.3, 'encoder': 0.2}
+    """
+    trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
+    counts = score(results)
+    return analyze(trace, device, manifest.source, counts.wer if counts else None, measured)

@@ -1,0 +1,236 @@
+"""Trace a real decode: per weight tensor, how often it is invoked, the bytes read and the MACs.
+
+Hooks on every module count calls and read shapes; a torch-function mode counts the MACs of
+scaled-dot-product attention (activation x activation work that has no weight). Counts come from
+the actual decode of real audio, not from a formula: the encoder runs once per 30 s window, the
+decoder once per generated token (plus the prompt and end-of-text steps), cross-attention keys and
+values once per window when the key/value cache is on.
+
+Schedule assumed (paper 3, MISSION.md §3): a weight used for T frames or positions inside one
+module call is fetched once per call ("fetch-once-per-call"), so bytes read per call = its storage
+bytes; an embedding lookup reads only the rows it returns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from weightwise.decode.options import DecodeObserver
+from weightwise.profile.storage import TensorStorage, dtype_name, module_storage
+
+SCHEDULE = "fetch-once-per-call"
+
+
+@dataclass(frozen=True)
+class TensorTrace:
+    """One stored weight tensor over a whole trace (totals, not rates)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    format: str
+    nbytes: int  # stored once, whatever the number of users (tied/shared weights)
+    calls: int  # invocations: calls of every module that reads it
+    bytes_read: int
+    macs: int  # MACs of the ops that multiply by this tensor
+    mac_dtype: str
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OpTrace:
+    """Weight-free compute inside one module (attention scores and weighted sums)."""
+
+    module: str
+    calls: int
+    macs: int
+    mac_dtype: str
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Device-independent counts from decoding real audio."""
+
+    model: str
+    precision: str
+    audio_s: float
+    n_files: int
+    n_windows: int
+    n_decoder_calls: int
+    n_tokens: int
+    use_cache: bool
+    tensors: tuple[TensorTrace, ...]
+    ops: tuple[OpTrace, ...]
+    activation_bytes: int  # inputs + outputs of weight-bearing modules, summed over calls
+    schedule: str = SCHEDULE
+
+
+def _first_tensor(value) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        return next((v for v in value if isinstance(v, torch.Tensor)), None)
+    return getattr(value, "last_hidden_state", None)
+
+
+def _mac_dtype(module: torch.nn.Module, storage: dict[str, TensorStorage]) -> str:
+    weight = storage.get("weight")
+    return weight.dtype if weight is not None else "fp32"
+
+
+def _weight_macs(module: torch.nn.Module, out: torch.Tensor) -> int:
+    """MACs of a call, from its output shape (each output element is one dot product)."""
+    if isinstance(module, torch.nn.Conv1d):
+        return out.numel() * (module.in_channels // module.groups) * module.kernel_size[0]
+    in_features = getattr(module, "in_features", None)
+    if in_features is not None:  # nn.Linear and quantized Linear
+        return out.numel() * in_features
+    if isinstance(module, torch.nn.LayerNorm):
+        return out.numel()  # one multiply-add by gamma/beta per element
+    return 0  # embeddings: lookups, no MACs
+
+
+@dataclass
+class _Usage:
+    calls: int = 0
+    bytes_read: int = 0
+    macs: int = 0
+    users: set = field(default_factory=set)
+
+
+class _AttentionCounter(TorchFunctionMode):
+    def __init__(self, tracer: "Tracer"):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            q, k, v = args[:3]
+            batch = q.numel() // (q.shape[-2] * q.shape[-1])
+            self.tracer.on_attention(batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1]),
+                                     dtype_name(q.dtype))
+        return func(*args, **(kwargs or {}))
+
+
+class Tracer(DecodeObserver):
+    """Context manager that hooks a network while `transcribe(..., observer=tracer)` runs."""
+
+    def __init__(self, network: torch.nn.Module):
+        self.network = network
+        self.storage = {n: module_storage(m) for n, m in network.named_modules()}
+        self.calls: dict[str, int] = defaultdict(int)
+        self.usage: dict[int, _Usage] = defaultdict(_Usage)
+        self.ops: dict[str, list] = {}
+        self.stack: list[str] = []
+        self.activation_bytes = 0
+        self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls, self.n_tokens = 0.0, 0, 0, 0, 0
+        self._handles: list = []
+        self._mode = _AttentionCounter(self)
+
+    # -- DecodeObserver ------------------------------------------------------------------------
+    def on_file(self, file_id: str, audio_s: float) -> None:
+        self.n_files += 1
+        self.audio_s += audio_s
+
+    def on_window(self, window_index: int, start_s: float, duration_s: float) -> None:
+        self.n_windows += 1
+
+    def on_decoder_step(self, window_index: int, step: int, n_positions: int, n_sequences: int) -> None:
+        self.n_decoder_calls += 1
+
+    def on_window_end(self, window_index: int, n_tokens: int) -> None:
+        self.n_tokens += n_tokens
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def on_attention(self, macs: int, dtype: str) -> None:
+        module = self.stack[-1] if self.stack else ""
+        entry = self.ops.setdefault(module, [0, 0, dtype])
+        entry[0] += 1
+        entry[1] += macs
+
+    def _push(self, name: str):
+        def hook(module, args):
+            self.stack.append(name)
+        return hook
+
+    def _pop(self, module, args, output) -> None:
+        self.stack.pop()
+
+    def _count(self, name: str):
+        def hook(module, args, output):
+            self.calls[name] += 1
+        return hook
+
+    def _post(self, name: str):
+        storage = self.storage[name]
+
+        def hook(module, args, output):
+            self.calls[name] += 1
+            out = _first_tensor(output)
+            inp = _first_tensor(args)
+            self.activation_bytes += sum(t.numel() * t.element_size() for t in (inp, out) if t is not None)
+            macs = _weight_macs(module, out) if out is not None else 0
+            for pname, st in storage.items():
+                use = self.usage[st.key]
+                use.calls += 1
+                if isinstance(module, torch.nn.Embedding) and pname == "weight" and out is not None:
+                    use.bytes_read += round(out.numel() * st.bytes_per_element)  # the rows returned
+                else:
+                    use.bytes_read += st.nbytes
+                use.macs += macs if pname == "weight" else 0
+                use.users.add(name)
+        return hook
+
+    def __enter__(self) -> "Tracer":
+        """Hook weight-bearing modules (counts, bytes, MACs), attention modules (to attribute
+        attention MACs) and the parents of weight-bearing modules (call counts only); fewer hooks
+        keep the tracing overhead down."""
+        for name, module in self.network.named_modules():
+            if "Attention" in type(module).__name__:
+                self._handles.append(module.register_forward_pre_hook(self._push(name)))
+                self._handles.append(module.register_forward_hook(self._pop))
+            if self.storage[name]:
+                self._handles.append(module.register_forward_hook(self._post(name)))
+            elif any(self.storage[f"{name}.{c}" if name else c] for c, _ in module.named_children()):
+                self._handles.append(module.register_forward_hook(self._count(name)))
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # -- result --------------------------------------------------------------------------------
+    def _fallback_calls(self, name: str) -> int:
+        """Calls of the nearest called ancestor, for weights read directly as `.weight`."""
+        while name:
+            name = name.rpartition(".")[0]
+            if self.calls.get(name):
+                return self.calls[name]
+        return self.calls.get("", 0)
+
+    def result(self, model: str, precision: str, use_cache: bool) -> Trace:
+        tensors, seen = [], set()
+        for mname, storage in self.storage.items():
+            module = self.network.get_submodule(mname) if mname else self.network
+            for pname, st in storage.items():
+                if st.key in seen:
+                    continue
+                seen.add(st.key)
+                use = self.usage.get(st.key) or _Usage(calls=0)
+                if use.calls == 0:  # never reached through its module's forward
+                    calls = self._fallback_calls(mname)
+                    use = _Usage(calls, calls * st.nbytes, 0, {mname})
+                full = f"{mname}.{pname}" if mname else pname
+                tensors.append(TensorTrace(full, st.shape, st.dtype, st.format, st.nbytes, use.calls,
+                                           use.bytes_read, use.macs, _mac_dtype(module, storage),
+                                           tuple(sorted(use.users))))
+        ops = tuple(OpTrace(m, c, macs, dt) for m, (c, macs, dt) in sorted(self.ops.items()))
+        return Trace(model, precision, self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls,
+                     self.n_tokens, use_cache, tuple(tensors), ops, self.activation_bytes)

@@ -1,0 +1,115 @@
+"""Profiling real whisper-tiny.en on real audio: counts agree with the decode, bytes with storage."""
+
+import json
+
+import pytest
+
+from weightwise.decode import DecodingOptions
+from weightwise.profile import analyze, load_device, trace_manifest
+
+
+@pytest.fixture(scope="module")
+def traced(tiny_model, samples):
+    trace, results, _ = trace_manifest(tiny_model, samples.head(2))
+    return trace, results
+
+
+def rows(trace):
+    return {t.name: t for t in trace.tensors}
+
+
+def test_invocations_follow_the_decode(traced, tiny_model):
+    trace, results = traced
+    t = rows(trace)
+    assert trace.n_windows == 2 and trace.n_files == 2
+    # greedy with a cache: one decoder call per text token plus the eot step, per window
+    assert trace.n_decoder_calls == sum(r.n_tokens for r in results) + trace.n_windows
+    assert t["model.encoder.layers.0.fc1.weight"].calls == trace.n_windows
+    assert t["model.decoder.layers.0.fc1.weight"].calls == trace.n_decoder_calls
+    # cross-attention keys/values are computed once per window and cached
+    assert t["model.decoder.layers.0.encoder_attn.k_proj.weight"].calls == trace.n_windows
+    assert t["model.decoder.layers.0.encoder_attn.q_proj.weight"].calls == trace.n_decoder_calls
+    assert trace.audio_s == pytest.approx(sum(r.audio_s for r in results))
+
+
+def test_tied_projection_and_bytes(traced, tiny_model):
+    trace, _ = traced
+    emb = rows(trace)["model.decoder.embed_tokens.weight"]
+    vocab, d = tiny_model.network.config.vocab_size, tiny_model.network.config.d_model
+    assert emb.nbytes == vocab * d * 4
+    assert emb.users == ("model.decoder.embed_tokens", "proj_out")
+    # the projection reads the whole table per decoder call; the embedding only the looked-up rows
+    prompt = len(tiny_model.tokens.prompt)
+    looked_up_rows = trace.n_decoder_calls - trace.n_windows + prompt * trace.n_windows
+    assert emb.bytes_read == trace.n_decoder_calls * emb.nbytes + looked_up_rows * d * 4
+    assert emb.macs == trace.n_decoder_calls * vocab * d
+    assert sum(t.nbytes for t in trace.tensors) == 4 * tiny_model.info.n_params
+
+
+def test_fc1_macs(traced, tiny_model):
+    trace, _ = traced
+    cfg = tiny_model.network.config
+    enc = rows(trace)["model.encoder.layers.0.fc1.weight"]
+    assert enc.macs == trace.n_windows * 1500 * cfg.d_model * cfg.encoder_ffn_dim
+
+
+def test_without_kv_cache_same_fetches_more_macs(tiny_model, samples, traced):
+    cached, _ = traced
+    plain, _, _ = trace_manifest(tiny_model, samples.head(2), DecodingOptions(use_cache=False))
+    a, b = rows(cached), rows(plain)
+    name = "model.decoder.layers.0.fc1.weight"
+    assert a[name].calls == b[name].calls and a[name].bytes_read == b[name].bytes_read
+    assert b[name].macs > a[name].macs
+    # without a cache, cross-attention keys/values are recomputed at every step
+    kname = "model.decoder.layers.0.encoder_attn.k_proj.weight"
+    assert b[kname].calls == plain.n_decoder_calls > a[kname].calls
+
+
+@pytest.mark.parametrize("precision,ratio", [("fp16", 0.5), ("int8", 0.25)])
+def test_lower_precision_stores_fewer_bytes(precision, ratio, samples, traced):
+    from weightwise.models import load_model
+
+    fp32, _ = traced
+    trace, _, _ = trace_manifest(load_model("whisper-tiny.en", precision=precision), samples.head(1))
+    name = "model.decoder.layers.0.fc1.weight"
+    n_out = rows(fp32)[name].shape[0]
+    expected = rows(fp32)[name].nbytes * ratio + (4 * n_out if precision == "int8" else 0)  # + scales
+    assert rows(trace)[name].nbytes == expected
+
+
+def test_knapsack_beats_streaming_on_every_device(traced):
+    trace, _ = traced
+    for name in ("jetson-orin-nano", "mcu-npu", "x86-laptop"):
+        device = load_device(name)
+        p = analyze(trace, device)
+        assert p.onchip_bytes_used <= device.onchip_weight_bytes
+        assert p.offchip_bytes_per_audio_s <= p.baseline_offchip_bytes_per_audio_s
+        assert p.energy_j_per_audio_s <= p.baseline_energy_j_per_audio_s
+        total = p.dram_j_per_audio_s + p.onchip_j_per_audio_s + p.compute_j_per_audio_s
+        assert p.energy_j_per_audio_s == pytest.approx(total)
+
+
+def test_cli_profile_contract(tmp_path, tiny_model, capsys):
+    from weightwise.cli import main
+
+    out, plot = tmp_path / "p.json", tmp_path / "p.png"
+    assert main(["profile", "--model", "whisper-tiny.en", "--device", "mcu-npu", "--data", "samples",
+                 "--limit", "1", "--out", str(out), "--plot", str(plot)]) == 0
+    data = json.loads(out.read_text())
+    for key in ("device", "audio_s", "energy_j_per_audio_s", "offchip_bytes_per_audio_s",
+                "baseline_offchip_bytes_per_audio_s", "components", "tensors"):
+        assert key in data
+    assert data["device"] == "mcu-npu"
+    assert set(data["tensors"][0]) >= {"name", "invocations_per_audio_s", "nbytes", "placement",
+                                       "energy_j_per_audio_s"}
+    assert sum(data["components"].values()) == pytest.approx(1.0)
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    assert "top 15" in capsys.readouterr().out
+
+
+def test_cli_profile_unknown_device(capsys):
+    from weightwise.cli import main
+
+    assert main(["profile", "--device", "toaster", "--data", "samples", "--out", "x.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "toaster" in err[0]
