@@ -51,12 +51,30 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     # fmt: on
 
 
+def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("--plan", required=required, default=None, help="compression plan JSON")
+    parser.add_argument("--calib", default=None,
+                        help="calibration audio manifest (no transcripts needed), for csp pruning")
+
+
 def _load(args):
+    """The model, compressed on the fly when --plan is given (calibrating on --calib)."""
     from weightwise.evaluate.runtime import set_threads
     from weightwise.models import load_model
 
     set_threads(args.threads)
-    return load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
+    plan = calib = None
+    if getattr(args, "plan", None):
+        from weightwise.compress import Plan
+
+        plan = Plan.from_json(args.plan)  # validate before the (slow) model load
+        calib = _manifest(args.calib, None) if args.calib else None
+    model = load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
+    if plan is not None:
+        from weightwise.compress import compress_
+
+        compress_(model, plan, calib)
+    return model
 
 
 def _manifest(data: str, limit: int | None):
@@ -68,9 +86,8 @@ def _manifest(data: str, limit: int | None):
 
 def cmd_transcribe(args) -> int:
     from weightwise.data import Manifest
-    from weightwise.decode import DecodingOptions
+    from weightwise.decode import DecodingOptions, transcribe
     from weightwise.evaluate.evaluate import iter_audio, write_json_atomic
-    from weightwise.decode import transcribe
 
     manifest = Manifest.from_paths(args.files)  # checks every file before loading the model
     model = _load(args)
@@ -127,6 +144,18 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    from weightwise.compress import save_compressed, unique_storage
+
+    model = _load(args)
+    out = save_compressed(model, args.out)
+    sizes = unique_storage(model.network)
+    print(f"{model.info.name} + plan {model.info.plan}: {sizes['unique_params']:,} unique parameters, "
+          f"{sizes['unique_bytes'] / 1e6:.2f} MB stored (dense: {sizes['params_if_dense']:,} parameters)")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from weightwise.models import available_models
 
@@ -152,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", choices=PEERS, default=None)
     p.add_argument("--peer-compute-type", default=None,
                    help="CTranslate2 compute type (default: float32 for fp32/fp16/bf16, int8 for int8)")
+    _plan_args(p)
     p.add_argument("--out", required=True, help="result JSON (written atomically)")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("profile", help="per-tensor invocations, bytes, placement and energy on a device")
@@ -163,7 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meter", default="auto", help="auto, nvml, rapl, jetson or null")
     p.add_argument("--out", required=True, help="profile JSON (written atomically)")
     p.add_argument("--plot", default=None, help="also write a PNG figure")
+    _plan_args(p)
     p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("compress", help="apply a compression plan and save the compressed model")
+    _model_args(p)
+    _plan_args(p, required=True)
+    p.add_argument("--out", required=True, help="output directory (load it with --model DIR)")
+    p.set_defaults(func=cmd_compress)
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

@@ -65,6 +65,7 @@ class EvalResult:
 
     model: str
     precision: str
+    plan: str | None  # compression plan applied (None: the model as loaded)
     data: str
     n_utterances: int
     audio_s: float
@@ -161,7 +162,7 @@ def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = D
     compute_s = sum(u.compute_s for u in utterances)
     info = model.info
     return EvalResult(
-        model=info.name, precision=info.precision, data=manifest.source, n_utterances=len(utterances),
+        model=info.name, precision=info.precision, plan=info.plan, data=manifest.source, n_utterances=len(utterances),
         audio_s=audio_s, wer=counts and counts.wer, substitutions=counts and counts.substitutions,
         deletions=counts and counts.deletions, insertions=counts and counts.insertions,
         n_ref_words=counts and counts.n_ref_words, rtf=compute_s / audio_s, compute_s=compute_s,

@@ -25,7 +25,8 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
     """Load a Whisper model for CPU inference.
 
     Args:
-        name_or_path: a registered name (`available_models()`), a CTranslate2 model directory,
+        name_or_path: a registered name (`available_models()`), a directory written by
+            `weightwise compress`, a CTranslate2 model directory,
             a Hugging Face model directory, an openai-whisper `.pt` checkpoint, or a hub id
             such as ``openai/whisper-tiny.en`` (needs network access).
         precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (dynamic quantization of Linear layers).
@@ -41,6 +42,10 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
     if spec is not None:
         return load_ct2_dir(ct2_model_dir(spec, cache), spec.name, precision, cache)
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "compressed.json").is_file():
+        from weightwise.compress.io import load_compressed
+
+        return load_compressed(path, precision, cache)
     if path.is_dir() and (path / "model.bin").is_file():
         return load_ct2_dir(path, path.name, precision, cache)
     if path.is_dir() and (path / "config.json").is_file():

@@ -53,6 +53,7 @@ class ModelInfo:
     precision: str
     n_params: int
     family: str = "whisper"
+    plan: str | None = None  # name of the compression plan applied, if any
 
 
 class WhisperASR:
@@ -69,6 +70,7 @@ class WhisperASR:
 
     def __init__(self, network, tokenizer: Tokenizer, tokens: WhisperTokens, info: ModelInfo):
         self.network, self.tokenizer, self.tokens, self.info = network.eval(), tokenizer, tokens, info
+        self.plan = None  # the compression Plan applied by compress_, if any
 
     @property
     def dtype(self) -> torch.dtype:

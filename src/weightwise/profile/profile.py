@@ -52,6 +52,7 @@ class ModelProfile:
     tensors: list[TensorProfile]
     attention_ops: list[dict[str, Any]]
     wer: float | None = None
+    plan: str | None = None  # compression plan applied to the model, if any
     measured: dict[str, Any] | None = None  # meter window over the whole trace, or why none
     device_spec: dict[str, Any] = field(default_factory=dict)
     assumptions: tuple[str, ...] = ASSUMPTIONS
@@ -156,4 +157,5 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
     """
     trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
     counts = score(results)
-    return analyze(trace, device, manifest.source, counts.wer if counts else None, measured)
+    result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured)
+    return dataclasses.replace(result, plan=model.info.plan)

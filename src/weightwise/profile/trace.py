@@ -77,13 +77,21 @@ def _first_tensor(value) -> torch.Tensor | None:
     return getattr(value, "last_hidden_state", None)
 
 
-def _mac_dtype(module: torch.nn.Module, storage: dict[str, TensorStorage]) -> str:
-    weight = storage.get("weight")
-    return weight.dtype if weight is not None else "fp32"
+def _mac_dtype(storage: dict[str, TensorStorage]) -> str:
+    """MACs run in the dtype of the module's main weight (`weight`, else its first tensor)."""
+    main = storage.get("weight") or next(iter(storage.values()), None)
+    return main.dtype if main is not None else "fp32"
 
 
-def _weight_macs(module: torch.nn.Module, out: torch.Tensor) -> int:
-    """MACs of a call, from its output shape (each output element is one dot product)."""
+def _weight_macs(module: torch.nn.Module, inp: torch.Tensor | None, out: torch.Tensor) -> int:
+    """MACs of a call, from its output shape (each output element is one dot product).
+
+    Modules with another structure (e.g. low-rank factors) report their own via
+    ``weightwise_macs(input, output) -> int``.
+    """
+    custom = getattr(module, "weightwise_macs", None)
+    if callable(custom):
+        return int(custom(inp, out))
     if isinstance(module, torch.nn.Conv1d):
         return out.numel() * (module.in_channels // module.groups) * module.kernel_size[0]
     in_features = getattr(module, "in_features", None)
@@ -173,7 +181,8 @@ class Tracer(DecodeObserver):
             out = _first_tensor(output)
             inp = _first_tensor(args)
             self.activation_bytes += sum(t.numel() * t.element_size() for t in (inp, out) if t is not None)
-            macs = _weight_macs(module, out) if out is not None else 0
+            macs = _weight_macs(module, inp, out) if out is not None else 0
+            mac_owner = "weight" if "weight" in storage else next(iter(storage))
             for pname, st in storage.items():
                 use = self.usage[st.key]
                 use.calls += 1
@@ -181,7 +190,7 @@ class Tracer(DecodeObserver):
                     use.bytes_read += round(out.numel() * st.bytes_per_element)  # the rows returned
                 else:
                     use.bytes_read += st.nbytes
-                use.macs += macs if pname == "weight" else 0
+                use.macs += macs if pname == mac_owner else 0
                 use.users.add(name)
         return hook
 
@@ -218,7 +227,6 @@ class Tracer(DecodeObserver):
     def result(self, model: str, precision: str, use_cache: bool) -> Trace:
         tensors, seen = [], set()
         for mname, storage in self.storage.items():
-            module = self.network.get_submodule(mname) if mname else self.network
             for pname, st in storage.items():
                 if st.key in seen:
                     continue
@@ -229,7 +237,7 @@ class Tracer(DecodeObserver):
                     use = _Usage(calls, calls * st.nbytes, 0, {mname})
                 full = f"{mname}.{pname}" if mname else pname
                 tensors.append(TensorTrace(full, st.shape, st.dtype, st.format, st.nbytes, use.calls,
-                                           use.bytes_read, use.macs, _mac_dtype(module, storage),
+                                           use.bytes_read, use.macs, _mac_dtype(storage),
                                            tuple(sorted(use.users))))
         ops = tuple(OpTrace(m, c, macs, dt) for m, (c, macs, dt) in sorted(self.ops.items()))
         return Trace(model, precision, self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls,

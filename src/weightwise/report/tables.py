@@ -57,8 +57,11 @@ def profile_tables(p, top: int = 15) -> list[Table]:
                          f"{p.roofline['rtf_lower_bound']:.4f} ({p.roofline['bound']}-bound)")
     shares.add_column("component")
     shares.add_column("energy share", justify="right")
-    for name, share in list(p.components.items()) + [("", 0.0)] + list(p.component_details.items()):
-        shares.add_row(name, f"{100 * share:.1f}%" if name else "")
+    for name, share in p.components.items():
+        shares.add_row(f"[bold]{name}[/bold]", f"{100 * share:.1f}%")
+    for name, share in p.component_details.items():
+        if name != "token_embedding_projection":
+            shares.add_row(f"  {name}", f"{100 * share:.1f}%")
     return [tensors, shares]
 
 

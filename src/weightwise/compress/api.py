@@ -1,0 +1,65 @@
+"""`compress_(model, plan)`: apply a plan in place; the profiler then sees the new storage."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import torch
+
+from weightwise.compress.modules import HANDLERS
+from weightwise.compress.plan import Plan
+from weightwise.data import Manifest
+from weightwise.errors import InputError
+
+
+class CompressContext:
+    """What handlers may need beyond the network: calibration inputs (computed on first use)."""
+
+    def __init__(self, model, calib: Manifest | None):
+        self.model, self.calib = model, calib
+        self._inputs: dict[str, torch.Tensor] = {}
+
+    def inputs(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """Calibration inputs (rows, in_features) for Linear modules `names`.
+
+        Collected from the *current* network, so modules compressed by earlier rules are seen
+        as compressed (errors compound as they would in deployment).
+        """
+        if self.calib is None:
+            raise InputError("this plan needs calibration audio (--calib MANIFEST) for csp pruning")
+        missing = [n for n in names if n not in self._inputs]
+        if missing:
+            from weightwise.compress.calib import collect_inputs
+
+            self._inputs.update(collect_inputs(self.model, self.calib, missing))
+        return {n: self._inputs[n] for n in names}
+
+
+def compress_(model, plan: Plan, calib: Manifest | None = None) -> None:
+    """Compress `model` (a `WhisperASR`) in place following `plan`; returns None.
+
+    Rules run in order; each handler receives every module its rule claimed (first match wins).
+
+    Example:
+        >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
+        >>> compress_(model, Plan.from_json("int8.json"))  # doctest: +SKIP
+    """
+    if model.info.precision != "fp32":
+        raise InputError(f"compress a float32 model (got {model.info.precision}); quantize with the plan")
+    import weightwise.compress.lowrank  # noqa: F401  (registers handlers)
+    import weightwise.compress.prune  # noqa: F401
+    import weightwise.compress.quantize  # noqa: F401
+    import weightwise.compress.share  # noqa: F401
+
+    claimed = plan.resolve(model.network)
+    groups: dict[int, list[str]] = defaultdict(list)
+    for name, (index, _config) in claimed.items():
+        groups[index].append(name)
+    context = CompressContext(model, calib)
+    with torch.no_grad():
+        for index in sorted(groups):
+            config = plan.rules[index].config
+            HANDLERS[type(config)](model.network, groups[index], config, context)
+    model.info = dataclasses.replace(model.info, plan=plan.name or "plan")
+    model.plan = plan

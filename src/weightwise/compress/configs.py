@@ -1,0 +1,133 @@
+"""One frozen config per compression technique (the values a plan rule carries).
+
+JSON method names: ``quant`` -> `Quant`, ``prune`` -> `Prune`, ``lowrank`` -> `LowRank`,
+``share`` -> `Share`. Every invalid value is an `InputError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from weightwise.errors import InputError
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Weight quantization (simulated for accuracy; storage counted at `bits`).
+
+    bits 16 = fp16 storage; 8 and 4 = integer codes with fp32 scales (and zero points when not
+    symmetric) per tensor, per output channel, or per group of `group_size` input elements.
+    """
+
+    bits: int = 8
+    granularity: str = "channel"  # tensor | channel | group
+    group_size: int = 128  # input elements per scale when granularity == "group"
+    symmetric: bool = True
+
+    def __post_init__(self):
+        _check(self.bits in (16, 8, 4), f"quant.bits must be 16, 8 or 4, got {self.bits!r}")
+        _check(self.granularity in ("tensor", "channel", "group"),
+               f"quant.granularity must be tensor, channel or group, got {self.granularity!r}")
+        _check(isinstance(self.group_size, int) and self.group_size >= 1,
+               f"quant.group_size must be a positive integer, got {self.group_size!r}")
+        _check(isinstance(self.symmetric, bool), f"quant.symmetric must be true or false, got {self.symmetric!r}")
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Weight pruning: `sparsity` = fraction of weights set to zero (N:M patterns fix it at 1 - N/M).
+
+    method ``magnitude`` keeps the largest |w|; ``csp`` (compressed-sensing pruning) solves
+    min ||W X - W' X||^2 + lambda ||W'||_1 on calibration activations X with iterative
+    soft-thresholding while ramping the sparsity, then hard-masks.
+    """
+
+    sparsity: float = 0.5
+    pattern: str = "unstructured"  # unstructured | channel | "N:M" (e.g. "2:4")
+    method: str = "magnitude"  # magnitude | csp
+
+    def __post_init__(self):
+        _check(isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0,
+               f"prune.sparsity must be in [0, 1), got {self.sparsity!r}")
+        _check(self.pattern in ("unstructured", "channel") or self.nm is not None,
+               f"prune.pattern must be unstructured, channel or N:M like 2:4, got {self.pattern!r}")
+        _check(self.method in ("magnitude", "csp"), f"prune.method must be magnitude or csp, got {self.method!r}")
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        """(N, M) for an N:M pattern (N nonzeros kept in every M consecutive inputs), else None."""
+        found = re.fullmatch(r"(\d+):(\d+)", str(self.pattern))
+        if not found:
+            return None
+        n, m = int(found.group(1)), int(found.group(2))
+        return (n, m) if 0 < n < m else None
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """W (out x in) ~= U (out x r) @ V (r x in) by truncated SVD; give `rank` or `energy_fraction`."""
+
+    rank: int | None = None
+    energy_fraction: float | None = None  # keep the smallest r whose squared singular values reach it
+
+    def __post_init__(self):
+        _check((self.rank is None) != (self.energy_fraction is None),
+               "lowrank needs exactly one of rank or energy_fraction")
+        _check(self.rank is None or (isinstance(self.rank, int) and self.rank >= 1),
+               f"lowrank.rank must be a positive integer, got {self.rank!r}")
+        _check(self.energy_fraction is None or 0.0 < self.energy_fraction <= 1.0,
+               f"lowrank.energy_fraction must be in (0, 1], got {self.energy_fraction!r}")
+
+
+@dataclass(frozen=True)
+class Share:
+    """All modules a rule matches share weights (paper 4, MISSION.md §4).
+
+    ``full``: one weight (the group's mean) for every module; ``lowrank_u``: W_i ~= U V_i with U
+    shared (left singular vectors of [W_1 ... W_k]); ``lowrank_v``: W_i ~= U_i V with V shared.
+    """
+
+    what: str = "full"  # full | lowrank_u | lowrank_v
+    rank: int | None = None  # required for lowrank_u / lowrank_v
+
+    def __post_init__(self):
+        _check(self.what in ("full", "lowrank_u", "lowrank_v"),
+               f"share.what must be full, lowrank_u or lowrank_v, got {self.what!r}")
+        _check(self.what == "full" or (isinstance(self.rank, int) and self.rank >= 1),
+               f"share.what={self.what} needs a positive integer rank, got {self.rank!r}")
+
+
+METHODS = {"quant": Quant, "prune": Prune, "lowrank": LowRank, "share": Share}
+CompressionConfig = Quant | Prune | LowRank | Share
+
+
+def config_from_dict(method: str, params: Any, where: str = "") -> CompressionConfig:
+    """Build a config from a plan rule's ``"<method>": {params}``."""
+    prefix = f"{where}: " if where else ""
+    if method not in METHODS:
+        raise InputError(f"{prefix}unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if not isinstance(params, dict):
+        raise InputError(f"{prefix}{method} parameters must be an object, got {type(params).__name__}")
+    cls = METHODS[method]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise InputError(f"{prefix}unknown {method} parameter(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(names))})")
+    try:
+        return cls(**params)
+    except InputError as err:
+        raise InputError(f"{prefix}{err}") from None
+
+
+def config_to_dict(config: CompressionConfig) -> tuple[str, dict[str, Any]]:
+    method = next(k for k, v in METHODS.items() if isinstance(config, v))
+    return method, dataclasses.asdict(config)

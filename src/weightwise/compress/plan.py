@@ -1,0 +1,105 @@
+"""A compression plan: ordered rules mapping module names to one config; first match wins.
+
+JSON contract (extend compatibly)::
+
+    {"rules": [{"match": "re:<regex>" | "<exact module name>" | [names...], "<method>": {params}}, ...]}
+
+A rule applies to the weight-bearing modules (Linear, Conv1d, Embedding) whose names match; a
+regex must match the whole name (``re:.*`` = all of them). A rule that matches nothing, an unknown
+method or parameter, or a rule with two methods is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weightwise.compress.configs import CompressionConfig, config_from_dict, config_to_dict
+from weightwise.errors import InputError
+
+WEIGHT_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Embedding)
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: tuple[str, ...]  # exact names and/or "re:<regex>" patterns
+    config: CompressionConfig
+
+    def matches(self, name: str) -> bool:
+        for pattern in self.match:
+            if pattern.startswith("re:"):
+                if re.fullmatch(pattern[3:], name):
+                    return True
+            elif pattern == name:
+                return True
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        method, params = config_to_dict(self.config)
+        match: str | list[str] = self.match[0] if len(self.match) == 1 else list(self.match)
+        return {"match": match, method: params}
+
+
+@dataclass(frozen=True)
+class Plan:
+    rules: tuple[Rule, ...]
+    name: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> "Plan":
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list) or not data["rules"]:
+            raise InputError(f"{where}: a plan is an object with a non-empty list 'rules'")
+        return cls(tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(data["rules"])), name)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "Plan":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: plan file not found")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: not valid JSON ({err})") from None
+        return cls.from_dict(data, str(path), path.stem)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rules": [rule.to_dict() for rule in self.rules]}
+
+    def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:
+        """module name -> (rule index, config) for every weight-bearing module a rule claims."""
+        names = [n for n, m in network.named_modules() if isinstance(m, WEIGHT_MODULES)]
+        claimed: dict[str, tuple[int, CompressionConfig]] = {}
+        for index, rule in enumerate(self.rules):
+            hits = [n for n in names if rule.matches(n)]
+            if not hits:
+                raise InputError(f"plan {self.name or ''} rule {index} ({rule.match}) matches no "
+                                 "Linear/Conv1d/Embedding module".replace("  ", " "))
+            for name in hits:
+                claimed.setdefault(name, (index, rule.config))
+        return claimed
+
+
+def _rule(data: Any, where: str) -> Rule:
+    if not isinstance(data, dict) or "match" not in data:
+        raise InputError(f"{where}: a rule is an object with 'match' and one method")
+    match = data["match"]
+    match = (match,) if isinstance(match, str) else match
+    if not isinstance(match, (list, tuple)) or not match or not all(isinstance(m, str) for m in match):
+        raise InputError(f"{where}: 'match' must be a name, 're:<regex>' or a list of them")
+    for pattern in match:
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as err:
+                raise InputError(f"{where}: bad regex {pattern!r} ({err})") from None
+    methods = [k for k in data if k != "match"]
+    if len(methods) != 1:
+        raise InputError(f"{where}: needs exactly one method, got {methods or 'none'} "
+                         "(conflicting entries: use one rule per method)")
+    return Rule(tuple(match), config_from_dict(methods[0], data[methods[0]], where))
