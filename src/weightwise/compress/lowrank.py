@@ -80,6 +80,14 @@ def factor_storage(param: torch.Tensor, fmt: str) -> TensorStorage:
     return dataclasses.replace(dense_storage(param), format=fmt)
 
 
+def dense_equivalent(key: Any, weight_elements: int, bias: torch.Tensor | None) -> dict[Any, int]:
+    """{key: elements of the dense weight, bias storage key: bias elements} for `unique_storage`."""
+    out: dict[Any, int] = {key: weight_elements}
+    if bias is not None:
+        out[id(bias)] = bias.numel()
+    return out
+
+
 class _Factored(CompressedModule):
     """Holds ``u`` (out x r) and ``v`` (r x in); ``weightwise_tied`` maps a parameter name to the
     dotted name of the Parameter it shares (see `weightwise.compress.share.tie_shared`)."""
@@ -101,8 +109,9 @@ class _Factored(CompressedModule):
 
     def weightwise_dense(self) -> dict[Any, int]:
         """Elements of the dense weight these factors replace, keyed by the factor pair (tied
-        modules replace one weight)."""
-        return {("lowrank", id(self.u), id(self.v)): self.u.shape[0] * self.v.shape[1]}
+        modules replace one weight), plus the bias (see `share.unique_storage`)."""
+        return dense_equivalent(("lowrank", id(self.u), id(self.v)), self.u.shape[0] * self.v.shape[1],
+                                getattr(self, "bias", None))
 
 
 @register_module

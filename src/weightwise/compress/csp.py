@@ -1,0 +1,146 @@
+"""Compressed-sensing pruning (CSP), post-training, after Zhen et al. 2021 (arXiv 2102.04932).
+
+The paper prunes inside training: sparsity is induced by an L1 / iterative soft-thresholding
+sparse reconstruction while the compression error is kept small, with the target sparsity ramped
+up gradually. Here the same idea runs per Linear layer on calibration inputs X (rows x in):
+
+    minimize_W'  ||X W^T - X W'^T||_F^2 / rows + lambda_i ||w'_i||_1      (per output row i)
+
+Only the Gram matrix G = X^T X / rows (in x in) enters, so the cost per iteration is one
+(out x in) @ (in x in) product, independent of the number of calibration rows. G is damped by
+``DAMPING`` x mean(diag G) on its diagonal so directions the calibration data never excites still
+cost something (with few rows, e.g. decoder layers seeing one token per call, G is rank-deficient
+and an undamped fit would wander there).
+
+1. FISTA on the objective: gradient step 2 (W' - W) G with step 1/L, L = 2 lambda_max(G) by power
+   iteration, then a per-row soft threshold. lambda is adaptive: at iteration t the target
+   sparsity s_t follows a cubic ramp from 0 to the target over ``RAMP_FRACTION`` of the iterations,
+   and each row's threshold is its k-th smallest |w| after the gradient step (k = floor(s_t in)),
+   so exactly s_t of the row falls to zero.
+2. Hard mask at the exact target on the final iterate: the largest |w| per row (or per N:M group).
+3. Refit: least squares of the kept weights on the support, min (w - w')^T G (w - w') with w'
+   zero off the support, solved by batched conjugate gradient (``REFIT_STEPS`` steps, one masked
+   matrix product each); this removes the L1 shrinkage from the kept weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+ITERATIONS = 100
+RAMP_FRACTION = 0.7
+DAMPING = 0.01
+REFIT_STEPS = 30
+POWER_STEPS = 30
+
+
+def gram(inputs: torch.Tensor) -> torch.Tensor:
+    """G = X^T X / rows (in x in, float32) of calibration inputs X (rows, in)."""
+    x = inputs.reshape(-1, inputs.shape[-1]).float()
+    return x.T @ x / max(x.shape[0], 1)
+
+
+def damped(g: torch.Tensor, damping: float = DAMPING) -> torch.Tensor:
+    """G + damping * mean(diag G) * I (identity when G is all zero)."""
+    scale = float(g.diagonal().mean()) if g.numel() else 0.0
+    return g + (damping * scale if scale > 0 else 1.0) * torch.eye(g.shape[0], dtype=g.dtype)
+
+
+def lipschitz(g: torch.Tensor, steps: int = POWER_STEPS) -> float:
+    """L = 2 lambda_max(G) by power iteration (+5 % margin, as power iteration undershoots)."""
+    v = torch.randn(g.shape[0], generator=torch.Generator().manual_seed(0), dtype=g.dtype)
+    value = 0.0
+    for _ in range(steps):
+        v = g @ v
+        value = float(v.norm())
+        if value == 0.0:
+            return 1.0
+        v = v / value
+    return 2.0 * value * 1.05
+
+
+def soft_threshold_rows(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Shrink each row by its k-th smallest |z| (so at least k entries per row become zero)."""
+    if k <= 0:
+        return z
+    tau = torch.kthvalue(z.abs(), k, dim=1, keepdim=True).values
+    return z.sign() * torch.clamp(z.abs() - tau, min=0.0)
+
+
+def ramp(iteration: int, iterations: int, target: float, ramp_fraction: float = RAMP_FRACTION) -> float:
+    """Cubic sparsity schedule: 0 -> `target` over `ramp_fraction` of the iterations, then flat."""
+    progress = min(1.0, (iteration + 1) / max(1, round(ramp_fraction * iterations)))
+    return target * (1.0 - (1.0 - progress) ** 3)
+
+
+def fista(weight: torch.Tensor, g: torch.Tensor, target: float, iterations: int = ITERATIONS) -> torch.Tensor:
+    """Final iterate of FISTA with the ramped adaptive per-row soft threshold (see module doc)."""
+    step = 1.0 / lipschitz(g)
+    cols = weight.shape[1]
+    x, y, t = weight.clone(), weight.clone(), 1.0
+    for it in range(iterations):
+        z = y - (2.0 * step) * ((y - weight) @ g)
+        x_next = soft_threshold_rows(z, math.floor(ramp(it, iterations, target) * cols))
+        t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = x_next + ((t - 1.0) / t_next) * (x_next - x)
+        x, t = x_next, t_next
+    return x
+
+
+def refit(weight: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, steps: int = REFIT_STEPS) -> torch.Tensor:
+    """argmin over w' (zero off `mask`) of (w - w')^T G (w - w') per row, by batched CG.
+
+    Starts from the masked `weight` (magnitude-style values) and stops early once every row's
+    residual is tiny.
+    """
+    m = mask.to(weight.dtype)
+    x = weight * m
+    r = (weight - x) @ g * m  # b - A x with A p = (p G) on the support
+    p, rs = r.clone(), (r * r).sum(1, keepdim=True)
+    tol = 1e-12 * float(rs.max()) if rs.numel() else 0.0
+    for _ in range(steps):
+        if float(rs.max()) <= tol:
+            break
+        ap = (p @ g) * m
+        curvature = (p * ap).sum(1, keepdim=True)
+        alpha = torch.where(curvature > 0, rs / curvature.clamp(min=1e-30), torch.zeros_like(rs))
+        x = x + alpha * p
+        r = r - alpha * ap
+        rs_next = (r * r).sum(1, keepdim=True)
+        p = r + torch.where(rs > 0, rs_next / rs.clamp(min=1e-30), torch.zeros_like(rs)) * p
+        rs = rs_next
+    return x
+
+
+def csp_prune(weight: torch.Tensor, g: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None,
+              iterations: int = ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bool keep-mask, refit weight) of a Linear weight (out, in) given Gram matrix `g`.
+
+    Unstructured: exactly floor(sparsity * in) zeros per row. N:M: the N largest of every M
+    consecutive inputs of the final iterate (the iterations ramp to sparsity 1 - N/M).
+    """
+    from weightwise.compress.prune import nm_mask, topk_mask
+
+    weight, gd = weight.float(), damped(g.float())
+    target = 1.0 - nm[0] / nm[1] if nm else sparsity
+    final = fista(weight, gd, target, iterations)
+    if nm:
+        mask = nm_mask(final, *nm)
+    else:
+        mask = topk_mask(final.abs(), weight.shape[1] - math.floor(sparsity * weight.shape[1]))
+    return mask, refit(weight, gd, mask)
+
+
+def channel_mask(weight: torch.Tensor, g: torch.Tensor, keep: int) -> torch.Tensor:
+    """Keep the `keep` output channels with the largest calibrated output energy w_i^T G w_i.
+
+    Dropping channel i adds exactly that to the objective (rows are independent), so this is the
+    optimal channel choice for it; kept rows are unchanged (their optimum is w_i itself).
+    """
+    weight = weight.float()
+    energy = ((weight @ damped(g.float())) * weight).sum(1)
+    rows = torch.zeros(weight.shape[0], dtype=torch.bool)
+    rows[torch.topk(energy, keep).indices] = True
+    return rows[:, None].expand(weight.shape)

@@ -1,0 +1,318 @@
+"""Weight quantization (`Quant`): int8 / int4 codes with fp32 scales, or fp16, simulated in float.
+
+Also holds `WeightOpModule`, the base every per-weight compressed module here builds on (pruning
+too): it runs the replaced module's op (linear, conv1d, embedding, Whisper positions) with a float
+weight rebuilt from the compressed state, cached in the non-persistent buffer ``weight``.
+
+Tied weights: when a rule claims every module sharing one Parameter (Whisper's
+``model.decoder.embed_tokens`` and ``proj_out``), the table is compressed once and all the new
+modules hold the *same* Parameter objects (one storage key, counted once by the profiler). When a
+rule claims only one of them, the other keeps the original float weight: the pair is untied.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightwise.compress.configs import Quant
+from weightwise.compress.modules import CompressedModule, register_handler, register_module, replace_module
+from weightwise.errors import InputError
+from weightwise.profile.storage import TensorStorage, dense_storage
+
+
+def op_of(module: nn.Module, name: str) -> tuple[str, dict[str, Any]]:
+    """(op, op_args) that reproduce `module`'s forward from a weight tensor."""
+    if isinstance(module, nn.Linear):
+        return "linear", {}
+    if isinstance(module, nn.Conv1d):
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise InputError(f"{name}: only zero-padded Conv1d with integer padding can be compressed")
+        return "conv1d", {"stride": module.stride[0], "padding": module.padding[0],
+                          "dilation": module.dilation[0], "groups": module.groups}
+    if isinstance(module, nn.Embedding):
+        if type(module).__name__ == "WhisperPositionalEmbedding":
+            return "positions", {}
+        if type(module) is not nn.Embedding or module.max_norm is not None:
+            raise InputError(f"{name}: embedding type {type(module).__name__} (or max_norm) not supported")
+        return "embedding", {"padding_idx": module.padding_idx}
+    raise InputError(f"{name}: {type(module).__name__} is not a Linear, Conv1d or Embedding module")
+
+
+def flat_weight(module: nn.Module) -> torch.Tensor:
+    """The weight as (output channels or table rows, input elements); conv: (out, in/groups*k)."""
+    return module.weight.detach().float().reshape(module.weight.shape[0], -1)
+
+
+class WeightOpModule(CompressedModule):
+    """Base: the replaced module's op, computed with `dense_weight()` rebuilt from compressed state.
+
+    Subclasses register their state as Parameters (requires_grad=False, so `.to()` keeps tied
+    modules sharing them) and implement `dense_weight`, `dense_bias`, `load_bias`, `spec` and
+    `weightwise_storage`. Call `refresh()` after changing state (a state-dict load does it).
+    """
+
+    kind = "weight_op"
+
+    def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None,
+                 tie: str | None = None):
+        super().__init__()
+        self.op, self.shape, self.op_args, self.tie = op, tuple(shape), dict(op_args or {}), tie
+        self.register_buffer("weight", torch.zeros(self.shape), persistent=False)
+        self.register_buffer("effective_bias", None, persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_after_load)
+        rows, flat = self.shape[0], math.prod(self.shape[1:])
+        self.rows, self.cols = rows, flat  # the 2-D layout compression works on
+        if op == "linear":
+            self.out_features, self.in_features = rows, flat
+        elif op == "conv1d":
+            groups = self.op_args["groups"]
+            self.out_channels, self.in_channels, self.kernel_size = rows, self.shape[1] * groups, (self.shape[2],)
+            self.stride, self.padding = (self.op_args["stride"],), (self.op_args["padding"],)
+            self.dilation, self.groups = (self.op_args["dilation"],), groups
+        else:
+            self.num_embeddings, self.embedding_dim = rows, flat
+            self.padding_idx = self.op_args.get("padding_idx")
+
+    def base_spec(self) -> dict[str, Any]:
+        return {"op": self.op, "shape": list(self.shape), "op_args": dict(self.op_args), "tie": self.tie}
+
+    @property
+    def weightwise_lookup(self) -> bool:
+        """True for embeddings: a call reads only the table rows it returns."""
+        return self.op in ("embedding", "positions")
+
+    def dense_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dense_bias(self) -> torch.Tensor | None:
+        return None
+
+    def load_bias(self, bias: torch.Tensor | None) -> None:
+        """Set the stored bias from the original module's dense bias."""
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Rebuild the cached float weight (and bias) from the compressed state."""
+        weight = self.dense_weight().reshape(self.shape).to(self.weight.dtype)
+        if self.weight.shape == weight.shape:
+            self.weight.copy_(weight)  # in place: tied modules share this buffer
+        else:
+            self.weight = weight
+        self.effective_bias = self.dense_bias()
+
+    def bind_shared(self, network: nn.Module) -> None:
+        """Point this module's compressed state at that of module `self.tie` (tied weights).
+
+        Call after all compressed modules of `network` are in place and before loading a state
+        dict, so shared tensors are loaded once and stored once.
+        """
+        if not self.tie:
+            return
+        owner = network.get_submodule(self.tie)
+        for name, param in owner.named_parameters(recurse=False):
+            if name != "bias":
+                self._parameters[name] = param
+        self._buffers["weight"] = owner._buffers["weight"]
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.op == "linear":
+            return F.linear(x, self.weight, self.effective_bias)
+        if self.op == "conv1d":
+            return F.conv1d(x, self.weight, self.effective_bias, **self.op_args)
+        if self.op == "embedding":
+            return F.embedding(x, self.weight, self.padding_idx)
+        return _positions(self.weight, x, *args, **kwargs)
+
+    def dense_macs(self, out: torch.Tensor) -> int:
+        """MACs of the dense op for an output: one dot product of `cols` terms per element."""
+        return out.numel() * self.cols if self.op in ("linear", "conv1d") else 0
+
+    def weightwise_macs(self, inp: torch.Tensor | None, out: torch.Tensor) -> int:
+        return self.dense_macs(out)
+
+    def bias_storage(self) -> dict[str, TensorStorage]:
+        bias = getattr(self, "bias", None)
+        return {"bias": dense_storage(bias)} if isinstance(bias, torch.Tensor) else {}
+
+
+def _refresh_after_load(module: WeightOpModule, _keys: Any) -> None:
+    module.refresh()
+
+
+def _positions(weight: torch.Tensor, input_ids: torch.Tensor, past_key_values_length: int = 0,
+               position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """transformers' WhisperPositionalEmbedding.forward on a given table."""
+    if position_ids is None:
+        return weight[past_key_values_length: past_key_values_length + input_ids.shape[1]]
+    return weight[position_ids]
+
+
+def frozen(tensor: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(tensor, requires_grad=False)
+
+
+def tied_groups(network: nn.Module, names: list[str]) -> list[list[str]]:
+    """`names` grouped by shared weight Parameter (tied weights), in first-seen order."""
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        weight = getattr(network.get_submodule(name), "weight", None)
+        groups.setdefault(id(weight) if isinstance(weight, torch.Tensor) else id(name), []).append(name)
+    return list(groups.values())
+
+
+def replace_group(network: nn.Module, group: list[str],
+                  build: Callable[[nn.Module, str], WeightOpModule]) -> None:
+    """Compress the first module of a tied group with `build`; the rest share its state."""
+    owner_name = group[0]
+    owner = build(network.get_submodule(owner_name), owner_name)
+    replace_module(network, owner_name, owner)
+    for name in group[1:]:
+        original = network.get_submodule(name)
+        op, op_args = op_of(original, name)
+        spec = {**owner.spec(), "op": op, "op_args": op_args, "tie": owner_name,
+                "bias": getattr(original, "bias", None) is not None}
+        partner = type(owner).from_spec(spec)
+        partner.bind_shared(network)
+        partner.load_bias(getattr(original, "bias", None))
+        partner.refresh()
+        replace_module(network, name, partner)
+
+
+# -- quantization -------------------------------------------------------------------------------
+
+def _blocks(w: torch.Tensor, granularity: str, group_size: int) -> torch.Tensor:
+    """(scale rows, scale columns, elements per scale) view of a 2-D weight."""
+    rows, cols = w.shape
+    if granularity == "tensor":
+        return w.reshape(1, 1, rows * cols)
+    if granularity == "channel":
+        return w.reshape(rows, 1, cols)
+    return w.reshape(rows, cols // group_size, group_size)
+
+
+def quantize_weight(w: torch.Tensor, config: Quant) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(codes, fp32 scales, uint8 zero points or None) of a 2-D float weight (rows, cols).
+
+    Symmetric: scale = absmax / qmax, codes = clamp(round(w / scale), -qmax, qmax) as int8.
+    Asymmetric: the range [min(w, 0), max(w, 0)] (zero stays exact) over 2^bits - 1 steps,
+    zero point = round(-min / scale), codes in [0, 2^bits - 1] as uint8. All-zero blocks get
+    scale 1 (codes 0), so nothing divides by zero. Error <= scale / 2 elementwise.
+    """
+    blocks = _blocks(w.float(), config.granularity, config.group_size)
+    if config.symmetric:
+        qmax = 2 ** (config.bits - 1) - 1
+        scales = blocks.abs().amax(-1) / qmax
+        scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+        codes = torch.clamp(torch.round(blocks / scales[..., None]), -qmax, qmax).to(torch.int8)
+        return codes.reshape(w.shape), scales, None
+    levels = 2 ** config.bits - 1
+    low, high = blocks.amin(-1).clamp(max=0), blocks.amax(-1).clamp(min=0)
+    scales = (high - low) / levels
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+    zeros = torch.clamp(torch.round(-low / scales), 0, levels)
+    codes = torch.clamp(torch.round(blocks / scales[..., None]) + zeros[..., None], 0, levels)
+    return codes.to(torch.uint8).reshape(w.shape), scales, zeros.to(torch.uint8)
+
+
+def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                      config: Quant) -> torch.Tensor:
+    """Float (rows, cols) weight the codes stand for: (code - zero point) * scale."""
+    blocks = _blocks(codes.float(), config.granularity, config.group_size)
+    if zeros is not None:
+        blocks = blocks - zeros.float()[..., None]
+    return (blocks * scales[..., None]).reshape(codes.shape)
+
+
+@register_module
+class QuantModule(WeightOpModule):
+    """A Linear / Conv1d / Embedding whose weight is stored quantized (see `Quant`).
+
+    State: ``codes`` (fp16 for 16 bits; int8, or uint8 when asymmetric, one code per byte even at
+    4 bits), ``scales`` fp32 (scale rows x scale columns), ``zero_points`` uint8 (asymmetric
+    only), ``bias`` fp32 (kept in float, as int8 deployments do).
+    """
+
+    kind = "quant"
+
+    def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None,
+                 tie: str | None = None, bias: bool = False, bits: int = 8,
+                 granularity: str = "channel", group_size: int = 128, symmetric: bool = True):
+        super().__init__(op, shape, op_args, tie)
+        self.config = Quant(bits, granularity, group_size, symmetric)
+        if bits == 16:
+            self.codes = frozen(torch.zeros(self.rows, self.cols, dtype=torch.float16))
+        else:
+            dtype = torch.int8 if symmetric else torch.uint8
+            self.codes = frozen(torch.zeros(self.rows, self.cols, dtype=dtype))
+            n_rows, n_cols = _blocks(self.codes, granularity, group_size).shape[:2]
+            self.scales = frozen(torch.ones(n_rows, n_cols))
+            self.zero_points = None if symmetric else frozen(torch.zeros(n_rows, n_cols, dtype=torch.uint8))
+        self.bias = frozen(torch.zeros(self.rows)) if bias else None
+
+    def spec(self) -> dict[str, Any]:
+        config = self.config
+        return {**self.base_spec(), "bias": self.bias is not None, "bits": config.bits,
+                "granularity": config.granularity, "group_size": config.group_size,
+                "symmetric": config.symmetric}
+
+    @classmethod
+    def from_float(cls, module: nn.Module, name: str, config: Quant) -> "QuantModule":
+        """Quantize `module`'s weight; InputError when `group_size` does not divide its inputs."""
+        op, op_args = op_of(module, name)
+        weight = flat_weight(module)
+        if config.bits != 16 and config.granularity == "group" and weight.shape[1] % config.group_size:
+            raise InputError(f"{name}: quant group_size {config.group_size} does not divide its "
+                             f"{weight.shape[1]} input elements")
+        new = cls(op, list(module.weight.shape), op_args, None, getattr(module, "bias", None) is not None,
+                  config.bits, config.granularity, config.group_size, config.symmetric)
+        if config.bits == 16:
+            new.codes.copy_(weight.half())
+        else:
+            codes, scales, zeros = quantize_weight(weight, config)
+            new.codes.copy_(codes)
+            new.scales.copy_(scales)
+            if zeros is not None:
+                new.zero_points.copy_(zeros)
+        new.load_bias(getattr(module, "bias", None))
+        new.refresh()
+        return new
+
+    def load_bias(self, bias: torch.Tensor | None) -> None:
+        if self.bias is not None and bias is not None:
+            self.bias.copy_(bias.detach().float())
+
+    def dense_weight(self) -> torch.Tensor:
+        if self.config.bits == 16:
+            return self.codes.float()
+        return dequantize_weight(self.codes, self.scales, self.zero_points, self.config)
+
+    def dense_bias(self) -> torch.Tensor | None:
+        return self.bias
+
+    def weightwise_storage(self) -> dict[str, TensorStorage]:
+        """Codes at `bits` per element (ceil to bytes) + 4 B per scale (+ zero points, asymmetric)."""
+        config, numel = self.config, self.rows * self.cols
+        if config.bits == 16:
+            nbytes, fmt = 2 * numel, "fp16"
+        else:
+            n_scales = self.scales.numel()
+            nbytes = math.ceil(numel * config.bits / 8) + 4 * n_scales
+            if not config.symmetric:
+                nbytes += math.ceil(n_scales * config.bits / 8)
+            group = f"{config.granularity}{config.group_size}" if config.granularity == "group" else config.granularity
+            fmt = f"int{config.bits}-{group}-{'sym' if config.symmetric else 'asym'}"
+        dtype = "fp16" if config.bits == 16 else f"int{config.bits}"
+        weight = TensorStorage(self.shape, dtype, nbytes, fmt, id(self.codes))
+        return {"weight": weight, **self.bias_storage()}
+
+
+@register_handler(Quant)
+def quantize_handler(network: nn.Module, names: list[str], config: Quant, context: Any) -> None:
+    """Replace every named module by a `QuantModule` (tied modules share one quantized table)."""
+    for group in tied_groups(network, names):
+        replace_group(network, group, lambda module, name: QuantModule.from_float(module, name, config))
