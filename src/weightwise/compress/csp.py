@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 ITERATIONS = 100
@@ -65,8 +66,12 @@ def soft_threshold_rows(z: torch.Tensor, k: int) -> torch.Tensor:
     """Shrink each row by its k-th smallest |z| (so at least k entries per row become zero)."""
     if k <= 0:
         return z
-    tau = torch.kthvalue(z.abs(), k, dim=1, keepdim=True).values
-    return z.sign() * torch.clamp(z.abs() - tau, min=0.0)
+    magnitude = z.abs()
+    if magnitude.device.type == "cpu":  # numpy's introselect is ~6x faster than torch.kthvalue here
+        tau = torch.from_numpy(np.partition(magnitude.numpy(), k - 1, axis=1)[:, k - 1: k])
+    else:
+        tau = torch.kthvalue(magnitude, k, dim=1, keepdim=True).values
+    return z.sign() * torch.clamp(magnitude - tau, min=0.0)
 
 
 def ramp(iteration: int, iterations: int, target: float, ramp_fraction: float = RAMP_FRACTION) -> float:

@@ -5,7 +5,9 @@ JSON contract (extend compatibly)::
     {"rules": [{"match": "re:<regex>" | "<exact module name>" | [names...], "<method>": {params}}, ...]}
 
 A rule applies to the weight-bearing modules (Linear, Conv1d, Embedding) whose names match; a
-regex must match the whole name (``re:.*`` = all of them). A rule that matches nothing, an unknown
+regex must match the whole name (``re:.*`` = all of them). Positional-embedding tables (Whisper's
+`embed_positions`, 2% of tiny's weights) are not candidates: their modules index rows by position
+with their own forward signature, which a compressed lookup would not honour. A rule that matches nothing, an unknown
 method or parameter, or a rule with two methods is an error.
 """
 
@@ -73,7 +75,8 @@ class Plan:
 
     def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:
         """module name -> (rule index, config) for every weight-bearing module a rule claims."""
-        names = [n for n, m in network.named_modules() if isinstance(m, WEIGHT_MODULES)]
+        names = [n for n, m in network.named_modules()
+                 if isinstance(m, WEIGHT_MODULES) and "Positional" not in type(m).__name__]
         claimed: dict[str, tuple[int, CompressionConfig]] = {}
         for index, rule in enumerate(self.rules):
             hits = [n for n in names if rule.matches(n)]

@@ -119,6 +119,13 @@ def score(utterances: list[UtteranceResult]) -> WerCounts | None:
     return word_errors([normalize(u.ref) for u in utterances], [normalize(u.hyp) for u in utterances])
 
 
+def score_fields(utterances: list[UtteranceResult]) -> dict[str, float | int | None]:
+    """wer, substitutions, deletions, insertions, n_ref_words (all None without references)."""
+    counts = score(utterances)
+    names = ("wer", "substitutions", "deletions", "insertions", "n_ref_words")
+    return {n: getattr(counts, n) if counts else None for n in names}
+
+
 def timed_run(manifest: Manifest, run_one: Callable[[np.ndarray, str], tuple[str, int | None, int | None]],
               progress: Callable[[Iterable, str], Iterable] | None = None, label: str = ""
               ) -> list[UtteranceResult]:
@@ -157,15 +164,12 @@ def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = D
         return out.text, out.n_tokens, len(out.windows)
 
     utterances = timed_run(manifest, run_one, progress, f"{model.info.name} {model.info.precision}")
-    counts = score(utterances)
     audio_s = sum(u.audio_s for u in utterances)
     compute_s = sum(u.compute_s for u in utterances)
     info = model.info
     return EvalResult(
         model=info.name, precision=info.precision, plan=info.plan, data=manifest.source, n_utterances=len(utterances),
-        audio_s=audio_s, wer=counts and counts.wer, substitutions=counts and counts.substitutions,
-        deletions=counts and counts.deletions, insertions=counts and counts.insertions,
-        n_ref_words=counts and counts.n_ref_words, rtf=compute_s / audio_s, compute_s=compute_s,
+        audio_s=audio_s, **score_fields(utterances), rtf=compute_s / audio_s, compute_s=compute_s,
         peak_rss_mb=peak_rss_mb(), threads=threads(), normalizer=normalizer_name(),
         decoding=dataclasses.asdict(options), model_source=info.source,
         weights_sha256=info.weights_sha256, n_params=info.n_params, versions=versions(),

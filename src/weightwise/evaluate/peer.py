@@ -16,7 +16,7 @@ import numpy as np
 from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions
 from weightwise.errors import InputError
-from weightwise.evaluate.evaluate import EvalResult, PeerResult, score, timed_run
+from weightwise.evaluate.evaluate import EvalResult, PeerResult, score_fields, timed_run
 from weightwise.evaluate.normalize import normalize
 from weightwise.evaluate.runtime import versions
 
@@ -66,14 +66,12 @@ def run_faster_whisper(ours: EvalResult, manifest: Manifest, compute_type: str |
     run = faster_whisper_runner(Path(ours.model_source), compute_type, ours.threads, options)
     utterances = timed_run(manifest, lambda samples, _id: (run(samples), None, None), progress,
                            f"faster-whisper {compute_type}")
-    counts = score(utterances)
     compute_s = sum(u.compute_s for u in utterances)
     rtf = compute_s / sum(u.audio_s for u in utterances)
     same = sum(normalize(a.hyp) == normalize(b.hyp) for a, b in zip(ours.utterances, utterances))
     peer = PeerResult(
-        name="faster-whisper", compute_type=compute_type, wer=counts and counts.wer, rtf=rtf,
-        compute_s=compute_s, substitutions=counts and counts.substitutions,
-        deletions=counts and counts.deletions, insertions=counts and counts.insertions,
+        name="faster-whisper", compute_type=compute_type, rtf=rtf, compute_s=compute_s,
+        **{k: v for k, v in score_fields(utterances).items() if k != "n_ref_words"},
         same_normalized_fraction=same / len(utterances), rtf_ratio=ours.rtf / rtf,
         utterances=utterances, versions=versions())
     return dataclasses.replace(ours, peer=peer)
