@@ -38,9 +38,24 @@ POWER_STEPS = 30
 
 
 def gram(inputs: torch.Tensor) -> torch.Tensor:
-    """G = X^T X / rows (in x in, float32) of calibration inputs X (rows, in)."""
+    """Second-moment matrix of calibration inputs X (rows, in), shrunk toward mu I (in x in, fp32).
+
+    S = X^T X / rows estimated from few rows overfits (decoder layers see one row per token), so
+    it is shrunk as Ledoit & Wolf (2004, J. Multivariate Anal. 88) do for covariances:
+    (1 - d) S + d mu I, mu = mean(diag S), with the data-driven intensity
+    d = min(b2, d2) / d2, d2 = ||S - mu I||_F^2, b2 = (sum_k ||x_k||^4 - rows ||S||_F^2) / rows^2.
+    """
     x = inputs.reshape(-1, inputs.shape[-1]).float()
-    return x.T @ x / max(x.shape[0], 1)
+    rows, cols = x.shape
+    eye = torch.eye(cols, dtype=x.dtype)
+    if rows == 0:
+        return eye
+    s = x.T @ x / rows
+    mu = float(s.diagonal().mean())
+    d2 = float(((s - mu * eye) ** 2).sum())
+    b2 = (float((x.pow(2).sum(1) ** 2).sum()) - rows * float((s ** 2).sum())) / rows ** 2
+    intensity = min(max(b2, 0.0), d2) / d2 if d2 > 0 else 1.0
+    return (1.0 - intensity) * s + intensity * mu * eye
 
 
 def damped(g: torch.Tensor, damping: float = DAMPING) -> torch.Tensor:

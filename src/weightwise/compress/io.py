@@ -12,12 +12,39 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
+
 from weightwise.compress.modules import CompressedModule, rebuild, replace_module
 from weightwise.compress.plan import Plan
 from weightwise.errors import InputError
 
 FORMAT_VERSION = 1
 MANIFEST = "compressed.json"
+
+
+def shared_groups(network) -> list[list[str]]:
+    """Names of state entries that are one tensor object (tied or shared weights), in groups."""
+    by_object: dict[int, list[str]] = {}
+    for name, tensor in network.state_dict(keep_vars=True).items():
+        by_object.setdefault(id(tensor), []).append(name)
+    return [names for names in by_object.values() if len(names) > 1]
+
+
+def retie(network, groups: list[list[str]]) -> None:
+    """Make every name in each group refer to the group's first tensor object again."""
+    for first, *others in groups:
+        owner, _, attr = first.rpartition(".")
+        tensor = getattr(network.get_submodule(owner), attr)
+        for name in others:
+            owner, _, attr = name.rpartition(".")
+            module = network.get_submodule(owner)
+            if isinstance(tensor, torch.nn.Parameter):
+                module._parameters.pop(attr, None)
+                module._buffers.pop(attr, None)
+                module.register_parameter(attr, tensor)
+            else:
+                module._parameters.pop(attr, None)
+                module.register_buffer(attr, tensor, persistent=attr not in module._non_persistent_buffers_set)
 
 
 def save_compressed(model, out_dir: str | os.PathLike) -> Path:
@@ -36,7 +63,8 @@ def save_compressed(model, out_dir: str | os.PathLike) -> Path:
     info = model.info
     manifest = {"format_version": FORMAT_VERSION, "base_model": info.name, "base_source": info.source,
                 "base_weights_sha256": info.weights_sha256, "plan_name": info.plan,
-                "plan": model.plan.to_dict(), "modules": modules}
+                "plan": model.plan.to_dict(), "modules": modules,
+                "shared": shared_groups(model.network)}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
@@ -71,10 +99,11 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
         raise InputError(f"{path}: base model {base} has different weights than the ones compressed")
     for name, entry in modules.items():
         replace_module(model.network, name, rebuild(entry["kind"], entry["spec"]))
+    retie(model.network, manifest.get("shared", []))
     missing, unexpected = load_state(model.network, str(path / "model.safetensors"), strict=False)
     if missing or unexpected:
-        raise InputError(f"{path}: saved state does not match (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+        raise InputError(f"{path}: saved state does not match (missing {sorted(missing)[:3]}, "
+                         f"unexpected {sorted(unexpected)[:3]})")
     model.network.eval()
     model.plan = plan
     model.info = dataclasses.replace(model.info, name=path.name, source=str(path),
