@@ -100,7 +100,8 @@ def test_lowrank_u_shares_u_and_keeps_one_v_per_layer():
         torch.testing.assert_close(module.v.detach(), u.T @ w, atol=1e-5, rtol=1e-5)  # least squares
     s = np.linalg.svd(torch.cat(originals, dim=1).double().numpy(), compute_uv=False)  # [W1 W2 W3]
     approximations = [(m.u @ m.v).detach() for m in layers]
-    assert concatenated_error(originals, approximations) == pytest.approx(float((s[rank:] ** 2).sum()), rel=1e-5)
+    discarded = float((s[rank:] ** 2).sum())
+    assert concatenated_error(originals, approximations) == pytest.approx(discarded, rel=1e-5)
     storages = [module_storage(m) for m in layers]
     assert len({st["u"].key for st in storages}) == 1 and len({st["v"].key for st in storages}) == 3
     assert storages[0]["u"].format == "shared-lowrank-u" and storages[0]["v"].format == "lowrank-v"
@@ -117,7 +118,8 @@ def test_lowrank_v_shares_v_and_keeps_one_u_per_layer():
     assert len({id(m.u) for m in layers}) == 3 and layers[0].u.shape == (12, rank)
     s = np.linalg.svd(torch.cat(originals, dim=0).double().numpy(), compute_uv=False)  # [W1; W2; W3]
     approximations = [(m.u @ m.v).detach() for m in layers]
-    assert concatenated_error(originals, approximations) == pytest.approx(float((s[rank:] ** 2).sum()), rel=1e-5)
+    discarded = float((s[rank:] ** 2).sum())
+    assert concatenated_error(originals, approximations) == pytest.approx(discarded, rel=1e-5)
     x = torch.randn(4, 10)
     for module, approx in zip(layers, approximations):
         torch.testing.assert_close(module(x), F.linear(x, approx, module.bias))

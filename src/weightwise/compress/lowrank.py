@@ -1,20 +1,25 @@
-"""Low-rank factorization: W (out x in) ~= U (out x r) @ V (r x in) by truncated SVD (paper 4, MISSION.md §4).
+"""Low-rank factorization W (out x in) ~= U (out x r) @ V (r x in) by truncated SVD (MISSION.md §4).
 
 Storage drops from out*in to r*(out+in) elements, and so do the MACs per row; the break-even rank
 is out*in/(out+in) (a larger rank stores more than the dense weight: allowed, with a warning).
 
-The factors are the best rank-r approximation (Eckart-Young): W is projected onto its top-r
-singular subspace on the smaller side. For a tall W (out >= in): V = V_r^T (orthonormal rows) and
-U = W V_r = U_r S_r; for a wide W: U = U_r (orthonormal columns) and V = U_r^T W = S_r V_r^T. The
-singular subspace comes from the eigenvectors of the small float64 Gram matrix (W^T W or W W^T),
-which is ~9x faster than a full SVD of the 51864 x 384 token table and needs no division by
-singular values, so rank-deficient weights stay finite.
+The factors are the best rank-r approximation (Eckart-Young), W = L S R^T being the SVD: W is
+projected onto its top-r singular subspace on its smaller side. Tall W (out >= in): v = R_r^T
+(orthonormal rows), u = W R_r = L_r S_r. Wide W: u = L_r (orthonormal columns), v = L_r^T W =
+S_r R_r^T. The subspace comes from the eigenvectors of the small float64 Gram matrix (W^T W or
+W W^T): ~1 s instead of ~9 s for a full SVD of the 51864 x 384 token table on 2 CPU cores, and no
+division by singular values, so rank-deficient weights stay finite. (The Gram squares the
+condition number; in float64 the top-r subspace of fp32 weights is still accurate.)
 
 Tied weights: modules of one rule that share one weight Parameter (Whisper's
 ``model.decoder.embed_tokens`` and ``proj_out``) are factored ONCE and the new modules reference
 the same ``u``/``v`` Parameters (table ~= u @ v; lookup = u[ids] @ v; projection = x @ v^T @ u^T),
 so the factors are stored once. When a rule claims only one of them, that one is factored and the
 other keeps the original full table: the tie is broken (both copies are then stored).
+
+Post-training accuracy (whisper-tiny.en, 4 bundled samples, dense WER 0.04): decoder fc1 at rank
+256 of 384 keeps WER 0; the tied token table is fragile, mostly through the output projection:
+rank 256 -> repetition loops (WER ~58), 320 -> 0.43, 336 -> 0.22, 352 -> 0.09.
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ def choose_rank(energies: torch.Tensor, config: LowRank) -> int:
     return min(first + 1, energies.numel())
 
 
-def lowrank_factors(weight: torch.Tensor, config: LowRank, name: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+def lowrank_factors(weight: torch.Tensor, config: LowRank, name: str = ""
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-r factors (u: out x r, v: r x in) of `weight` (out x in), in `weight`'s dtype."""
     w = weight.detach().double()
     tall = w.shape[0] >= w.shape[1]

@@ -9,8 +9,11 @@ Conventions (the 2-D layout is (output channels or table rows, input elements); 
 - channel: exactly floor(sparsity * rows) whole output channels dropped; the module still returns
   every channel, zeros (bias included) for the dropped ones.
 Method ``magnitude`` keeps the largest |w| (channels: largest L2 norm); ``csp`` (Linear only, see
-`weightwise.compress.csp`) uses calibration inputs; other module types fall back to magnitude
-with a warning.
+`weightwise.compress.csp`) uses calibration inputs (channels: the largest calibrated output
+energy w_i^T G w_i); other module types fall back to magnitude with a warning. Calibration
+inputs of all a rule's CSP layers are collected in one pass before any of them is pruned.
+MACs reported: dense x density, assuming sparse kernels skip zeros (exact for channels).
+Tied weights follow `weightwise.compress.quantize`: pruned once when the rule claims every user.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from torch import nn
 from weightwise.compress import csp
 from weightwise.compress.configs import Prune
 from weightwise.compress.modules import register_handler, register_module
-from weightwise.compress.quantize import WeightOpModule, flat_weight, frozen, op_of, replace_group, tied_groups
+from weightwise.compress.quantize import (WeightOpModule, flat_weight, frozen, op_of, replace_group,
+                                          tied_groups)
 from weightwise.errors import InputError
 from weightwise.profile.storage import TensorStorage
 

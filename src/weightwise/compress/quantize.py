@@ -1,8 +1,8 @@
 """Weight quantization (`Quant`): int8 / int4 codes with fp32 scales, or fp16, simulated in float.
 
-Also holds `WeightOpModule`, the base every per-weight compressed module here builds on (pruning
-too): it runs the replaced module's op (linear, conv1d, embedding, Whisper positions) with a float
-weight rebuilt from the compressed state, cached in the non-persistent buffer ``weight``.
+Also holds `WeightOpModule`, the base of the quantized and pruned modules: the replaced module's op
+(linear, conv1d, embedding, Whisper positions) run with a float weight rebuilt from the compressed
+state, cached in the non-persistent buffer ``weight``.
 
 Tied weights: when a rule claims every module sharing one Parameter (Whisper's
 ``model.decoder.embed_tokens`` and ``proj_out``), the table is compressed once and all the new
@@ -52,11 +52,10 @@ class WeightOpModule(CompressedModule):
     """Base: the replaced module's op, computed with `dense_weight()` rebuilt from compressed state.
 
     Subclasses register their state as Parameters (requires_grad=False, so `.to()` keeps tied
-    modules sharing them) and implement `dense_weight`, `dense_bias`, `load_bias`, `spec` and
-    `weightwise_storage`. Call `refresh()` after changing state (a state-dict load does it).
+    modules sharing them) and implement `spec`, `weightwise_storage`, `dense_weight()` (rows, cols),
+    `dense_bias()` (rows,) or None, and `load_bias(original dense bias)`. Call `refresh()` after
+    changing state (a state-dict load does). `tie`: the module whose state this one shares.
     """
-
-    kind = "weight_op"
 
     def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None,
                  tie: str | None = None):
@@ -69,11 +68,11 @@ class WeightOpModule(CompressedModule):
         self.rows, self.cols = rows, flat  # the 2-D layout compression works on
         if op == "linear":
             self.out_features, self.in_features = rows, flat
-        elif op == "conv1d":
-            groups = self.op_args["groups"]
-            self.out_channels, self.in_channels, self.kernel_size = rows, self.shape[1] * groups, (self.shape[2],)
-            self.stride, self.padding = (self.op_args["stride"],), (self.op_args["padding"],)
-            self.dilation, self.groups = (self.op_args["dilation"],), groups
+        elif op == "conv1d":  # nn.Conv1d's attributes (transformers reads conv1.stride)
+            self.out_channels, self.kernel_size, self.groups = rows, self.shape[2:], self.op_args["groups"]
+            self.in_channels = self.shape[1] * self.groups
+            self.stride, self.padding, self.dilation = ((self.op_args[k],) for k in ("stride", "padding",
+                                                                                     "dilation"))
         else:
             self.num_embeddings, self.embedding_dim = rows, flat
             self.padding_idx = self.op_args.get("padding_idx")
@@ -81,39 +80,19 @@ class WeightOpModule(CompressedModule):
     def base_spec(self) -> dict[str, Any]:
         return {"op": self.op, "shape": list(self.shape), "op_args": dict(self.op_args), "tie": self.tie}
 
-    @property
-    def weightwise_lookup(self) -> bool:
-        """True for embeddings: a call reads only the table rows it returns."""
-        return self.op in ("embedding", "positions")
-
-    def dense_weight(self) -> torch.Tensor:
-        raise NotImplementedError
-
-    def dense_bias(self) -> torch.Tensor | None:
-        return None
-
-    def load_bias(self, bias: torch.Tensor | None) -> None:
-        """Set the stored bias from the original module's dense bias."""
-
     @torch.no_grad()
     def refresh(self) -> None:
         """Rebuild the cached float weight (and bias) from the compressed state."""
         weight = self.dense_weight().reshape(self.shape).to(self.weight.dtype)
-        if self.weight.shape == weight.shape:
+        if self.weight.shape == weight.shape and self.weight.device == weight.device:
             self.weight.copy_(weight)  # in place: tied modules share this buffer
         else:
-            self.weight = weight
-        self.effective_bias = self.dense_bias()
+            self._buffers["weight"] = weight
+        bias = self.dense_bias()
+        self._buffers["effective_bias"] = None if bias is None else bias.detach()
 
-    def bind_shared(self, network: nn.Module) -> None:
-        """Point this module's compressed state at that of module `self.tie` (tied weights).
-
-        Call after all compressed modules of `network` are in place and before loading a state
-        dict, so shared tensors are loaded once and stored once.
-        """
-        if not self.tie:
-            return
-        owner = network.get_submodule(self.tie)
+    def share_state(self, owner: "WeightOpModule") -> None:
+        """Use `owner`'s compressed state (its Parameter objects, bias excepted) as this one's."""
         for name, param in owner.named_parameters(recurse=False):
             if name != "bias":
                 self._parameters[name] = param
@@ -135,12 +114,19 @@ class WeightOpModule(CompressedModule):
     def weightwise_macs(self, inp: torch.Tensor | None, out: torch.Tensor) -> int:
         return self.dense_macs(out)
 
+    def weightwise_bytes_read(self, name: str, storage: TensorStorage, inp: torch.Tensor | None,
+                              out: torch.Tensor) -> int:
+        """Bytes of stored tensor `name` one call reads: embeddings only the rows they return."""
+        if name == "weight" and self.op in ("embedding", "positions"):
+            return round(out.numel() * storage.bytes_per_element)
+        return storage.nbytes
+
     def bias_storage(self) -> dict[str, TensorStorage]:
         bias = getattr(self, "bias", None)
         return {"bias": dense_storage(bias)} if isinstance(bias, torch.Tensor) else {}
 
 
-def _refresh_after_load(module: WeightOpModule, _keys: Any) -> None:
+def _refresh_after_load(module: WeightOpModule, _keys: Any) -> None:  # load_state_dict post-hook
     module.refresh()
 
 
@@ -160,8 +146,7 @@ def tied_groups(network: nn.Module, names: list[str]) -> list[list[str]]:
     """`names` grouped by shared weight Parameter (tied weights), in first-seen order."""
     groups: dict[int, list[str]] = {}
     for name in names:
-        weight = getattr(network.get_submodule(name), "weight", None)
-        groups.setdefault(id(weight) if isinstance(weight, torch.Tensor) else id(name), []).append(name)
+        groups.setdefault(id(network.get_submodule(name).weight), []).append(name)
     return list(groups.values())
 
 
@@ -177,14 +162,13 @@ def replace_group(network: nn.Module, group: list[str],
         spec = {**owner.spec(), "op": op, "op_args": op_args, "tie": owner_name,
                 "bias": getattr(original, "bias", None) is not None}
         partner = type(owner).from_spec(spec)
-        partner.bind_shared(network)
+        partner.share_state(owner)
         partner.load_bias(getattr(original, "bias", None))
         partner.refresh()
         replace_module(network, name, partner)
 
 
 # -- quantization -------------------------------------------------------------------------------
-
 def _blocks(w: torch.Tensor, granularity: str, group_size: int) -> torch.Tensor:
     """(scale rows, scale columns, elements per scale) view of a 2-D weight."""
     rows, cols = w.shape
@@ -247,8 +231,8 @@ class QuantModule(WeightOpModule):
         if bits == 16:
             self.codes = frozen(torch.zeros(self.rows, self.cols, dtype=torch.float16))
         else:
-            dtype = torch.int8 if symmetric else torch.uint8
-            self.codes = frozen(torch.zeros(self.rows, self.cols, dtype=dtype))
+            code_dtype = torch.int8 if symmetric else torch.uint8
+            self.codes = frozen(torch.zeros(self.rows, self.cols, dtype=code_dtype))
             n_rows, n_cols = _blocks(self.codes, granularity, group_size).shape[:2]
             self.scales = frozen(torch.ones(n_rows, n_cols))
             self.zero_points = None if symmetric else frozen(torch.zeros(n_rows, n_cols, dtype=torch.uint8))
@@ -270,14 +254,11 @@ class QuantModule(WeightOpModule):
                              f"{weight.shape[1]} input elements")
         new = cls(op, list(module.weight.shape), op_args, None, getattr(module, "bias", None) is not None,
                   config.bits, config.granularity, config.group_size, config.symmetric)
-        if config.bits == 16:
-            new.codes.copy_(weight.half())
-        else:
-            codes, scales, zeros = quantize_weight(weight, config)
-            new.codes.copy_(codes)
-            new.scales.copy_(scales)
-            if zeros is not None:
-                new.zero_points.copy_(zeros)
+        state = (weight.half(),) if config.bits == 16 else quantize_weight(weight, config)
+        params = (new.codes, getattr(new, "scales", None), getattr(new, "zero_points", None))
+        for param, value in zip(params, state):
+            if value is not None:
+                param.copy_(value)
         new.load_bias(getattr(module, "bias", None))
         new.refresh()
         return new
@@ -304,7 +285,7 @@ class QuantModule(WeightOpModule):
             nbytes = math.ceil(numel * config.bits / 8) + 4 * n_scales
             if not config.symmetric:
                 nbytes += math.ceil(n_scales * config.bits / 8)
-            group = f"{config.granularity}{config.group_size}" if config.granularity == "group" else config.granularity
+            group = config.granularity + (str(config.group_size) if config.granularity == "group" else "")
             fmt = f"int{config.bits}-{group}-{'sym' if config.symmetric else 'asym'}"
         dtype = "fp16" if config.bits == 16 else f"int{config.bits}"
         weight = TensorStorage(self.shape, dtype, nbytes, fmt, id(self.codes))

@@ -98,6 +98,8 @@ class SharedLowRankLinear(LowRankLinear):
 def tie_shared(network: torch.nn.Module) -> None:
     """Point every module's tied parameters (``weightwise_tied``: name -> dotted owner parameter)
     at the owner's Parameter object; call after rebuilding modules from specs, before loading.
+    (`weightwise.compress.io.retie` restores the same ties from a saved manifest's groups; this
+    needs the module specs only.)
 
     Raises:
         InputError: the owner parameter is missing or has another shape.
@@ -193,7 +195,8 @@ def _share_full(network: torch.nn.Module, modules: dict[str, torch.nn.Linear]) -
         replace_module(network, name, new)
 
 
-def _share_lowrank(network: torch.nn.Module, modules: dict[str, torch.nn.Linear], what: str, rank: int) -> None:
+def _share_lowrank(network: torch.nn.Module, modules: dict[str, torch.nn.Linear], what: str,
+                   rank: int) -> None:
     owner, first = next(iter(modules.items()))
     out_f, in_f = first.weight.shape
     rank = min(rank, out_f if what == "lowrank_u" else in_f)

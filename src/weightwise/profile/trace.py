@@ -102,6 +102,19 @@ def _weight_macs(module: torch.nn.Module, inp: torch.Tensor | None, out: torch.T
     return 0  # embeddings: lookups, no MACs
 
 
+def _bytes_read(module: torch.nn.Module, pname: str, st: TensorStorage, inp, out) -> int:
+    """Bytes one call reads from a stored tensor: all of it, except lookups (rows returned).
+
+    Compressed modules with other access patterns report it via ``weightwise_bytes_read``.
+    """
+    custom = getattr(module, "weightwise_bytes_read", None)
+    if callable(custom):
+        return int(custom(pname, st, inp, out))
+    if isinstance(module, torch.nn.Embedding) and pname == "weight" and out is not None:
+        return round(out.numel() * st.bytes_per_element)
+    return st.nbytes
+
+
 @dataclass
 class _Usage:
     calls: int = 0
@@ -186,10 +199,7 @@ class Tracer(DecodeObserver):
             for pname, st in storage.items():
                 use = self.usage[st.key]
                 use.calls += 1
-                if isinstance(module, torch.nn.Embedding) and pname == "weight" and out is not None:
-                    use.bytes_read += round(out.numel() * st.bytes_per_element)  # the rows returned
-                else:
-                    use.bytes_read += st.nbytes
+                use.bytes_read += _bytes_read(module, pname, st, inp, out)
                 use.macs += macs if pname == mac_owner else 0
                 use.users.add(name)
         return hook

@@ -12,7 +12,7 @@ from weightwise.errors import InputError
 from weightwise.models import load_model
 
 PLAN = {"rules": [
-    {"match": ["model.decoder.embed_tokens", "proj_out"], "lowrank": {"rank": 256}},
+    {"match": ["model.decoder.embed_tokens", "proj_out"], "lowrank": {"rank": 368}},
     {"match": "re:model\\.decoder\\.layers\\.\\d+\\.fc1", "quant": {"bits": 4, "granularity": "group",
                                                                    "group_size": 64}},
     {"match": "re:model\\.encoder\\.layers\\.\\d+\\.fc1", "prune": {"sparsity": 0.3, "pattern": "unstructured"}},
