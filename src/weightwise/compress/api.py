@@ -33,6 +33,9 @@ class CompressContext:
             from weightwise.compress.calib import collect_inputs
 
             self._inputs.update(collect_inputs(self.model, self.calib, missing))
+        silent = [n for n in names if n not in self._inputs]
+        if silent:
+            raise InputError(f"{silent[0]}: saw no input on the calibration audio ({self.calib.source})")
         return {n: self._inputs[n] for n in names}
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from weightwise.compress import csp
 from weightwise.compress.configs import Prune
 from weightwise.compress.modules import register_handler, register_module
-from weightwise.compress.quantize import (WeightOpModule, flat_weight, frozen, op_of, replace_group,
+from weightwise.compress.weightop import (WeightOpModule, flat_weight, frozen, op_of, replace_group,
                                           tied_groups)
 from weightwise.errors import InputError
 from weightwise.profile.storage import TensorStorage
