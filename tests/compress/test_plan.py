@@ -37,6 +37,13 @@ def test_all_weight_modules():
     assert set(claimed) == {"enc.0", "enc.1", "conv", "emb"}
 
 
+def test_rule_shadowed_by_earlier_rules_is_an_error():
+    plan = Plan.from_dict({"rules": [{"match": "re:enc\\..*", "quant": {}},
+                                     {"match": "enc.1", "prune": {}}]}, name="p")
+    with pytest.raises(InputError, match="rule 1 .* already claimed by an earlier rule"):
+        plan.resolve(Net())
+
+
 def test_regex_must_match_whole_name():
     with pytest.raises(InputError, match="matches no"):
         Plan.from_dict({"rules": [{"match": "re:enc", "quant": {}}]}).resolve(Net())

@@ -81,10 +81,14 @@ class Plan:
         for index, rule in enumerate(self.rules):
             hits = [n for n in names if rule.matches(n)]
             if not hits:
-                raise InputError(f"plan {self.name or ''} rule {index} ({rule.match}) matches no "
-                                 "Linear/Conv1d/Embedding module".replace("  ", " "))
-            for name in hits:
-                claimed.setdefault(name, (index, rule.config))
+                raise InputError(f"plan {self.name} rule {index} ({rule.match}) matches no "
+                                 "Linear/Conv1d/Embedding module")
+            fresh = [name for name in hits if name not in claimed]
+            if not fresh:
+                raise InputError(f"plan {self.name} rule {index} ({rule.match}): every module it matches is "
+                                 "already claimed by an earlier rule (first match wins)")
+            for name in fresh:
+                claimed[name] = (index, rule.config)
         return claimed
 
 
