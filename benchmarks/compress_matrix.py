@@ -9,10 +9,11 @@ needs no transcripts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+
+from _common import SHARED_SPEECH, benchmark_parser
 
 from weightwise.compress import Plan, compress_, unique_storage
 from weightwise.data import load_manifest
@@ -26,7 +27,6 @@ HERE = Path(__file__).resolve().parent
 # openai-whisper's default sample length (n_text_ctx // 2): never reached by a normal <= 30 s
 # window, it bounds the cost of a plan that breaks the model into a repetition loop
 OPTIONS = DecodingOptions(max_new_tokens=224)
-SHARED = HERE.parents[1] / "shared" / "data" / "speech"
 
 
 def run_plan(model_name: str, plan_path: Path | None, manifest, calib) -> dict:
@@ -43,14 +43,10 @@ def run_plan(model_name: str, plan_path: Path | None, manifest, calib) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="whisper-tiny.en")
-    parser.add_argument("--data", default=str(SHARED / "librispeech_test_other_mini" / "manifest.jsonl"))
-    parser.add_argument("--calib", default=str(SHARED / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"))
+    parser = benchmark_parser(__doc__, limit=100)
+    parser.add_argument("--calib", default=str(SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"))
     parser.add_argument("--calib-limit", type=int, default=16)
-    parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--plans", default="*", help="glob over benchmarks/plans/*.json stems")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", default=str(HERE / "results" / "compress"))
     args = parser.parse_args()
     set_threads(args.threads)

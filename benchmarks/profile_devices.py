@@ -9,8 +9,9 @@ jetson-orin-nano and mcu-npu, and their plots.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from _common import benchmark_parser
 
 from weightwise.data import load_manifest
 from weightwise.evaluate.evaluate import score, write_json_atomic
@@ -19,7 +20,6 @@ from weightwise.models import load_model
 from weightwise.profile import analyze, available_devices, load_device, trace_manifest
 from weightwise.report.plots import plot_profile
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 DETAILED = ("jetson-orin-nano", "mcu-npu")
 
 
@@ -34,12 +34,8 @@ def summary_row(p) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="whisper-tiny.en")
-    parser.add_argument("--data", default=str(SHARED / "librispeech_test_other_mini" / "manifest.jsonl"))
-    parser.add_argument("--limit", type=int, default=100)
+    parser = benchmark_parser(__doc__, limit=100)
     parser.add_argument("--precisions", default="fp32,fp16,int8")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", default="benchmarks/results/profile")
     args = parser.parse_args()
     set_threads(args.threads)

@@ -8,9 +8,10 @@ so foreign load on the machine hits both alike. Target (issue 3): traced / plain
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
+
+from _common import benchmark_parser
 
 from weightwise.data import load_manifest
 from weightwise.decode import transcribe
@@ -19,15 +20,10 @@ from weightwise.evaluate.runtime import set_threads, versions
 from weightwise.models import load_model
 from weightwise.profile.trace import Tracer
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="whisper-tiny.en")
-    parser.add_argument("--data", default=str(SHARED / "librispeech_test_other_mini" / "manifest.jsonl"))
-    parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = benchmark_parser(__doc__, limit=20)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)

@@ -10,9 +10,10 @@ samples in memory to text (features included), after one untimed warm-up per sys
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
+
+from _common import benchmark_parser
 
 from weightwise.data import load_manifest
 from weightwise.decode import transcribe
@@ -23,7 +24,6 @@ from weightwise.evaluate.runtime import set_threads, versions
 from weightwise.evaluate.wer import word_errors
 from weightwise.models import load_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 
 
 def systems(model_name: str, threads: int) -> dict:
@@ -53,11 +53,7 @@ def measure(runners: dict, items: list) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="whisper-tiny.en")
-    parser.add_argument("--data", default=str(SHARED / "librispeech_test_other_mini" / "manifest.jsonl"))
-    parser.add_argument("--limit", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = benchmark_parser(__doc__, limit=30)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)
