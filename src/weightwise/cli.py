@@ -55,25 +55,34 @@ def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--plan", required=required, default=None, help="compression plan JSON")
     parser.add_argument("--calib", default=None,
                         help="calibration audio manifest (no transcripts needed), for csp pruning")
+    parser.add_argument("--finetune", default=None, metavar="MANIFEST",
+                        help="transcribed training audio: csp rules fine-tune on it (see --finetune-steps)")
+    parser.add_argument("--finetune-steps", type=_positive_int, default=0,
+                        help="fine-tuning steps, one utterance each (default 0: post-training csp)")
+    parser.add_argument("--finetune-lr", type=float, default=1e-5, help="Adam learning rate for --finetune")
 
 
 def _load(args):
-    """The model, compressed on the fly when --plan is given (calibrating on --calib)."""
+    """The model, compressed on the fly when --plan is given (calibrating on --calib, fine-tuning
+    csp rules on --finetune for --finetune-steps)."""
     from weightwise.evaluate.runtime import set_threads
     from weightwise.models import load_model
 
     set_threads(args.threads)
-    plan = calib = None
+    plan = calib = train = None
     if getattr(args, "plan", None):
         from weightwise.compress import Plan
 
         plan = Plan.from_json(args.plan)  # validate before the (slow) model load
         calib = _manifest(args.calib, None) if args.calib else None
+        train = _manifest(args.finetune, None) if args.finetune else None
+        if args.finetune_steps and train is None:
+            raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
     model = load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
     if plan is not None:
         from weightwise.compress import compress_
 
-        compress_(model, plan, calib)
+        compress_(model, plan, calib, train, args.finetune_steps, args.finetune_lr)
     return model
 
 
@@ -156,6 +165,29 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def cmd_bench(args) -> int:
+    from weightwise.evaluate.bench import BenchConfig, run_bench
+    from weightwise.evaluate.runtime import set_threads
+
+    set_threads(args.threads)
+    try:
+        snrs = tuple(float(s) for s in _csv(args.snr))
+    except ValueError:
+        raise InputError(f"--snr must be comma-separated numbers in dB, got {args.snr!r}") from None
+    if args.noise and not snrs:
+        raise InputError("--noise needs --snr (e.g. --snr 20,10,5,0)")
+    config = BenchConfig(models=_csv(args.model), data=args.data, precisions=_csv(args.precision),
+                         plans=tuple(args.plan or ()), noises=_csv(args.noise), snrs_db=snrs,
+                         device=args.device, peers=_csv(args.peers), limit=args.limit, seed=args.seed)
+    rows = run_bench(config, args.out, progress=_progress(len(config.cells())))
+    print(f"{len(rows)} cells in {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from weightwise.models import available_models
 
@@ -200,6 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_args(p, required=True)
     p.add_argument("--out", required=True, help="output directory (load it with --model DIR)")
     p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("bench", help="models x precisions/plans x noise x SNR matrix, resumable JSONL")
+    # fmt: off
+    p.add_argument("--model", default=DEFAULT_MODEL, help="comma-separated model names")
+    p.add_argument("--precision", default="fp32", help="comma-separated: fp32,fp16,bf16,int8")
+    p.add_argument("--plan", action="append", help="compression plan JSON (repeatable; run at fp32)")
+    p.add_argument("--noise", default="", help="comma-separated: white,pink,babble, an audio file or a manifest")
+    p.add_argument("--snr", default="", help="comma-separated SNRs in dB, e.g. 20,10,5,0")
+    p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
+    p.add_argument("--device", default="jetson-orin-nano", help="device profile for modeled energy")
+    p.add_argument("--peers", default="int8,float32", help="faster-whisper compute types ('' = none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--out", required=True, help="results JSONL; rerunning resumes it")
+    # fmt: on
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

@@ -113,3 +113,25 @@ def test_cli_profile_unknown_device(capsys):
     assert main(["profile", "--device", "toaster", "--data", "samples", "--out", "x.json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "toaster" in err[0]
+
+
+def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
+    from weightwise.data import Manifest
+    from weightwise.profile.trace import scale_trace
+
+    reference, _ = traced  # first two samples
+    other = Manifest(samples.utterances[2:], samples.source)
+    real, _, _ = trace_manifest(tiny_model, other)
+    scaled = scale_trace(reference, real.n_windows, real.n_decoder_calls, real.n_tokens, real.audio_s,
+                         real.n_files)
+    a, b = rows(scaled), rows(real)
+    for name, t in b.items():
+        assert a[name].calls == t.calls, name
+        if t.bytes_read == t.calls * t.nbytes:  # whole-tensor reads scale exactly
+            assert a[name].bytes_read == t.bytes_read, name
+        else:  # lookups (token and position rows) scale approximately
+            assert a[name].bytes_read == pytest.approx(t.bytes_read, rel=0.05), name
+        assert a[name].macs == pytest.approx(t.macs, rel=0.15, abs=1)
+    device = load_device("jetson-orin-nano")
+    assert analyze(scaled, device).energy_j_per_audio_s == pytest.approx(
+        analyze(real, device).energy_j_per_audio_s, rel=0.02)

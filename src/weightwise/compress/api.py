@@ -14,10 +14,14 @@ from weightwise.errors import InputError
 
 
 class CompressContext:
-    """What handlers may need beyond the network: calibration inputs (computed on first use)."""
+    """What handlers may need beyond the network: calibration inputs (computed on first use) and,
+    for csp pruning's fine-tuning form, transcribed training audio with its step count and Adam
+    learning rate (`finetune_steps` 0 = the post-training form)."""
 
-    def __init__(self, model, calib: Manifest | None):
+    def __init__(self, model, calib: Manifest | None, train: Manifest | None = None,
+                 finetune_steps: int = 0, finetune_lr: float = 1e-5):
         self.model, self.calib = model, calib
+        self.train, self.finetune_steps, self.finetune_lr = train, finetune_steps, finetune_lr
         self._inputs: dict[str, torch.Tensor] = {}
 
     def inputs(self, names: list[str]) -> dict[str, torch.Tensor]:
@@ -39,10 +43,13 @@ class CompressContext:
         return {n: self._inputs[n] for n in names}
 
 
-def compress_(model, plan: Plan, calib: Manifest | None = None) -> None:
+def compress_(model, plan: Plan, calib: Manifest | None = None, train: Manifest | None = None,
+              finetune_steps: int = 0, finetune_lr: float = 1e-5) -> None:
     """Compress `model` (a `WhisperASR`) in place following `plan`; returns None.
 
     Rules run in order; each handler receives every module its rule claimed (first match wins).
+    `calib`: audio for post-training csp pruning. `train` (transcribed) with `finetune_steps` > 0:
+    csp rules fine-tune instead (`weightwise.compress.finetune`, Adam at `finetune_lr`).
 
     Example:
         >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
@@ -59,7 +66,7 @@ def compress_(model, plan: Plan, calib: Manifest | None = None) -> None:
     groups: dict[int, list[str]] = defaultdict(list)
     for name, (index, _config) in claimed.items():
         groups[index].append(name)
-    context = CompressContext(model, calib)
+    context = CompressContext(model, calib, train, finetune_steps, finetune_lr)
     with torch.no_grad():
         for index in sorted(groups):
             config = plan.rules[index].config

@@ -11,7 +11,9 @@ Conventions (the 2-D layout is (output channels or table rows, input elements); 
 Method ``magnitude`` keeps the largest |w| (channels: largest L2 norm); ``csp`` (Linear only, see
 `weightwise.compress.csp`) uses calibration inputs (channels: the largest calibrated output
 energy w_i^T G w_i); other module types fall back to magnitude with a warning. Calibration
-inputs of all a rule's CSP layers are collected in one pass before any of them is pruned.
+inputs of all a rule's CSP layers are collected in one pass before any of them is pruned. Given
+transcribed training audio and fine-tuning steps (`CompressContext.train`), ``csp`` fine-tunes
+instead (`weightwise.compress.finetune`, unstructured only).
 MACs reported: dense x density, assuming sparse kernels skip zeros (exact for channels).
 Tied weights follow `weightwise.compress.quantize`: pruned once when the rule claims every user.
 """
@@ -185,6 +187,9 @@ def prune_handler(network: nn.Module, names: list[str], config: Prune, context: 
     for group in groups:
         _check_shape(network.get_submodule(group[0]), group[0], config)
     csp_groups = [g for g in groups if config.method == "csp" and _csp_applies(network, g, config)]
+    if csp_groups and getattr(context, "train", None) is not None and context.finetune_steps > 0:
+        _finetune(network, groups, csp_groups, config, context)
+        return
     inputs = context.inputs([g[0] for g in csp_groups]) if csp_groups else {}
     for group in groups:
         if group in csp_groups:
@@ -194,6 +199,19 @@ def prune_handler(network: nn.Module, names: list[str], config: Prune, context: 
             build = lambda module, name: SparseModule.from_mask(  # noqa: E731
                 module, name, config, magnitude_mask(flat_weight(module), config))
         replace_group(network, group, build)
+
+
+def _finetune(network: nn.Module, groups: list[list[str]], csp_groups: list[list[str]], config: Prune,
+              context: Any) -> None:
+    """CSP's fine-tuning form (`weightwise.compress.finetune`): train all the rule's CSP layers
+    together, then store each sparsified weight; the other groups are pruned by magnitude."""
+    from weightwise.compress.finetune import csp_finetune_
+
+    csp_finetune_(context.model, [g[0] for g in csp_groups], config, context.train,
+                  context.finetune_steps, context.finetune_lr)
+    for group in groups:  # fine-tuned weights already hold exactly floor(s * in) zeros per row
+        replace_group(network, group, lambda module, name: SparseModule.from_mask(
+            module, name, config, magnitude_mask(flat_weight(module), config)))
 
 
 def _check_shape(module: nn.Module, name: str, config: Prune) -> None:

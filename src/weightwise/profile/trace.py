@@ -13,6 +13,7 @@ bytes; an embedding lookup reads only the rows it returns.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -252,3 +253,31 @@ class Tracer(DecodeObserver):
         ops = tuple(OpTrace(m, c, macs, dt) for m, (c, macs, dt) in sorted(self.ops.items()))
         return Trace(model, precision, self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls,
                      self.n_tokens, use_cache, tuple(tensors), ops, self.activation_bytes)
+
+
+def scale_trace(reference: Trace, n_windows: int, n_decoder_calls: int, n_tokens: int, audio_s: float,
+                n_files: int = 1) -> Trace:
+    """The trace another decode of the same model would give, from its window and decoder-call counts.
+
+    In an encoder-decoder every weight is invoked a whole number of times per encoder window
+    (encoder, cross-attention keys/values with a cache) or per decoder call (the rest; the tied
+    embedding/projection twice). Each tensor's calls, bytes and MACs are scaled by its own rate.
+    Whole-tensor reads are exact; embedding row reads, and MACs of per-call work, are
+    approximate (the prompt step processes several positions and attention grows with position). Used by the
+    benchmark matrix so that every cell gets energy without paying for hooks in its timed run.
+    """
+    def factor(calls: int) -> float:
+        if reference.n_decoder_calls and calls % reference.n_decoder_calls == 0 and \
+                calls >= reference.n_decoder_calls > reference.n_windows:
+            return n_decoder_calls / reference.n_decoder_calls
+        return n_windows / reference.n_windows if reference.n_windows else 0.0
+
+    tensors = tuple(dataclasses.replace(t, calls=round(t.calls * (f := factor(t.calls))),
+                                        bytes_read=round(t.bytes_read * f), macs=round(t.macs * f))
+                    for t in reference.tensors)
+    ops = tuple(dataclasses.replace(op, calls=round(op.calls * (f := factor(op.calls))),
+                                    macs=round(op.macs * f)) for op in reference.ops)
+    activation = reference.activation_bytes * (n_decoder_calls / max(reference.n_decoder_calls, 1))
+    return dataclasses.replace(reference, audio_s=audio_s, n_files=n_files, n_windows=n_windows,
+                               n_decoder_calls=n_decoder_calls, n_tokens=n_tokens, tensors=tensors, ops=ops,
+                               activation_bytes=round(activation))

@@ -1,0 +1,198 @@
+"""Noise for robustness runs: where it comes from, and mixing it in at an exact SNR.
+
+A `NoiseSource` is either generated (white, pink) or a set of clips on disk (the derived babble
+in shared/data, any audio file, any manifest). `noise_for` draws a seeded segment of the length
+asked for, and `mix_at_snr` scales it so that speech power over noise power, measured over the
+whole utterance, is the requested SNR. Seeds come from `cell_seed(utterance id, noise, snr)`, so
+every benchmark cell hears the same noise in every run and process (lhotse's seeded `mix`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weightwise.audio.io import load_audio
+from weightwise.errors import InputError
+
+Decibels = float  # unit alias, as in lhotse
+
+SYNTHETIC = ("white", "pink")  # generated here, no files
+NAMED_SETS = {"babble": "noise/babble_librispeech_derived"}  # relative to shared/data
+KINDS = ("synthetic", "recorded", "derived")
+# src/weightwise/audio/noise.py -> parents[3] is the repository root; shared/ sits beside it.
+_DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+__all__ = [
+    "Decibels",
+    "NoiseSource",
+    "add_noise",
+    "cell_seed",
+    "mix_at_snr",
+    "noise_for",
+    "resolve_noise",
+]
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """Where noise comes from.
+
+    Attributes:
+        name: "white", "pink", "babble", or the stem of the file/manifest folder it came from.
+        kind: "synthetic" (generated), "recorded" (field recording) or "derived" (e.g. babble
+            built from speech); for a manifest, its entries' `kind` when they all agree.
+        paths: the clips drawn from; empty for generated noise.
+    """
+
+    name: str
+    kind: str
+    paths: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
+        if self.kind not in KINDS:
+            raise InputError(f"noise kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not self.paths and self.name not in SYNTHETIC:
+            raise InputError(f"noise '{self.name}' has no clips and is not one of {SYNTHETIC}")
+
+
+def resolve_noise(spec: str, shared_data: Path | None = None) -> NoiseSource:
+    """Turn a user's noise name or path into a `NoiseSource`.
+
+    Args:
+        spec: "white", "pink", "babble", an audio file, a manifest.jsonl, or its folder.
+        shared_data: the shared/data folder for named sets; defaults to $WEIGHTWISE_SHARED_DATA,
+            else shared/data beside the repository.
+
+    Raises:
+        InputError: unknown name, missing file, no shared data folder, or a bad manifest.
+    """
+    if spec in SYNTHETIC:
+        return NoiseSource(spec, "synthetic")
+    if spec in NAMED_SETS:
+        return _from_manifest(_shared_data_dir(spec, shared_data) / NAMED_SETS[spec], spec)
+    path = Path(spec).expanduser()
+    if path.is_dir() or path.suffix == ".jsonl":
+        return _from_manifest(path, path.stem if path.is_dir() else path.parent.name)
+    if path.is_file():
+        return NoiseSource(path.stem, "recorded", (path.resolve(),))
+    if path.suffix or os.sep in spec:
+        raise InputError(f"{path}: noise file not found")
+    choices = ", ".join((*SYNTHETIC, *NAMED_SETS))
+    raise InputError(
+        f"unknown noise '{spec}' (choose {choices}, an audio file, or a manifest.jsonl/its folder)"
+    )
+
+
+def noise_for(source: NoiseSource, n_samples: int, seed: int) -> np.ndarray:
+    """A seeded noise segment of exactly `n_samples` at 16 kHz, float32.
+
+    Generated noise has unit RMS. A clip is picked (seeded); if it is long enough a seeded
+    window is cropped from it, otherwise it is looped (wrapping around) from a seeded offset.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise InputError(f"noise length must be a positive number of samples, got {n_samples!r}")
+    rng = np.random.default_rng(seed)
+    if not source.paths:
+        white = rng.standard_normal(int(n_samples))
+        return _unit_rms(_pinked(white) if source.name == "pink" else white)
+    clip = _load_clip(source.paths[int(rng.integers(len(source.paths)))])
+    if n_samples <= len(clip):
+        start = int(rng.integers(len(clip) - n_samples + 1))
+        return clip[start : start + n_samples].copy()
+    start = int(rng.integers(len(clip)))
+    return np.take(clip, (start + np.arange(n_samples)) % len(clip))
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: Decibels) -> np.ndarray:
+    """Speech plus noise scaled so that 10*log10(P_speech / P_noise) == `snr_db`.
+
+    P is the mean square over the whole utterance (silences included). The sum is neither
+    normalized nor clipped: either would change the SNR just set. Values may exceed 1.0, which
+    the float pipeline accepts.
+
+    Raises:
+        InputError: shapes differ, `snr_db` is not finite, or speech/noise is all zeros.
+    """
+    speech64 = np.asarray(speech, dtype=np.float64)
+    noise64 = np.asarray(noise, dtype=np.float64)
+    if speech64.ndim != 1 or speech64.shape != noise64.shape:
+        raise InputError(f"speech {speech64.shape} and noise {noise64.shape} must be equal 1-D")
+    if not np.isfinite(snr_db):
+        raise InputError(f"SNR must be a finite number of dB, got {snr_db!r}")
+    power_speech, power_noise = np.mean(speech64**2), np.mean(noise64**2)
+    for what, power in (("speech", power_speech), ("noise", power_noise)):
+        if power == 0.0:
+            raise InputError(f"cannot mix at an SNR: silent {what} (all samples are zero)")
+    gain = np.sqrt(power_speech / (power_noise * 10.0 ** (snr_db / 10.0)))
+    return (speech64 + gain * noise64).astype(np.float32)
+
+
+def add_noise(
+    speech: np.ndarray, source: NoiseSource, snr_db: Decibels, seed: int
+) -> np.ndarray:
+    """`speech` with noise from `source` mixed in at `snr_db` (see `noise_for`, `mix_at_snr`)."""
+    return mix_at_snr(speech, noise_for(source, len(speech), seed), snr_db)
+
+
+def cell_seed(*parts: str | int | float) -> int:
+    """A stable 32-bit seed from e.g. (utterance id, noise name, snr_db).
+
+    SHA-256 of the parts' `str()` joined by U+001F, first 4 bytes big-endian. Unlike `hash()`
+    it does not change between processes. Note `str(5)` != `str(5.0)`: pass one type per field.
+    """
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, (str, int, float)):
+            raise InputError(f"seed parts must be strings or numbers, got {part!r}")
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _pinked(white: np.ndarray) -> np.ndarray:
+    """Shape white noise to a 1/f power spectrum (amplitude 1/sqrt(f)); the DC bin is zeroed."""
+    spectrum = np.fft.rfft(white)
+    bins = np.arange(len(spectrum), dtype=np.float64)
+    spectrum[0] = 0.0
+    spectrum[1:] /= np.sqrt(bins[1:])
+    return np.fft.irfft(spectrum, n=len(white))
+
+
+def _unit_rms(samples: np.ndarray) -> np.ndarray:
+    """Scale to RMS 1 (an all-zero input, e.g. 1-sample pink noise, is returned as is)."""
+    rms = float(np.sqrt(np.mean(samples**2)))
+    return (samples / rms if rms > 0 else samples).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_clip(path: Path) -> np.ndarray:
+    """A noise clip as 16 kHz mono float32, read once per process and frozen (it is shared)."""
+    clip = load_audio(path)
+    clip.flags.writeable = False
+    return clip
+
+
+def _shared_data_dir(spec: str, shared_data: Path | None) -> Path:
+    """The explicit folder, else $WEIGHTWISE_SHARED_DATA, else shared/data beside the repo."""
+    if shared_data is not None:
+        return Path(shared_data)
+    if os.environ.get("WEIGHTWISE_SHARED_DATA"):
+        return Path(os.environ["WEIGHTWISE_SHARED_DATA"])
+    if _DEFAULT_SHARED_DATA.is_dir():
+        return _DEFAULT_SHARED_DATA
+    raise InputError(f"noise '{spec}' needs the shared data folder (set WEIGHTWISE_SHARED_DATA)")
+
+
+def _from_manifest(path: Path, name: str) -> NoiseSource:
+    """All clips of a manifest (a .jsonl or its folder); kind from its entries when they agree."""
+    from weightwise.data.manifest import load_manifest  # data.manifest imports weightwise.audio
+
+    manifest = load_manifest(path)
+    kinds = {str(u.extra.get("kind", "recorded")) for u in manifest}
+    kind = kinds.pop() if len(kinds) == 1 and kinds <= set(KINDS) else "recorded"
+    return NoiseSource(name, kind, tuple(u.audio_path for u in manifest))

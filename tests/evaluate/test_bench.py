@@ -1,0 +1,81 @@
+"""The benchmark matrix: cells, resumable JSONL (kill + restart), noise rows and peer rows."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from weightwise.evaluate.bench import BenchConfig, append_row, read_finished, run_bench
+
+
+def test_cells_enumerate_the_matrix():
+    config = BenchConfig(models=("a", "b"), data="x", precisions=("fp32", "int8"), plans=("p.json",),
+                         noises=("white", "pink"), snrs_db=(10.0, 0.0), peers=("int8",))
+    cells = config.cells()
+    conditions = 1 + 2 * 2
+    assert len(cells) == 2 * (3 + 1) * conditions
+    assert len({c.key for c in cells}) == len(cells)
+    assert sum(c.system == "faster-whisper" for c in cells) == 2 * conditions
+    assert {c.precision for c in cells if c.plan} == {"fp32"}
+
+
+def test_torn_last_line_is_dropped(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_row(path, {"cell": "a", "wer": 0.1})
+    with open(path, "ab") as handle:
+        handle.write(b'{"cell": "b", "we')  # killed mid-write
+    assert list(read_finished(path)) == ["a"]
+    assert path.read_bytes().endswith(b"\n") and path.read_bytes().count(b"\n") == 1
+    append_row(path, {"cell": "b", "wer": 0.2})
+    assert list(read_finished(path)) == ["a", "b"]
+
+
+def _bench_cmd(out):
+    return [sys.executable, "-m", "weightwise", "bench", "--model", "whisper-tiny.en", "--data", "samples",
+            "--limit", "2", "--noise", "white", "--snr", "10,0", "--peers", "", "--out", str(out)]
+
+
+def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny_model):
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.Popen(_bench_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 1):
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = out.read_bytes()
+    assert first.count(b"\n") >= 1
+    with open(out, "ab") as handle:
+        handle.write(b'{"cell": "torn')  # as if killed in the middle of a write
+    done = subprocess.run(_bench_cmd(out), capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    final = out.read_bytes()
+    assert final.startswith(first)  # finished rows untouched, none recomputed in place
+    rows = [json.loads(line) for line in final.decode().splitlines()]
+    assert len(rows) == 3 and len({r["cell"] for r in rows}) == 3  # clean, white@10, white@0
+    assert {(r["noise"], r["snr_db"]) for r in rows} == {(None, None), ("white", 10.0), ("white", 0.0)}
+    for row in rows:
+        for key in ("model", "precision", "plan", "noise", "snr_db", "wer", "substitutions", "deletions",
+                    "insertions", "rtf", "peak_rss_mb", "energy_j_per_audio_s", "measured_energy_j",
+                    "model_bytes"):
+            assert key in row, key
+        assert row["energy_j_per_audio_s"] > 0 and row["model_bytes"] == 4 * tiny_model.info.n_params
+    clean = next(r for r in rows if r["noise"] is None)
+    noisy = next(r for r in rows if r["snr_db"] == 0.0)
+    assert noisy["wer"] >= clean["wer"]
+
+
+def test_peer_rows(tmp_path):
+    out = tmp_path / "peer.jsonl"
+    rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", peers=("int8",), limit=2), out)
+    peer = next(r for r in rows if r["system"] == "faster-whisper")
+    ours = next(r for r in rows if r["system"] == "weightwise")
+    assert peer["precision"] == "int8" and peer["energy_j_per_audio_s"] is None
+    assert peer["audio_s"] == pytest.approx(ours["audio_s"])
+    assert 0 <= peer["wer"] <= 0.3
+    assert len(out.read_text().splitlines()) == 2
