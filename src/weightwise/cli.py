@@ -188,6 +188,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from weightwise.report.bench_report import write_report
+
+    out = write_report(args.results, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from weightwise.models import available_models
 
@@ -248,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results JSONL; rerunning resumes it")
     # fmt: on
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("report", help="HTML or Markdown report of bench results")
+    p.add_argument("results", help="results JSONL from `weightwise bench`")
+    p.add_argument("-o", "--output", required=True, help="report.html (self-contained) or report.md")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

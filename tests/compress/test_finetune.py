@@ -3,6 +3,7 @@ the original weights, nothing else touched, Whisper still transcribing, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -91,6 +92,9 @@ def test_errors(finetuned, samples):
     untranscribed = Manifest.from_paths([samples[0].audio_path])
     with pytest.raises(InputError, match=re.escape(untranscribed.source) + ".*no text"):
         csp_finetune_(model, ["model.decoder.layers.2.fc1"], CONFIG, untranscribed, 2, LR)
+    blank = Manifest((dataclasses.replace(samples[0], text=" "),), "blank.jsonl")
+    with pytest.raises(InputError, match="blank.jsonl: no transcribed utterance"):
+        csp_finetune_(model, ["model.decoder.layers.2.fc1"], CONFIG, blank, 2, LR)
     with pytest.raises(InputError, match="layers.2.fc1.*unstructured only.*2:4"):
         csp_finetune_(model, ["model.decoder.layers.2.fc1"], Prune(method="csp", pattern="2:4"),
                       samples, 2, LR)

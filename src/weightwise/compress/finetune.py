@@ -17,6 +17,13 @@ gradually. Here, on a `WhisperASR`:
 
 Only ``pattern == "unstructured"`` is supported; `prune.prune_handler` then stores the result as
 a `SparseModule`. Utterances longer than 30 s or with empty text are skipped.
+
+Caution, measured on whisper-tiny.en (decoder layers 0 and 1 fc1 at 50 %, trained on 2 bundled
+samples, scored on them and on the 2 others; dense 1.397 / 0.101 nats per token, magnitude
+pruning 1.380 / 0.090): the soft threshold shrinks every survivor by the row's final threshold
+(about the median |w|, 0.017, here), which a few small steps cannot undo: 6 steps at lr 1e-5
+gave 3.65 / 0.200, at 1e-4 2.27 / 0.219, at 1e-3 0.31 / 0.274 (fits the training pair only);
+``THRESHOLD = "hard"`` gave 1.29 / 0.090 at 1e-5 and 0.76 / 0.101 at 1e-4.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from torch import nn
 from weightwise.audio import load_audio
 from weightwise.compress import csp
 from weightwise.compress.configs import Prune
+from weightwise.compress.prune import topk_mask
 from weightwise.data import Manifest, Utterance
 from weightwise.decode.features import SAMPLE_RATE, log_mel_spectrogram, split_windows
 from weightwise.errors import InputError
@@ -110,16 +118,15 @@ def _schedule(manifest: Manifest, seed: int) -> Iterator[Utterance]:
 
 def _examples(model, manifest: Manifest, seed: int) -> Iterator[Example]:
     """Training examples in seeded-shuffle order, skipping utterances `make_example` rejects."""
-    skipped = 0
+    rejected: set[str] = set()  # ids are unique within a manifest
     for utt in _schedule(manifest, seed):
-        example = make_example(model, utt, manifest.source)
+        example = None if utt.id in rejected else make_example(model, utt, manifest.source)
         if example is not None:
-            skipped = 0
             yield example
-        else:
-            skipped += 1
-            if skipped > len(manifest):
-                raise InputError(f"{manifest.source}: no transcribed utterance of {MAX_AUDIO_S:g} s or less")
+            continue
+        rejected.add(utt.id)
+        if len(rejected) == len(manifest):
+            raise InputError(f"{manifest.source}: no transcribed utterance of {MAX_AUDIO_S:g} s or less")
 
 
 @torch.no_grad()
@@ -132,8 +139,6 @@ def prox_step(weights: list[nn.Parameter], sparsity: float) -> None:
 @torch.no_grad()
 def hard_mask(weights: list[nn.Parameter], sparsity: float) -> None:
     """Zero exactly floor(sparsity * in) weights of smallest |w| in every row."""
-    from weightwise.compress.prune import topk_mask
-
     for weight in weights:
         keep = weight.shape[1] - math.floor(sparsity * weight.shape[1])
         weight.mul_(topk_mask(weight.abs(), keep))
@@ -182,7 +187,8 @@ def csp_finetune_(model, names: list[str], config: Prune, train: Manifest, steps
         hard_mask(weights, config.sparsity)
     finally:
         for p in network.parameters():
-            p.requires_grad_(saved.get(id(p), p.requires_grad))
-            p.grad = None
+            p.requires_grad_(saved[id(p)])
+        for weight in weights:
+            weight.grad = None
     return {"steps": len(losses), "seconds": time.perf_counter() - start,
             "first_losses": losses[:REPORTED_LOSSES], "last_losses": losses[-REPORTED_LOSSES:]}
