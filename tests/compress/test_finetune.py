@@ -26,7 +26,16 @@ LR = 1e-3  # 6 steps at the default 1e-5 cannot undo the soft threshold's shrink
 
 
 @pytest.fixture(scope="module")
-def finetuned(weightwise_cache):
+def one_thread():
+    """Train on one torch thread: backward passes oversubscribe a busy 2-core machine 5x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finetuned(weightwise_cache, one_thread):
     """A fresh tiny.en with NAMES fine-tuned on 2 samples, then stored as SparseModules."""
     from weightwise.models import load_model
 
@@ -82,9 +91,16 @@ def test_still_transcribes(finetuned, sample_audio):
 
 def test_prox_step_soft_thresholds_each_row():
     weight = torch.nn.Parameter(torch.tensor([[0.1, -0.4, 0.3, -0.2], [4.0, 1.0, -3.0, 2.0]]))
-    prox_step([weight], 0.5)  # k = 2: tau = 0.2 and 2.0
+    prox_step([weight], 0.5, threshold="soft")  # k = 2: tau = 0.2 and 2.0
     expected = torch.tensor([[0.0, -0.2, 0.1, 0.0], [2.0, 0.0, -1.0, 0.0]])
     assert torch.allclose(weight.detach(), expected)
+
+
+def test_prox_step_hard_thresholds_each_row():
+    weight = torch.nn.Parameter(torch.tensor([[0.1, -0.4, 0.3, -0.2], [4.0, 1.0, -3.0, 2.0]]))
+    prox_step([weight], 0.5)  # default: hard; the 2 smallest |w| per row become 0, the rest stay
+    expected = torch.tensor([[0.0, -0.4, 0.3, 0.0], [4.0, 0.0, -3.0, 0.0]])
+    assert torch.equal(weight.detach(), expected)
 
 
 def test_errors(finetuned, samples):
@@ -100,7 +116,7 @@ def test_errors(finetuned, samples):
                       samples, 2, LR)
 
 
-def test_cli_compress_with_finetune(tmp_path, capsys, weightwise_cache):
+def test_cli_compress_with_finetune(tmp_path, capsys, weightwise_cache, one_thread):
     from weightwise.models import load_model
 
     plan = tmp_path / "csp.json"
