@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 from torch import nn
 
 from weightwise.compress.configs import LowRank, Prune, Quant, Share, config_from_dict, config_to_dict

@@ -1,7 +1,6 @@
 """The benchmark matrix: cells, resumable JSONL (kill + restart), noise rows and peer rows."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -7,13 +7,11 @@ from weightwise.profile.placement import knapsack
 
 
 def brute_force(sizes, values, capacity):
-    best, best_set = 0.0, ()
+    best = 0.0
     for r in range(len(sizes) + 1):
         for subset in itertools.combinations(range(len(sizes)), r):
             if sum(sizes[i] for i in subset) <= capacity:
-                value = sum(values[i] for i in subset)
-                if value > best + 1e-12:
-                    best, best_set = value, subset
+                best = max(best, sum(values[i] for i in subset))
     return best
 
 

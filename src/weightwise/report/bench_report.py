@@ -146,7 +146,7 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
         out.write_text("\n".join(lines) + "\n")
         return out
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>weightwise benchmark</title>"
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>weightwise benchmark</title>"
              "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
              "img{max-width:100%}</style></head><body>",
