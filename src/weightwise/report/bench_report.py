@@ -16,6 +16,7 @@ from typing import Any
 from weightwise.errors import InputError
 from weightwise.report.plots import _pyplot
 
+CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
 COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
            "energy_j_per_audio_s", "model_bytes", "peak_rss_mb")
 
@@ -68,12 +69,12 @@ def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
             if r["noise"] == noise and r["snr_db"] is not None:
                 series[label(r)].append((r["snr_db"], 100 * r["wer"]))
         for name, points in sorted(series.items()):
+            if name in clean:  # clean speech drawn at the left end, labelled as 40 dB
+                points.append((CLEAN_X_DB, 100 * clean[name]))
             points.sort(reverse=True)
-            xs = [p[0] for p in points] + ([40] if name in clean else [])
-            ys = [p[1] for p in points] + ([100 * clean[name]] if name in clean else [])
-            ax.plot(xs, ys, marker="o", label=name)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
         ax.set_title(f"noise: {noise}")
-        ax.set_xlabel("SNR, dB (40 = clean)")
+        ax.set_xlabel(f"SNR, dB ({CLEAN_X_DB:g} = clean)")
         ax.set_ylabel("WER, %")
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
