@@ -44,3 +44,26 @@ class DecodeObserver:
 
     def on_window_end(self, window_index: int, n_tokens: int) -> None:
         """The window produced `n_tokens` text tokens (eot excluded)."""
+
+
+class DecodeCounter(DecodeObserver):
+    """Counts files, audio seconds, encoder windows, decoder calls and tokens (no module hooks)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls, self.n_tokens = 0.0, 0, 0, 0, 0
+
+    def on_file(self, file_id: str, audio_s: float) -> None:
+        self.n_files += 1
+        self.audio_s += audio_s
+
+    def on_window(self, window_index: int, start_s: float, duration_s: float) -> None:
+        self.n_windows += 1
+
+    def on_decoder_step(self, window_index: int, step: int, n_positions: int, n_sequences: int) -> None:
+        self.n_decoder_calls += 1
+
+    def on_window_end(self, window_index: int, n_tokens: int) -> None:
+        self.n_tokens += n_tokens

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from weightwise.data import Manifest
-from weightwise.decode import DecodeObserver, transcribe
+from weightwise.decode import DecodeCounter, transcribe
 from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score_fields
 from weightwise.evaluate.runtime import peak_rss_mb
 
@@ -102,25 +102,6 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         os.close(fd)
 
 
-class _Counter(DecodeObserver):
-    """Counts windows and decoder calls (no module hooks: nothing slows the timed run)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.n_windows = self.n_decoder_calls = self.n_tokens = 0
-
-    def on_window(self, window_index: int, start_s: float, duration_s: float) -> None:
-        self.n_windows += 1
-
-    def on_decoder_step(self, window_index: int, step: int, n_positions: int, n_sequences: int) -> None:
-        self.n_decoder_calls += 1
-
-    def on_window_end(self, window_index: int, n_tokens: int) -> None:
-        self.n_tokens += n_tokens
-
-
 def noisy_items(manifest: Manifest, noise, snr_db: float | None, seed: int) -> Iterator[tuple[Any, np.ndarray]]:
     """(utterance, samples) with noise mixed at `snr_db` (seeded per utterance/noise/SNR)."""
     from weightwise.audio.noise import add_noise, cell_seed
@@ -197,7 +178,7 @@ class _Variants:
         return model, reference
 
 
-def _energy(reference, counter: _Counter, audio_s: float, n_files: int, device) -> dict[str, Any]:
+def _energy(reference, counter: DecodeCounter, audio_s: float, n_files: int, device) -> dict[str, Any]:
     from weightwise.profile import analyze
     from weightwise.profile.trace import scale_trace
 
@@ -210,7 +191,7 @@ def _energy(reference, counter: _Counter, audio_s: float, n_files: int, device) 
 def run_cell(cell: Cell, variants: _Variants, manifest: Manifest, noise, device, meter) -> dict[str, Any]:
     items = list(noisy_items(manifest, noise, cell.snr_db, variants.config.seed))
     runner, reference = variants.get(cell)
-    counter, rss = _Counter(), [_rss_mb()]
+    counter, rss = DecodeCounter(), [_rss_mb()]
 
     def run_one(samples):
         text = runner(samples) if reference is None else transcribe(runner, samples, observer=counter).text

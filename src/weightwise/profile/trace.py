@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.overrides import TorchFunctionMode
 
-from weightwise.decode.options import DecodeObserver
+from weightwise.decode.options import DecodeCounter
 from weightwise.profile.storage import TensorStorage, dtype_name, module_storage
 
 SCHEDULE = "fetch-once-per-call"
@@ -138,10 +138,11 @@ class _AttentionCounter(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-class Tracer(DecodeObserver):
+class Tracer(DecodeCounter):
     """Context manager that hooks a network while `transcribe(..., observer=tracer)` runs."""
 
     def __init__(self, network: torch.nn.Module):
+        super().__init__()
         self.network = network
         self.storage = {n: module_storage(m) for n, m in network.named_modules()}
         self.calls: dict[str, int] = defaultdict(int)
@@ -149,23 +150,8 @@ class Tracer(DecodeObserver):
         self.ops: dict[str, list] = {}
         self.stack: list[str] = []
         self.activation_bytes = 0
-        self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls, self.n_tokens = 0.0, 0, 0, 0, 0
         self._handles: list = []
         self._mode = _AttentionCounter(self)
-
-    # -- DecodeObserver ------------------------------------------------------------------------
-    def on_file(self, file_id: str, audio_s: float) -> None:
-        self.n_files += 1
-        self.audio_s += audio_s
-
-    def on_window(self, window_index: int, start_s: float, duration_s: float) -> None:
-        self.n_windows += 1
-
-    def on_decoder_step(self, window_index: int, step: int, n_positions: int, n_sequences: int) -> None:
-        self.n_decoder_calls += 1
-
-    def on_window_end(self, window_index: int, n_tokens: int) -> None:
-        self.n_tokens += n_tokens
 
     # -- hooks ---------------------------------------------------------------------------------
     def on_attention(self, macs: int, dtype: str) -> None:
