@@ -7,7 +7,7 @@ import re
 import pytest
 
 from weightwise.cli import main
-from weightwise.report.bench_report import pareto_front, write_report
+from weightwise.report.bench_report import pareto_front, summary_table, wer_table, write_report
 
 
 def row(system, precision, noise, snr, wer, energy, components=None):
@@ -39,7 +39,24 @@ def test_html_is_self_contained(results, tmp_path):
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
     assert len(images) == 3 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert "http" not in text.replace("http-equiv", "")  # nothing fetched from elsewhere
-    assert text.count("<tr>") == 1 + 6
+    # summary (header + 4 variants), WER by condition (header + 4), all cells (header + 6)
+    assert text.count("<tr>") == 5 + 5 + 7
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+
+
+def test_summary_and_wer_tables_by_hand(results):
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    header, body = wer_table(rows)
+    assert header == ["variant", "clean", "white 10 dB", "white 0 dB"]
+    assert body[0] == ["weightwise m fp32", "10.00", "20.00", "50.00"]
+    assert body[1] == ["weightwise m int8", "12.00", "", ""]
+    header, body = summary_table(rows)
+    line = dict(zip(header, body[0]))
+    assert line["mean noisy WER %"] == "35.00" and line["cells"] == "3" and line["energy vs fp32"] == ""
+    int8 = dict(zip(header, body[1]))
+    assert int8["mJ/audio-s"] == "6" and int8["energy vs fp32"] == "0.30x" and int8["RTF vs fp32"] == "1.00x"
+    peer = dict(zip(header, body[3]))
+    assert peer["variant"] == "faster-whisper m int8" and peer["mJ/audio-s"] == "" and peer["energy vs fp32"] == ""
 
 
 def test_markdown_with_images(results, tmp_path):
@@ -52,7 +69,14 @@ def test_markdown_with_images(results, tmp_path):
 def test_cli_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "r.html")]) == 2
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"cell": 1}\nnot json\n')
+    bad.write_text(json.dumps(row("weightwise", "fp32", None, None, 0.1, 0.02)) + '\nnot json\n')
     assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
+    bad.write_text('{"cell": 1, "wer": 0.1}\n')
+    assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(row("weightwise", "fp32", None, None, 0.1, 0.02)) + "\n")
+    assert main(["report", str(good), "-o", str(tmp_path / "r.pdf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "bad.jsonl:2" in err[1]
+    assert len(err) == 4 and "bad.jsonl:2: not a JSON line" in err[1]
+    assert "bad.jsonl:1: not a bench row (missing system, model, precision, noise, snr_db)" in err[2]
+    assert "r.pdf" in err[3] and not (tmp_path / "r.html").exists()

@@ -238,7 +238,9 @@ def run_bench(config: BenchConfig, out: str | os.PathLike,
     todo = [cell for cell in config.cells() if cell.key not in finished]
     variants, meter, rows = _Variants(config, manifest), get_meter("auto"), list(finished.values())
     for cell in (progress(todo, "bench cells") if progress else todo):
+        start = time.perf_counter()
         row = run_cell(cell, variants, manifest, noises.get(cell.noise), device, meter)
+        row["wall_s"] = time.perf_counter() - start  # the whole cell: load/trace if new, mixing, warm-up
         append_row(path, row)
         rows.append(row)
     return rows

@@ -1,6 +1,6 @@
-"""A readable report of benchmark rows (JSONL): WER-vs-SNR curves, the energy/WER Pareto front,
-per-component energy bars and the tables, as one self-contained HTML page (images embedded as
-base64 PNG) or Markdown (images written next to it).
+"""A readable report of benchmark rows (JSONL): a summary per model variant, WER by condition,
+WER-vs-SNR curves, the energy/WER Pareto front, per-component energy bars and every cell, as one
+self-contained HTML page (images embedded as base64 PNG) or Markdown (images written beside it).
 """
 
 from __future__ import annotations
@@ -9,29 +9,40 @@ import base64
 import html
 import io
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from weightwise.errors import InputError
 from weightwise.report.plots import _pyplot
 
 CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
+REQUIRED = ("system", "model", "precision", "noise", "snr_db", "wer")
 COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
-           "energy_j_per_audio_s", "model_bytes", "peak_rss_mb")
+           "energy_j_per_audio_s", "model_bytes", "peak_rss_mb", "wall_s")
+SUMMARY_COLUMNS = ("variant", "clean WER %", "mean noisy WER %", "mJ/audio-s", "energy vs fp32",
+                   "RTF clean", "RTF vs fp32", "model MB", "peak RSS MB", "cells", "wall s")
 
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a bench JSONL; a bad line is a one-line `InputError` naming file:line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: results file not found")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise InputError(f"{path}:{number}: not a JSON line") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"{path}:{number}: not a JSON line") from None
+        missing = [k for k in REQUIRED if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise InputError(f"{path}:{number}: not a bench row (missing {', '.join(missing)})")
+        rows.append(row)
     if not rows:
         raise InputError(f"{path}: no result rows")
     return rows
@@ -40,6 +51,20 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
 def label(row: dict[str, Any]) -> str:
     variant = row.get("plan") or row["precision"]
     return f"{row['system']} {row['model']} {variant}"
+
+
+def condition(row: dict[str, Any]) -> str:
+    return "clean" if row["noise"] is None else f"{row['noise']} {row['snr_db']:g} dB"
+
+
+def _conditions(rows: list[dict[str, Any]]) -> list[str]:
+    """clean first, then each noise from high to low SNR."""
+    seen = {(r["noise"] or "", -(r["snr_db"] or 0.0)): condition(r) for r in rows}
+    return [seen[k] for k in sorted(seen, key=lambda k: (k[0] != "", k))]
+
+
+def _variants(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(label(r) for r in rows))
 
 
 def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -52,6 +77,69 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, fl
     return front
 
 
+def wer_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """WER % per variant (rows) and condition (columns)."""
+    conditions = _conditions(rows)
+    by = {(label(r), condition(r)): r["wer"] for r in rows}
+    body = [[name] + [_pct(by.get((name, c))) for c in conditions] for name in _variants(rows)]
+    return ["variant", *conditions], body
+
+
+def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One line per variant: WER clean and under noise, modeled energy and speed vs fp32 of the
+    same system and model, size, memory and the wall time its cells took."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[label(r)].append(r)
+    clean = {name: next((r for r in g if r["noise"] is None), None) for name, g in groups.items()}
+
+    def reference(r: dict[str, Any]) -> dict[str, Any] | None:
+        ref = clean.get(f"{r['system']} {r['model']} {'float32' if r['system'] != 'weightwise' else 'fp32'}")
+        return ref if ref is not None and ref is not r else None
+
+    body = []
+    for name, group in groups.items():
+        c, noisy = clean[name], [r["wer"] for r in group if r["noise"] is not None]
+        ref = reference(c) if c else None
+        energy = c.get("energy_j_per_audio_s") if c else None
+        body.append([
+            name, _pct(c["wer"] if c else None), _pct(mean(noisy) if noisy else None),
+            _num(1e3 * energy if energy is not None else None),
+            _ratio(energy, ref.get("energy_j_per_audio_s") if ref else None),
+            _num(c.get("rtf") if c else None), _ratio(c.get("rtf") if c else None, ref.get("rtf") if ref else None),
+            _num(c["model_bytes"] / 1e6 if c and c.get("model_bytes") else None),
+            _num(max((r.get("peak_rss_mb") or 0.0) for r in group) or None),
+            str(len(group)), _num(sum(r.get("wall_s") or 0.0 for r in group) or None),
+        ])
+    return list(SUMMARY_COLUMNS), body
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return "" if value is None or not reference else f"{value / reference:.2f}x"
+
+
+def _style(rows: list[dict[str, Any]]):
+    """Colour per system+precision/plan, line style per model: the same everywhere in a report."""
+    kinds = list(dict.fromkeys(f"{r['system']} {r.get('plan') or r['precision']}" for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colors = [f"C{i % 10}" for i in range(len(kinds))]
+    styles = ["-", "--", ":", "-."]
+
+    def style(r: dict[str, Any]) -> dict[str, Any]:
+        kind = f"{r['system']} {r.get('plan') or r['precision']}"
+        return {"color": colors[kinds.index(kind)], "linestyle": styles[models.index(r["model"]) % 4]}
+
+    return style
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -60,44 +148,61 @@ def _png(fig) -> bytes:
 
 def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
     plt = _pyplot()
-    fig, axes = plt.subplots(1, max(1, len({r["noise"] for r in rows if r["noise"]})), squeeze=False,
-                             figsize=(5.5 * max(1, len({r["noise"] for r in rows if r["noise"]})), 4))
+    noises = sorted({r["noise"] for r in rows if r["noise"]}) or [None]
+    fig, axes = plt.subplots(1, len(noises), squeeze=False, figsize=(5.5 * len(noises), 4.5), sharey=True)
     clean = {label(r): r["wer"] for r in rows if r["noise"] is None}
-    for ax, noise in zip(axes[0], sorted({r["noise"] for r in rows if r["noise"]}) or [None]):
+    style, first = _style(rows), {label(r): r for r in rows}
+    for ax, noise in zip(axes[0], noises):
         series = defaultdict(list)
         for r in rows:
             if r["noise"] == noise and r["snr_db"] is not None:
                 series[label(r)].append((r["snr_db"], 100 * r["wer"]))
-        for name, points in sorted(series.items()):
+        for name, points in series.items():
             if name in clean:  # clean speech drawn at the left end, labelled as 40 dB
                 points.append((CLEAN_X_DB, 100 * clean[name]))
             points.sort(reverse=True)
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=name,
+                    **style(first[name]))
         ax.set_title(f"noise: {noise}")
         ax.set_xlabel(f"SNR, dB ({CLEAN_X_DB:g} = clean)")
-        ax.set_ylabel("WER, %")
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].set_ylabel("WER, %")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, loc="upper center", ncol=min(5, max(1, len(names))),
+               bbox_to_anchor=(0.5, 0.0))
     data = _png(fig)
     plt.close(fig)
     return data
 
 
 def pareto_figure(rows: list[dict[str, Any]]) -> bytes:
+    """Modeled energy vs WER, on clean speech and averaged over the noisy conditions."""
     plt = _pyplot()
-    points = [(1e3 * r["energy_j_per_audio_s"], 100 * r["wer"], label(r)) for r in rows
-              if r["noise"] is None and r.get("energy_j_per_audio_s") is not None]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for energy, wer, name in points:
-        ax.scatter(energy, wer)
-        ax.annotate(name, (energy, wer), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    front = pareto_front(points)
-    ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
-    ax.set_xlabel("modeled energy, mJ per audio-second")
-    ax.set_ylabel("WER on clean speech, %")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    has_noise = any(r["noise"] is not None for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_noise else 1, squeeze=False, figsize=(13 if has_noise else 6.5, 4.5))
+    style = _style(rows)
+    panels = [("clean speech", lambda r: r["noise"] is None)]
+    if has_noise:
+        panels.append(("mean over noisy conditions", lambda r: r["noise"] is not None))
+    for ax, (title, keep) in zip(axes[0], panels):
+        groups = defaultdict(list)
+        for r in rows:
+            if keep(r) and r.get("energy_j_per_audio_s") is not None:
+                groups[label(r)].append(r)
+        points = [(1e3 * mean(r["energy_j_per_audio_s"] for r in g), 100 * mean(r["wer"] for r in g), name)
+                  for name, g in groups.items()]
+        for (energy, wer, name), g in zip(points, groups.values()):
+            ax.scatter(energy, wer, color=style(g[0])["color"])
+            ax.annotate(name.removeprefix("weightwise "), (energy, wer), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        front = pareto_front(points)
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
+        ax.set_xlabel("modeled energy, mJ per audio-second")
+        ax.set_ylabel(f"WER, % ({title})")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     data = _png(fig)
     plt.close(fig)
     return data
@@ -115,48 +220,76 @@ def components_figure(rows: list[dict[str, Any]]) -> bytes:
         ax.barh([label(r) for r in clean], values, left=left, label=component)
         left = [a + b for a, b in zip(left, values)]
     ax.set_xlabel("modeled energy, mJ per audio-second (clean)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (0.45 * len(clean) + 1.5)),
+              ncol=3)
     data = _png(fig)
     plt.close(fig)
     return data
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [[_cell(r.get(c)) for c in COLUMNS] for r in rows]
+    return [[_num(v) if isinstance(v := r.get(c), float) else ("" if v is None else str(v)) for c in COLUMNS]
+            for r in rows]
+
+
+def _about(results: str | Path, rows: list[dict[str, Any]]) -> str:
+    devices = sorted({r["device"] for r in rows if r.get("device")})
+    utts = sorted({r["n_utterances"] for r in rows if r.get("n_utterances")})
+    wall = sum(r.get("wall_s") or 0.0 for r in rows)
+    text = f"{results}: {len(rows)} cells"
+    text += f", {'/'.join(map(str, utts))} utterances per cell" if utts else ""
+    text += f", modeled energy on {', '.join(devices)}" if devices else ""
+    return text + (f", cells took {wall / 60:.1f} min of wall time in all" if wall else "")
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(line) + " |" for line in body), ""]
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    cells = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    cells += ["<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in line) + "</tr>" for line in body]
+    return "\n".join(cells) + "</table>"
+
+
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
 
 
 def write_report(results: str | Path, out: str | Path) -> Path:
     """Write `out` (.html: self-contained; .md: PNGs beside it) from the benchmark rows."""
     rows, out = load_rows(results), Path(out)
-    figures = {"WER vs SNR": wer_vs_snr_figure(rows), "Energy vs WER (clean)": pareto_figure(rows),
+    if out.suffix not in (".html", ".htm", ".md"):
+        raise InputError(f"{out}: the report must end in .html or .md")
+    tables = {"Summary per variant": summary_table(rows), "WER % by condition": wer_table(rows)}
+    figures = {"WER vs SNR": wer_vs_snr_figure(rows), "Energy vs WER": pareto_figure(rows),
                "Energy by component (clean)": components_figure(rows)}
+    cells = (list(COLUMNS), table_rows(rows))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".md":
-        lines = [f"# weightwise benchmark: {results}", ""]
+        lines = ["# weightwise benchmark", "", _about(results, rows), ""]
+        for title, (header, body) in tables.items():
+            lines += [f"## {title}", "", *_markdown_table(header, body)]
         for i, (title, png) in enumerate(figures.items()):
             image = out.with_name(f"{out.stem}_fig{i}.png")
-            image.write_bytes(png)
+            _write_atomic(image, png)
             lines += [f"## {title}", "", f"![{title}]({image.name})", ""]
-        lines += ["## Results", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
-        out.write_text("\n".join(lines) + "\n")
+        lines += ["## All cells", "", *_markdown_table(*cells)]
+        _write_atomic(out, "\n".join(lines))
         return out
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>weightwise benchmark</title>"
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "img{max-width:100%}</style></head><body>",
-             f"<h1>weightwise benchmark</h1><p>{html.escape(str(results))}: {len(rows)} cells</p>"]
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+             "font-size:13px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+             f"<h1>weightwise benchmark</h1><p>{html.escape(_about(results, rows))}</p>"]
+    for title, (header, body) in tables.items():
+        parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body)}")
     for title, png in figures.items():
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
-    parts.append("<h2>Results</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>")
-    parts += ["<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in table_rows(rows)]
-    parts.append("</table></body></html>")
-    out.write_text("\n".join(parts))
+    parts += [f"<h2>All cells</h2>{_html_table(*cells)}", "</body></html>"]
+    _write_atomic(out, "\n".join(parts))
     return out
