@@ -20,6 +20,7 @@ from weightwise.audio import (
     cell_seed,
     mix_at_snr,
     noise_for,
+    noise_label,
     resolve_noise,
 )
 from weightwise.audio import noise as noise_module
@@ -152,6 +153,12 @@ def test_file_manifest_and_folder_specs(tmp_path: Path):
     assert (single.name, single.kind, single.paths) == ("c1", "recorded", (expected[1],))
     drawn = {float(noise_for(source, 100, seed=s)[0]) for s in range(20)}
     assert len(drawn) > 1  # the clip itself is drawn per seed
+
+
+@pytest.mark.parametrize("spec, name", [("white", "white"), ("babble", "babble"), ("n/street/manifest.jsonl", "street"),
+                                        ("n/street", "street"), ("clips/running_tap.flac", "running_tap")])
+def test_noise_label_is_the_short_name_resolve_noise_gives(spec, name):
+    assert noise_label(spec) == name
 
 
 def test_babble_resolves_to_the_four_shared_clips(shared_data_dir: Path):

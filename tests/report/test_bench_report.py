@@ -10,9 +10,9 @@ from weightwise.cli import main
 from weightwise.report.bench_report import pareto_front, summary_table, wer_table, write_report
 
 
-def row(system, precision, noise, snr, wer, energy, components=None):
+def row(system, precision, noise, snr, wer, energy, components=None, rtf=0.1):
     return {"cell": json.dumps([system, precision, noise, snr]), "system": system, "model": "m",
-            "precision": precision, "plan": None, "noise": noise, "snr_db": snr, "wer": wer, "rtf": 0.1,
+            "precision": precision, "plan": None, "noise": noise, "snr_db": snr, "wer": wer, "rtf": rtf,
             "energy_j_per_audio_s": energy, "model_bytes": 10, "peak_rss_mb": 1.0,
             "components": components or {"encoder": 0.5, "decoder": 0.5}}
 
@@ -21,7 +21,8 @@ def row(system, precision, noise, snr, wer, energy, components=None):
 def results(tmp_path):
     rows = [row("weightwise", "fp32", None, None, 0.10, 0.020), row("weightwise", "int8", None, None, 0.12, 0.006),
             row("weightwise", "fp16", None, None, 0.11, 0.010), row("weightwise", "fp32", "white", 10.0, 0.2, 0.02),
-            row("weightwise", "fp32", "white", 0.0, 0.5, 0.02), row("faster-whisper", "int8", None, None, 0.13, None)]
+            row("weightwise", "fp32", "noise/street/manifest.jsonl", 0.0, 0.5, 0.02),
+            row("faster-whisper", "int8", None, None, 0.13, None, rtf=0.4)]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -47,14 +48,15 @@ def test_html_is_self_contained(results, tmp_path):
 def test_summary_and_wer_tables_by_hand(results):
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     header, body = wer_table(rows)
-    assert header == ["variant", "clean", "white 10 dB", "white 0 dB"]
-    assert body[0] == ["weightwise m fp32", "10.00", "20.00", "50.00"]
+    assert header == ["variant", "clean", "street 0 dB", "white 10 dB"]  # a manifest is named by its folder
+    assert body[0] == ["weightwise m fp32", "10.00", "50.00", "20.00"]
     assert body[1] == ["weightwise m int8", "12.00", "", ""]
     header, body = summary_table(rows)
     line = dict(zip(header, body[0]))
     assert line["mean noisy WER %"] == "35.00" and line["cells"] == "3" and line["energy vs fp32"] == ""
     int8 = dict(zip(header, body[1]))
     assert int8["mJ/audio-s"] == "6" and int8["energy vs fp32"] == "0.30x" and int8["RTF vs fp32"] == "1.00x"
+    assert int8["RTF vs peer"] == "0.25x" and line["RTF vs peer"] == ""  # no float32 peer row for fp32
     peer = dict(zip(header, body[3]))
     assert peer["variant"] == "faster-whisper m int8" and peer["mJ/audio-s"] == "" and peer["energy vs fp32"] == ""
 

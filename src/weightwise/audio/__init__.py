@@ -10,6 +10,7 @@ from weightwise.audio.noise import (
     cell_seed,
     mix_at_snr,
     noise_for,
+    noise_label,
     resolve_noise,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_audio",
     "mix_at_snr",
     "noise_for",
+    "noise_label",
     "resolve_noise",
     "to_mono_16k",
 ]

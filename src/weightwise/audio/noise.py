@@ -79,15 +79,24 @@ def resolve_noise(spec: str, shared_data: Path | None = None) -> NoiseSource:
         return _from_manifest(_shared_data_dir(spec, shared_data) / NAMED_SETS[spec], spec)
     path = Path(spec).expanduser()
     if path.is_dir() or path.suffix == ".jsonl":
-        return _from_manifest(path, path.stem if path.is_dir() else path.parent.name)
+        return _from_manifest(path, noise_label(spec))
     if path.is_file():
-        return NoiseSource(path.stem, "recorded", (path.resolve(),))
+        return NoiseSource(noise_label(spec), "recorded", (path.resolve(),))
     if path.suffix or os.sep in spec:
         raise InputError(f"{path}: noise file not found")
     choices = ", ".join((*SYNTHETIC, *NAMED_SETS))
     raise InputError(
         f"unknown noise '{spec}' (choose {choices}, an audio file, or a manifest.jsonl/its folder)"
     )
+
+
+def noise_label(spec: str) -> str:
+    """The short name of a noise spec: the spec itself for a named noise, the folder of a
+    manifest.jsonl, else the file or folder name without suffix."""
+    if spec in SYNTHETIC or spec in NAMED_SETS:
+        return spec
+    path = Path(spec)
+    return path.parent.name if path.suffix == ".jsonl" else path.stem
 
 
 def noise_for(source: NoiseSource, n_samples: int, seed: int) -> np.ndarray:

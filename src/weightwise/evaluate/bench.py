@@ -24,7 +24,7 @@ import numpy as np
 from weightwise.data import Manifest
 from weightwise.decode import DecodeCounter, transcribe
 from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score_fields
-from weightwise.evaluate.runtime import peak_rss_mb
+from weightwise.evaluate.runtime import peak_rss_mb, reset_peak_rss
 
 PEER_COMPUTE_TYPES = ("int8", "float32")
 
@@ -139,12 +139,6 @@ def cell_row(cell: Cell, results: list[UtteranceResult], extra: dict[str, Any]) 
             "utterances": [{"id": u.id, "hyp": u.hyp} for u in results]}
 
 
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
 class _Variants:
     """Loaded models, their reference traces and peer runners, one variant kept at a time."""
 
@@ -189,14 +183,13 @@ def _energy(reference, counter: DecodeCounter, audio_s: float, n_files: int, dev
 
 
 def run_cell(cell: Cell, variants: _Variants, manifest: Manifest, noise, device, meter) -> dict[str, Any]:
+    since_cell_start = reset_peak_rss()  # the peak then covers this cell only (load included)
     items = list(noisy_items(manifest, noise, cell.snr_db, variants.config.seed))
     runner, reference = variants.get(cell)
-    counter, rss = DecodeCounter(), [_rss_mb()]
+    counter = DecodeCounter()
 
     def run_one(samples):
-        text = runner(samples) if reference is None else transcribe(runner, samples, observer=counter).text
-        rss.append(_rss_mb())
-        return text
+        return runner(samples) if reference is None else transcribe(runner, samples, observer=counter).text
 
     def after_warmup():  # the counts and the meter window cover the timed utterances only
         counter.reset()
@@ -213,7 +206,7 @@ def run_cell(cell: Cell, variants: _Variants, manifest: Manifest, noise, device,
         extra.update({"energy_j_per_audio_s": None, "model_bytes": None, "device": device.name,
                       "energy_note": "CTranslate2 runs outside torch: not traced"})
     row = cell_row(cell, results, extra)
-    row["peak_rss_mb"] = max(rss)  # sampled after every utterance of this cell
+    row["peak_rss_scope"] = "cell" if since_cell_start else "process"
     return row
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import platform
+import re
 import resource
 import sys
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
@@ -13,10 +15,32 @@ _PACKAGES = ("weightwise", "torch", "transformers", "numpy", "jiwer", "whisper-n
              "soundfile", "soxr", "faster-whisper", "ctranslate2")
 
 
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process, MiB: since the last `reset_peak_rss()` where Linux
+    keeps VmHWM, else since the process started (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    if found:
+        return int(found.group(1)) / 1024
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS count at the current RSS (Linux: write 5 to /proc/self/clear_refs).
+
+    Returns False where that is not possible; `peak_rss_mb` then keeps counting from process start.
+    """
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def threads() -> int:

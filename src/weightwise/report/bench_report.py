@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from weightwise.audio.noise import noise_label
 from weightwise.errors import InputError
 from weightwise.report.plots import _pyplot
 
@@ -23,7 +24,12 @@ REQUIRED = ("system", "model", "precision", "noise", "snr_db", "wer")
 COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
            "energy_j_per_audio_s", "model_bytes", "peak_rss_mb", "wall_s")
 SUMMARY_COLUMNS = ("variant", "clean WER %", "mean noisy WER %", "mJ/audio-s", "energy vs fp32",
-                   "RTF clean", "RTF vs fp32", "model MB", "peak RSS MB", "cells", "wall s")
+                   "RTF clean", "RTF vs fp32", "RTF vs peer", "model MB", "peak RSS MB", "cells", "wall s")
+# weightwise precision -> the faster-whisper compute type it is timed against ("RTF vs peer")
+PEER_OF = {"fp32": "float32", "int8": "int8"}
+RSS_SCOPES = {"cell": "peak RSS per cell (high-water mark reset at cell start)",
+              "process": "peak RSS since the process started",
+              None: "peak RSS = largest RSS sampled after each utterance of the cell"}
 
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -54,12 +60,12 @@ def label(row: dict[str, Any]) -> str:
 
 
 def condition(row: dict[str, Any]) -> str:
-    return "clean" if row["noise"] is None else f"{row['noise']} {row['snr_db']:g} dB"
+    return "clean" if row["noise"] is None else f"{noise_label(row['noise'])} {row['snr_db']:g} dB"
 
 
 def _conditions(rows: list[dict[str, Any]]) -> list[str]:
     """clean first, then each noise from high to low SNR."""
-    seen = {(r["noise"] or "", -(r["snr_db"] or 0.0)): condition(r) for r in rows}
+    seen = {(noise_label(r["noise"]) if r["noise"] else "", -(r["snr_db"] or 0.0)): condition(r) for r in rows}
     return [seen[k] for k in sorted(seen, key=lambda k: (k[0] != "", k))]
 
 
@@ -97,16 +103,22 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         ref = clean.get(f"{r['system']} {r['model']} {'float32' if r['system'] != 'weightwise' else 'fp32'}")
         return ref if ref is not None and ref is not r else None
 
+    def peer(r: dict[str, Any]) -> dict[str, Any] | None:  # faster-whisper at the same precision
+        if r["system"] != "weightwise" or r.get("plan") or r["precision"] not in PEER_OF:
+            return None
+        return clean.get(f"faster-whisper {r['model']} {PEER_OF[r['precision']]}")
+
     body = []
     for name, group in groups.items():
         c, noisy = clean[name], [r["wer"] for r in group if r["noise"] is not None]
-        ref = reference(c) if c else None
+        ref, other = (reference(c), peer(c)) if c else (None, None)
         energy = c.get("energy_j_per_audio_s") if c else None
         body.append([
             name, _pct(c["wer"] if c else None), _pct(mean(noisy) if noisy else None),
             _num(1e3 * energy if energy is not None else None),
             _ratio(energy, ref.get("energy_j_per_audio_s") if ref else None),
             _num(c.get("rtf") if c else None), _ratio(c.get("rtf") if c else None, ref.get("rtf") if ref else None),
+            _ratio(c.get("rtf") if c else None, other.get("rtf") if other else None),
             _num(c["model_bytes"] / 1e6 if c and c.get("model_bytes") else None),
             _num(max((r.get("peak_rss_mb") or 0.0) for r in group) or None),
             str(len(group)), _num(sum(r.get("wall_s") or 0.0 for r in group) or None),
@@ -163,7 +175,7 @@ def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
             points.sort(reverse=True)
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=name,
                     **style(first[name]))
-        ax.set_title(f"noise: {noise}")
+        ax.set_title(f"noise: {noise_label(noise) if noise else 'none'}")
         ax.set_xlabel(f"SNR, dB ({CLEAN_X_DB:g} = clean)")
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
@@ -228,8 +240,13 @@ def components_figure(rows: list[dict[str, Any]]) -> bytes:
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [[_num(v) if isinstance(v := r.get(c), float) else ("" if v is None else str(v)) for c in COLUMNS]
-            for r in rows]
+    def cell(r: dict[str, Any], column: str) -> str:
+        v = r.get(column)
+        if column == "noise" and v is not None:
+            return noise_label(v)
+        return _num(v) if isinstance(v, float) else ("" if v is None else str(v))
+
+    return [[cell(r, c) for c in COLUMNS] for r in rows]
 
 
 def _about(results: str | Path, rows: list[dict[str, Any]]) -> str:
@@ -239,7 +256,9 @@ def _about(results: str | Path, rows: list[dict[str, Any]]) -> str:
     text = f"{results}: {len(rows)} cells"
     text += f", {'/'.join(map(str, utts))} utterances per cell" if utts else ""
     text += f", modeled energy on {', '.join(devices)}" if devices else ""
-    return text + (f", cells took {wall / 60:.1f} min of wall time in all" if wall else "")
+    text += f", cells took {wall / 60:.1f} min of wall time in all" if wall else ""
+    scopes = dict.fromkeys(r.get("peak_rss_scope") for r in rows)
+    return text + "; " + "; ".join(RSS_SCOPES.get(s, f"peak RSS scope {s}") for s in scopes)
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:

@@ -1,0 +1,19 @@
+"""Peak RSS: counts a real allocation, and restarts from the current RSS after a reset."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from weightwise.evaluate.runtime import peak_rss_mb, reset_peak_rss
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM and clear_refs are Linux's")
+def test_peak_rss_sees_an_allocation_and_resets():
+    assert reset_peak_rss()
+    before = peak_rss_mb()
+    block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+    assert peak_rss_mb() >= before + 250
+    del block
+    assert reset_peak_rss()
+    assert peak_rss_mb() < before + 100  # the freed block no longer counts
