@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
+from weightwise.audio.noise import noise_label
+
 TOLERANCE = 0.15  # "about": within +-15% of the paper's ratio
 
 
@@ -106,7 +108,7 @@ def robustness_lines(groups: dict, snr_min: float, snr_max: float) -> tuple[list
             total += 1
             less += rise[large] < rise[small]
             lower += per[large][(noise, snr)] < per[small][(noise, snr)]
-            lines.append(f"| {precision} | {noise} | {snr:g} | "
+            lines.append(f"| {precision} | {noise_label(noise)} | {snr:g} | "
                          + " | ".join(f"{100 * per[m][(noise, snr)]:.2f} ({100 * rise[m]:+.2f})" for m in models)
                          + f" | {'yes' if rise[large] < rise[small] else 'no'} |")
     return lines, less, lower, total

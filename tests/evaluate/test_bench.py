@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,16 @@ def test_peer_rows(tmp_path):
     assert peer["audio_s"] == pytest.approx(ours["audio_s"])
     assert 0 <= peer["wer"] <= 0.3
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_plan_rows_carry_the_plan_and_its_smaller_weights(tmp_path):
+    plan = Path(__file__).resolve().parents[2] / "benchmarks" / "plans" / "int4-group64.json"
+    out = tmp_path / "plan.jsonl"
+    rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", plans=(str(plan),), peers=(),
+                                 limit=2), out)
+    fp32 = next(r for r in rows if r["plan"] is None)
+    planned = next(r for r in rows if r["plan"] == "int4-group64")
+    assert planned["precision"] == "fp32" and planned["system"] == "weightwise"
+    assert planned["model_bytes"] < 0.3 * fp32["model_bytes"]  # int4 codes + scales, not float weights
+    assert planned["energy_j_per_audio_s"] < 0.5 * fp32["energy_j_per_audio_s"]
+    assert planned["wer"] <= 0.5  # still transcribes the samples

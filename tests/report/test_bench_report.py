@@ -3,7 +3,11 @@
 import base64
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from weightwise.cli import main
@@ -82,3 +86,21 @@ def test_cli_report_errors(tmp_path, capsys):
     assert len(err) == 4 and "bad.jsonl:2: not a JSON line" in err[1]
     assert "bad.jsonl:1: not a bench row (missing system, model, precision, noise, snr_db)" in err[2]
     assert "r.pdf" in err[3] and not (tmp_path / "r.html").exists()
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "screenshot_report.sh"
+
+
+@pytest.mark.skipif(BROWSER is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(results, tmp_path):
+    page = write_report(results, tmp_path / "report.html")
+    png = tmp_path / "report.png"
+    subprocess.run(["bash", str(SCREENSHOT), str(page), str(png)], check=True, timeout=180, capture_output=True)
+    from matplotlib.image import imread
+
+    pixels = imread(png)[..., :3]  # RGB in 0..1
+    assert pixels.shape[:2] == (2600, 1280)
+    matplotlib_blue = np.array([0x1F, 0x77, 0xB4]) / 255  # "C0": fp32 points and decoder bars
+    drawn = (np.abs(pixels - matplotlib_blue) < 0.02).all(axis=-1).sum()
+    assert drawn > 200  # the embedded PNG figures were decoded and painted, not broken-image icons

@@ -18,15 +18,26 @@ _PACKAGES = ("weightwise", "torch", "transformers", "numpy", "jiwer", "whisper-n
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
+def _status_mb(field: str) -> float | None:
+    """A memory line of /proc/self/status (Linux), MiB; None where there is none."""
+    try:
+        found = re.search(rf"^{field}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) / 1024 if found else None
+
+
+def rss_mb() -> float | None:
+    """Resident set size of this process now, MiB (Linux; None elsewhere)."""
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, MiB: since the last `reset_peak_rss()` where Linux
     keeps VmHWM, else since the process started (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    try:
-        found = re.search(r"^VmHWM:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
-    except OSError:
-        found = None
-    if found:
-        return int(found.group(1)) / 1024
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 

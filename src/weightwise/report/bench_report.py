@@ -20,6 +20,7 @@ from weightwise.errors import InputError
 from weightwise.report.plots import _pyplot
 
 CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
+WER_CAP_PCT = 120.0  # top of the WER-vs-SNR y axis; higher WERs are marked on the edge
 REQUIRED = ("system", "model", "precision", "noise", "snr_db", "wer")
 COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
            "energy_j_per_audio_s", "model_bytes", "peak_rss_mb", "wall_s")
@@ -159,11 +160,17 @@ def _png(fig) -> bytes:
 
 
 def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
+    """WER against SNR, one panel per noise. The y axis stops at WER_CAP_PCT: a hallucinating model
+    can pass 200% at 0 dB and would flatten every other curve; such points sit on the top edge as
+    triangles (their values are in the tables)."""
     plt = _pyplot()
-    noises = sorted({r["noise"] for r in rows if r["noise"]}) or [None]
+    from matplotlib.lines import Line2D
+
+    noises = sorted({r["noise"] for r in rows if r["noise"]}, key=noise_label) or [None]
     fig, axes = plt.subplots(1, len(noises), squeeze=False, figsize=(5.5 * len(noises), 4.5), sharey=True)
     clean = {label(r): r["wer"] for r in rows if r["noise"] is None}
     style, first = _style(rows), {label(r): r for r in rows}
+    top = min(WER_CAP_PCT, max(100 * r["wer"] for r in rows) * 1.05)
     for ax, noise in zip(axes[0], noises):
         series = defaultdict(list)
         for r in rows:
@@ -173,15 +180,22 @@ def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
             if name in clean:  # clean speech drawn at the left end, labelled as 40 dB
                 points.append((CLEAN_X_DB, 100 * clean[name]))
             points.sort(reverse=True)
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=name,
-                    **style(first[name]))
+            look = style(first[name])
+            ax.plot([p[0] for p in points], [min(p[1], top) for p in points], marker="o", ms=3, **look)
+            over = [p[0] for p in points if p[1] > top]
+            if over:
+                ax.plot(over, [top] * len(over), marker="^", ms=7, ls="none", color=look["color"], clip_on=False)
         ax.set_title(f"noise: {noise_label(noise) if noise else 'none'}")
         ax.set_xlabel(f"SNR, dB ({CLEAN_X_DB:g} = clean)")
+        ax.set_ylim(0, top)
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("WER, %")
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=7, loc="upper center", ncol=min(5, max(1, len(names))),
+    axes[0][0].set_ylabel(f"WER, % (triangles: above {top:.0f}%)" if top == WER_CAP_PCT else "WER, %")
+    kinds = {f"{r['system']} {r.get('plan') or r['precision']}": style(r)["color"] for r in rows}
+    models = {r["model"]: style(r)["linestyle"] for r in rows}
+    handles = [Line2D([], [], color=c, marker="o", ms=3, label=k) for k, c in kinds.items()]
+    handles += [Line2D([], [], color="k", linestyle=ls, label=m) for m, ls in models.items()]
+    fig.legend(handles=handles, fontsize=8, loc="upper center", ncol=min(7, len(handles)),
                bbox_to_anchor=(0.5, 0.0))
     data = _png(fig)
     plt.close(fig)
@@ -232,8 +246,7 @@ def components_figure(rows: list[dict[str, Any]]) -> bytes:
         ax.barh([label(r) for r in clean], values, left=left, label=component)
         left = [a + b for a, b in zip(left, values)]
     ax.set_xlabel("modeled energy, mJ per audio-second (clean)")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (0.45 * len(clean) + 1.5)),
-              ncol=3)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     data = _png(fig)
     plt.close(fig)
     return data
