@@ -1,6 +1,8 @@
 """Peak RSS: counts a real allocation, and restarts from the current RSS after a reset."""
 
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,3 +19,18 @@ def test_peak_rss_sees_an_allocation_and_resets():
     del block
     assert reset_peak_rss()
     assert peak_rss_mb() < before + 100  # the freed block no longer counts
+
+
+def test_host_names_the_cpu_and_the_threads_used():
+    import os
+
+    import torch
+
+    from weightwise.evaluate.runtime import host
+
+    found = host()
+    assert found["cores"] == os.cpu_count() and found["threads"] == torch.get_num_threads()
+    named = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE) \
+        if Path("/proc/cpuinfo").is_file() else None
+    if named:
+        assert found["cpu"].startswith(named.group(1).strip())

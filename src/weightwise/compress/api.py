@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections import defaultdict
 
 import torch
@@ -57,10 +58,8 @@ def compress_(model, plan: Plan, calib: Manifest | None = None, train: Manifest 
     """
     if model.info.precision != "fp32":
         raise InputError(f"compress a float32 model (got {model.info.precision}); quantize with the plan")
-    import weightwise.compress.lowrank  # noqa: F401  (registers handlers)
-    import weightwise.compress.prune  # noqa: F401
-    import weightwise.compress.quantize  # noqa: F401
-    import weightwise.compress.share  # noqa: F401
+    for handlers in ("lowrank", "prune", "quantize", "share"):  # importing them registers the handlers
+        importlib.import_module(f"weightwise.compress.{handlers}")
 
     claimed = plan.resolve(model.network)
     groups: dict[int, list[str]] = defaultdict(list)

@@ -24,7 +24,7 @@ import numpy as np
 from weightwise.data import Manifest
 from weightwise.decode import DecodeCounter, transcribe
 from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score_fields
-from weightwise.evaluate.runtime import peak_rss_mb, reset_peak_rss
+from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss
 
 PEER_COMPUTE_TYPES = ("int8", "float32")
 
@@ -135,7 +135,7 @@ def cell_row(cell: Cell, results: list[UtteranceResult], extra: dict[str, Any]) 
     return {"cell": cell.key, **{k: v for k, v in asdict(cell).items() if k != "plan"},
             "plan": Path(cell.plan).stem if cell.plan else None, **fields,
             "n_utterances": len(results), "audio_s": audio_s, "rtf": compute_s / audio_s,
-            "peak_rss_mb": peak_rss_mb(), **extra,
+            "peak_rss_mb": peak_rss_mb(), "host": host(), **extra,
             "utterances": [{"id": u.id, "hyp": u.hyp} for u in results]}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import resource
 import sys
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,6 +66,25 @@ def set_threads(n: int | None) -> None:
         if n < 1:
             raise ValueError(f"threads must be >= 1, got {n}")
         torch.set_num_threads(n)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux) with its widest SIMD, e.g. 'AMD EPYC (avx512)'."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    flag_line = re.search(r"^(flags|Features)\s*:\s*(.+)$", info, re.MULTILINE)  # x86 | ARM
+    flags = set(flag_line.group(2).split()) if flag_line else set()
+    simd = next((f for f in ("avx512f", "avx2", "avx", "neon", "asimd") if f in flags), None)
+    text = name.group(1).strip() if name else platform.machine()
+    return f"{text} ({simd.removesuffix('f')})" if simd else text
+
+
+def host() -> dict[str, Any]:
+    """Where a timing was taken: CPU, its logical cores and torch's threads."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads()}
 
 
 def versions() -> dict[str, str]:

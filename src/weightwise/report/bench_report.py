@@ -270,6 +270,8 @@ def _about(results: str | Path, rows: list[dict[str, Any]]) -> str:
     text += f", {'/'.join(map(str, utts))} utterances per cell" if utts else ""
     text += f", modeled energy on {', '.join(devices)}" if devices else ""
     text += f", cells took {wall / 60:.1f} min of wall time in all" if wall else ""
+    hosts = dict.fromkeys(f"{h['cpu']}, {h['threads']} threads" for r in rows if (h := r.get("host")))
+    text += f", timed on {'; '.join(hosts)}" if hosts else ""
     scopes = dict.fromkeys(r.get("peak_rss_scope") for r in rows)
     return text + "; " + "; ".join(RSS_SCOPES.get(s, f"peak RSS scope {s}") for s in scopes)
 
