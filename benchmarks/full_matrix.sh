@@ -16,3 +16,4 @@ weightwise bench --model whisper-tiny.en,whisper-base --precision fp32,fp16,int8
 echo "end $(date -u +%FT%TZ)" >> benchmarks/results/bench/full_matrix.log
 weightwise report "$OUT" -o benchmarks/results/bench/full_matrix.html
 weightwise report "$OUT" -o benchmarks/results/bench/full_matrix.md
+python benchmarks/paper2_findings.py "$OUT" --snr-min 5 --snr-max 10 -o benchmarks/results/bench/full_matrix_paper2_findings.md

@@ -120,6 +120,8 @@ def findings(rows: list[dict], snr_min: float, snr_max: float, source: str) -> s
     robust_table, less, lower, total = robustness_lines(groups, snr_min, snr_max)
     half, same = ratios["fp16/fp32"], ratios["int8/fp16"]
     devices = sorted({r.get("device") for r in rows if r.get("device")})
+    hosts = sorted({f"{h['cpu']} with {h['threads']} threads" for r in rows if (h := r.get("host"))})
+    timed_on = "; ".join(hosts) or "the machine that ran the bench (the rows do not name it)"
     sizes = sorted({(r["model_bytes"], r["model"], r["precision"], r["energy_j_per_audio_s"])
                     for r in rows if r["system"] == "weightwise" and r["noise"] is None and r.get("model_bytes")})
     size_order = [f"{m} {p}" for _, m, p, _ in sizes]
@@ -127,7 +129,7 @@ def findings(rows: list[dict], snr_min: float, snr_max: float, source: str) -> s
     out = [f"# Paper 2's findings on our data ({source})", "",
            f"Clean speech plus every noisy cell with {snr_min:g} <= SNR <= {snr_max:g} dB (paper 2: white noise "
            f"at about 6-9 dB). Energy is modeled on {', '.join(devices)} (DRAM included); RTF is measured on "
-           "this machine. 'About' means within +-15%.", "",
+           f"{timed_on}. 'About' means within +-15%.", "",
            "## Precision: energy and WER", "", *precision_table, "",
            f"1. *FP32 -> FP16 halves energy with minimal WER change*: fp16/fp32 energy = "
            f"{', '.join(f'{r:.2f}' for r in half)} -> "
