@@ -88,7 +88,7 @@ def host() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}
+    found = {"python": platform.python_version(), "cpu": cpu_name()}
     for name in _PACKAGES:
         try:
             found[name] = version(name)

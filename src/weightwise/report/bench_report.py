@@ -112,15 +112,14 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     body = []
     for name, group in groups.items():
         c, noisy = clean[name], [r["wer"] for r in group if r["noise"] is not None]
-        ref, other = (reference(c), peer(c)) if c else (None, None)
-        energy = c.get("energy_j_per_audio_s") if c else None
+        c, ref, other = c or {}, (reference(c) if c else None) or {}, (peer(c) if c else None) or {}
+        energy, rtf = c.get("energy_j_per_audio_s"), c.get("rtf")
         body.append([
-            name, _pct(c["wer"] if c else None), _pct(mean(noisy) if noisy else None),
+            name, _pct(c.get("wer")), _pct(mean(noisy) if noisy else None),
             _num(1e3 * energy if energy is not None else None),
-            _ratio(energy, ref.get("energy_j_per_audio_s") if ref else None),
-            _num(c.get("rtf") if c else None), _ratio(c.get("rtf") if c else None, ref.get("rtf") if ref else None),
-            _ratio(c.get("rtf") if c else None, other.get("rtf") if other else None),
-            _num(c["model_bytes"] / 1e6 if c and c.get("model_bytes") else None),
+            _ratio(energy, ref.get("energy_j_per_audio_s")),
+            _num(rtf), _ratio(rtf, ref.get("rtf")), _ratio(rtf, other.get("rtf")),
+            _num(c["model_bytes"] / 1e6 if c.get("model_bytes") else None),
             _num(max((r.get("peak_rss_mb") or 0.0) for r in group) or None),
             str(len(group)), _num(sum(r.get("wall_s") or 0.0 for r in group) or None),
         ])
