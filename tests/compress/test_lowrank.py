@@ -94,10 +94,14 @@ def test_energy_fraction_picks_the_minimal_rank():
     assert lowrank_factors(weight, LowRank(energy_fraction=1.0))[0].shape[1] == 32
 
 
-def test_rank_is_capped_and_a_rank_that_stores_more_warns():
+def test_a_rank_above_the_layers_is_an_error_and_a_rank_that_stores_more_warns():
     weight = random_weight(8, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no clamping, no warning: one error naming module, rank and max
+        with pytest.raises(InputError, match=r"^fc: lowrank rank 100 is above the layer's maximum rank 6 "):
+            lowrank_factors(weight, LowRank(rank=100), "fc")
     with pytest.warns(LowRankWarning, match="stores"):
-        u, v = lowrank_factors(weight, LowRank(rank=100), "fc")
+        u, v = lowrank_factors(weight, LowRank(rank=6), "fc")
     assert u.shape == (8, 6) and v.shape == (6, 6)
     torch.testing.assert_close(u @ v, weight, atol=1e-5, rtol=1e-5)  # full rank: exact
     with warnings.catch_warnings():
@@ -257,3 +261,17 @@ def test_whisper_tied_embedding_factored_once(whisper_base, sample_audio, tmp_pa
     load_state(restored, str(tmp_path / "model.safetensors"))
     assert restored.proj_out.u is restored.model.decoder.embed_tokens.u
     assert_bit_identical(net, restored)
+
+
+def test_cli_rank_above_the_layers_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from weightwise.cli import main
+
+    plan = tmp_path / "big.json"
+    plan.write_text('{"rules": [{"match": "model.decoder.layers.0.fc1", "lowrank": {"rank": 1000}}]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["compress", "--plan", str(plan), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["weightwise: error: model.decoder.layers.0.fc1: lowrank rank 1000 is above the layer's "
+                   "maximum rank 384 (a 1536x384 weight)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json"]

@@ -1,6 +1,7 @@
 """Plan JSON: parsing, first-match-wins resolution, and one-line errors for every bad input."""
 
 import json
+import re
 
 import pytest
 from torch import nn
@@ -102,3 +103,32 @@ def test_plan_file_errors(tmp_path):
 def test_nm_property():
     assert Prune(pattern="2:4").nm == (2, 4)
     assert Prune().nm is None
+
+
+@pytest.mark.parametrize("method,params,field", [
+    ("quant", {"bits": True}, "quant.bits"),
+    ("quant", {"bits": 8.0}, "quant.bits"),
+    ("quant", {"group_size": True}, "quant.group_size"),
+    ("prune", {"sparsity": False}, "prune.sparsity"),
+    ("prune", {"sparsity": True}, "prune.sparsity"),
+    ("prune", {"sparsity": "0.5"}, "prune.sparsity"),
+    ("lowrank", {"rank": True}, "lowrank.rank"),
+    ("lowrank", {"energy_fraction": True}, "lowrank.energy_fraction"),
+    ("lowrank", {"energy_fraction": "0.9"}, "lowrank.energy_fraction"),
+    ("share", {"what": "lowrank_u", "rank": True}, "share.what=lowrank_u needs a positive integer rank"),
+])
+def test_json_booleans_and_strings_are_not_numbers(method, params, field):
+    with pytest.raises(InputError, match=rf"^plan: rule 0: {re.escape(field)}") as err:
+        Plan.from_dict({"rules": [{"match": "a", method: params}]})
+    assert "\n" not in str(err.value)
+
+
+def test_cli_plan_with_a_boolean_rank_is_one_line(tmp_path, capsys):
+    from weightwise.cli import main
+
+    plan = tmp_path / "bool.json"
+    plan.write_text('{"rules": [{"match": "proj_out", "lowrank": {"rank": true}}]}')
+    assert main(["compress", "--plan", str(plan), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"weightwise: error: {plan}: rule 0: lowrank.rank must be a positive integer, got True"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bool.json"]

@@ -136,6 +136,16 @@ def test_share_needs_one_shape():
         share_(stack(), ["layers.0", "head"], Share("full"))
 
 
+@pytest.mark.parametrize("what,limit", [("lowrank_u", 12), ("lowrank_v", 10)])
+def test_share_rank_above_the_maximum_is_an_error(what, limit):
+    network = stack()
+    before = weights(network)
+    with pytest.raises(InputError, match=rf"^layers\.0, layers\.1: share {what} rank 50 is above the "
+                                         rf"maximum rank {limit} "):
+        share_(network, ["layers.0", "layers.1"], Share(what, rank=50))
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(network)))  # nothing replaced
+
+
 def test_share_rejects_non_linear():
     network = nn.Sequential(nn.Linear(4, 4), nn.Embedding(4, 4))
     with pytest.raises(InputError, match=r"^1: share supports Linear modules only"):

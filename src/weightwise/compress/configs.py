@@ -19,6 +19,15 @@ def _check(condition: bool, message: str) -> None:
         raise InputError(message)
 
 
+def _is_int(value: Any) -> bool:
+    """An integer, and not a bool (JSON ``true`` is a Python int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Quant:
     """Weight quantization (simulated for accuracy; storage counted at `bits`).
@@ -33,10 +42,10 @@ class Quant:
     symmetric: bool = True
 
     def __post_init__(self):
-        _check(self.bits in (16, 8, 4), f"quant.bits must be 16, 8 or 4, got {self.bits!r}")
+        _check(_is_int(self.bits) and self.bits in (16, 8, 4), f"quant.bits must be 16, 8 or 4, got {self.bits!r}")
         _check(self.granularity in ("tensor", "channel", "group"),
                f"quant.granularity must be tensor, channel or group, got {self.granularity!r}")
-        _check(isinstance(self.group_size, int) and self.group_size >= 1,
+        _check(_is_int(self.group_size) and self.group_size >= 1,
                f"quant.group_size must be a positive integer, got {self.group_size!r}")
         _check(isinstance(self.symmetric, bool), f"quant.symmetric must be true or false, got {self.symmetric!r}")
 
@@ -55,7 +64,7 @@ class Prune:
     method: str = "magnitude"  # magnitude | csp
 
     def __post_init__(self):
-        _check(isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0,
+        _check(_is_number(self.sparsity) and 0.0 <= self.sparsity < 1.0,
                f"prune.sparsity must be in [0, 1), got {self.sparsity!r}")
         _check(self.pattern in ("unstructured", "channel") or self.nm is not None,
                f"prune.pattern must be unstructured, channel or N:M like 2:4, got {self.pattern!r}")
@@ -81,9 +90,10 @@ class LowRank:
     def __post_init__(self):
         _check((self.rank is None) != (self.energy_fraction is None),
                "lowrank needs exactly one of rank or energy_fraction")
-        _check(self.rank is None or (isinstance(self.rank, int) and self.rank >= 1),
+        _check(self.rank is None or (_is_int(self.rank) and self.rank >= 1),
                f"lowrank.rank must be a positive integer, got {self.rank!r}")
-        _check(self.energy_fraction is None or 0.0 < self.energy_fraction <= 1.0,
+        fraction = self.energy_fraction
+        _check(fraction is None or (_is_number(fraction) and 0.0 < fraction <= 1.0),
                f"lowrank.energy_fraction must be in (0, 1], got {self.energy_fraction!r}")
 
 
@@ -101,7 +111,7 @@ class Share:
     def __post_init__(self):
         _check(self.what in ("full", "lowrank_u", "lowrank_v"),
                f"share.what must be full, lowrank_u or lowrank_v, got {self.what!r}")
-        _check(self.what == "full" or (isinstance(self.rank, int) and self.rank >= 1),
+        _check(self.what == "full" or (_is_int(self.rank) and self.rank >= 1),
                f"share.what={self.what} needs a positive integer rank, got {self.rank!r}")
 
 

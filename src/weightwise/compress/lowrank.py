@@ -1,7 +1,8 @@
 """Low-rank factorization W (out x in) ~= U (out x r) @ V (r x in) by truncated SVD (MISSION.md §4).
 
 Storage drops from out*in to r*(out+in) elements, and so do the MACs per row; the break-even rank
-is out*in/(out+in) (a larger rank stores more than the dense weight: allowed, with a warning).
+is out*in/(out+in) (a larger rank stores more than the dense weight: allowed, with a warning;
+a rank above min(out, in) is an error).
 
 The factors are the best rank-r approximation (Eckart-Young), W = L S R^T being the SVD: W is
 projected onto its top-r singular subspace on its smaller side. Tall W (out >= in): v = R_r^T
@@ -53,10 +54,10 @@ def principal_subspace(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def choose_rank(energies: torch.Tensor, config: LowRank) -> int:
-    """`config.rank` capped at the number of singular values, or the smallest r whose squared
-    singular values sum to at least `energy_fraction` of the total."""
+    """`config.rank`, or the smallest r whose squared singular values sum to at least
+    `energy_fraction` of the total (at most the number of singular values)."""
     if config.rank is not None:
-        return min(config.rank, energies.numel())
+        return config.rank
     cumulative = torch.cumsum(energies, 0)
     if cumulative[-1] <= 0:
         return 1
@@ -66,8 +67,15 @@ def choose_rank(energies: torch.Tensor, config: LowRank) -> int:
 
 def lowrank_factors(weight: torch.Tensor, config: LowRank, name: str = ""
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best rank-r factors (u: out x r, v: r x in) of `weight` (out x in), in `weight`'s dtype."""
+    """Best rank-r factors (u: out x r, v: r x in) of `weight` (out x in), in `weight`'s dtype.
+
+    Raises:
+        InputError: `config.rank` is above min(out, in), the largest rank `weight` has.
+    """
     w = weight.detach().double()
+    if config.rank is not None and config.rank > min(w.shape):
+        raise InputError(f"{name or 'weight'}: lowrank rank {config.rank} is above the layer's maximum rank "
+                         f"{min(w.shape)} (a {w.shape[0]}x{w.shape[1]} weight)")
     tall = w.shape[0] >= w.shape[1]
     energies, basis = principal_subspace(w.T @ w if tall else w @ w.T)
     rank = choose_rank(energies, config)

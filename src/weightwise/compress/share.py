@@ -199,7 +199,10 @@ def _share_lowrank(network: torch.nn.Module, modules: dict[str, torch.nn.Linear]
                    rank: int) -> None:
     owner, first = next(iter(modules.items()))
     out_f, in_f = first.weight.shape
-    rank = min(rank, out_f if what == "lowrank_u" else in_f)
+    limit = out_f if what == "lowrank_u" else in_f  # columns of the shared basis
+    if rank > limit:
+        raise InputError(f"{', '.join(modules)}: share {what} rank {rank} is above the maximum rank {limit} "
+                         f"(the {'out' if what == 'lowrank_u' else 'in'} features of {out_f}x{in_f} weights)")
     _warn_if_larger(list(modules), what, rank, out_f, in_f)
     shared, own = shared_factors([m.weight for m in modules.values()], what, rank)
     side = "u" if what == "lowrank_u" else "v"
