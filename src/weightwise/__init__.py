@@ -7,7 +7,9 @@ The pipeline, one verb per step::
     text = transcribe(model, load_audio("clip.flac")).text
     result = evaluate(model, manifest)                # WER, RTF, peak RSS, per-utterance ref/hyp
 
-Heavy modules (torch, transformers) load on first use of these names.
+Importing the package imports `weightwise.compress` (and so torch, ~1.3 s), which registers the
+loader for folders written by `weightwise compress`, so `load_model(DIR)` works from any entry
+point; transformers loads on first use of a model.
 """
 
 from __future__ import annotations
@@ -32,3 +34,8 @@ def __getattr__(name: str):
     import importlib
 
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+# Last, so that the names above exist while it runs: every import of a weightwise module runs
+# this file first, so the compressed-folder loader is registered before any `load_model` call.
+import weightwise.compress  # noqa: E402,F401

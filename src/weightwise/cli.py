@@ -154,10 +154,12 @@ def cmd_profile(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from weightwise.compress import save_compressed, unique_storage
+    from weightwise.compress import check_compressed_out, save_compressed, unique_storage
 
+    inputs = (args.model, args.plan, args.calib, args.finetune)
+    check_compressed_out(args.out, inputs)  # before the slow load: never delete what we did not write
     model = _load(args)
-    out = save_compressed(model, args.out)
+    out = save_compressed(model, args.out, inputs)
     sizes = unique_storage(model.network)
     print(f"{model.info.name} + plan {model.info.plan}: {sizes['unique_params']:,} unique parameters, "
           f"{sizes['unique_bytes'] / 1e6:.2f} MB stored (dense: {sizes['params_if_dense']:,} parameters)")

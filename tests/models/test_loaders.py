@@ -69,7 +69,7 @@ def test_conversion_is_cached_and_reused(tiny_model, tiny_ct2_dir, weightwise_ca
     sha = _sha256(tiny_ct2_dir / "model.bin")
     converted = weightwise_cache / "hf" / f"whisper-tiny.en-{sha[:16]}"
     files = {p.name: p.stat().st_mtime_ns for p in converted.iterdir()}
-    assert set(files) == {"model.safetensors", "config.json"}
+    assert set(files) == {"model.safetensors", "config.json", "SHA256SUMS"}
     entries = sorted(p.name for p in (weightwise_cache / "hf").iterdir())
     again = load_model("whisper-tiny.en")
     assert {p.name: p.stat().st_mtime_ns for p in converted.iterdir()} == files  # not rewritten
@@ -88,6 +88,40 @@ def test_cache_dir_argument(tmp_path, tiny_ct2_dir, tiny_model):
     sha = _sha256(tiny_ct2_dir / "model.bin")
     assert (tmp_path / "hf" / f"whisper-tiny.en-{sha[:16]}" / "model.safetensors").is_file()
     _assert_same_state(model.network, tiny_model.network)
+
+
+@pytest.fixture()
+def private_cache(tmp_path, tiny_model, tiny_ct2_dir, weightwise_cache):
+    """(cache folder, converted tiny.en folder): a copy of the session's conversion, free to damage."""
+    name = f"whisper-tiny.en-{_sha256(tiny_ct2_dir / 'model.bin')[:16]}"
+    shutil.copytree(weightwise_cache / "hf" / name, tmp_path / "hf" / name)
+    return tmp_path, tmp_path / "hf" / name
+
+
+def _flip_last_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the last tensor: still a loadable file, with another weight
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped byte", "broken config"])
+def test_a_damaged_cached_conversion_is_rebuilt(private_cache, tiny_model, damage):
+    cache, converted = private_cache
+    weights = converted / "model.safetensors"
+    size = weights.stat().st_size
+    if damage == "truncated":
+        with open(weights, "r+b") as handle:
+            handle.truncate(size // 2)
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "flipped byte":
+        _flip_last_byte(weights)
+    else:
+        (converted / "config.json").write_text("{")
+    model = load_model("whisper-tiny.en", cache_dir=cache)
+    _assert_same_state(model.network, tiny_model.network)
+    assert weights.stat().st_size == size
+    assert sorted(p.name for p in (cache / "hf").iterdir()) == [converted.name]  # no temp folder left
 
 
 # ---------------------------------------------------------------- Hugging Face directory round trip

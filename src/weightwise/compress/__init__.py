@@ -1,17 +1,18 @@
-"""Compression as planned transforms: quantize, prune (magnitude, N:M, channel, CSP), low-rank, share."""
+"""Compression as planned transforms: quantize, prune (magnitude, N:M, channel, CSP), low-rank, share.
 
+Importing this package registers every technique's handler and compressed-module kinds, and
+teaches `weightwise.models.load_model` the folders `save_compressed` writes (`register_loader`).
+"""
+
+from weightwise.compress import lowrank, prune, quantize, share  # noqa: F401  (importing registers them)
 from weightwise.compress.api import compress_
 from weightwise.compress.configs import LowRank, Prune, Quant, Share
-from weightwise.compress.io import load_compressed, save_compressed
+from weightwise.compress.io import check_compressed_out, is_compressed_dir, load_compressed, save_compressed
 from weightwise.compress.plan import Plan, Rule
+from weightwise.compress.share import unique_storage
+from weightwise.models import register_loader
 
+register_loader(is_compressed_dir, load_compressed)
 
-def unique_storage(network):
-    """{"unique_params", "unique_bytes", "params_if_dense"}: storage counted once per shared tensor."""
-    from weightwise.compress.share import unique_storage as _unique_storage
-
-    return _unique_storage(network)
-
-
-__all__ = ["LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "compress_", "load_compressed",
-           "save_compressed", "unique_storage"]
+__all__ = ["LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "check_compressed_out", "compress_",
+           "load_compressed", "save_compressed", "unique_storage"]

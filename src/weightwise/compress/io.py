@@ -7,19 +7,27 @@ Layout of the output directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import tempfile
+import uuid
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
 from weightwise.compress.modules import CompressedModule, rebuild, replace_module
 from weightwise.compress.plan import Plan
 from weightwise.errors import InputError
+from weightwise.models import load_model
+from weightwise.models.registry import resolve_name
 
 FORMAT_VERSION = 1
 MANIFEST = "compressed.json"
+WEIGHTS = "model.safetensors"
+SAVED_FILES = (MANIFEST, WEIGHTS)  # all that save_compressed writes, and all it may remove
 
 
 def shared_groups(network) -> list[list[str]]:
@@ -47,43 +55,151 @@ def retie(network, groups: list[list[str]]) -> None:
                 module.register_buffer(attr, tensor, persistent=attr not in module._non_persistent_buffers_set)
 
 
-def save_compressed(model, out_dir: str | os.PathLike) -> Path:
-    """Write `model` (compressed with `compress_`) to `out_dir`, atomically (temp dir + rename)."""
-    from safetensors.torch import save_model
+def check_compressed_out(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Return `out_dir` as an absolute path if `save_compressed` may write there: a new folder, an
+    empty one, or a compressed model it wrote before (``compressed.json`` + ``model.safetensors``,
+    nothing else). Cheap: call it before loading and compressing the model.
 
+    Raises:
+        InputError: `out_dir` is an existing file or a symbolic link, a folder holding anything
+            else, the current folder or one above it, one of `inputs` (paths that do not exist
+            are ignored) or a folder above one, a path under a file, or in a folder where
+            nothing can be created.
+    """
+    where = f"--out {out_dir}"
+    out = Path(os.path.abspath(Path(out_dir).expanduser()))
+    real, cwd = out.resolve(), Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise InputError(f"{where}: is the current folder or one above it; name a new folder")
+    for given in inputs:
+        source = Path(given).expanduser().resolve() if given else None
+        if source is not None and source.exists() and (real == source or real in source.parents):
+            raise InputError(f"{where}: is or holds the input {given}; name a new folder")
+    if out.is_symlink():
+        raise InputError(f"{where}: is a symbolic link; name the folder itself")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if existing != out:
+        if not existing.is_dir():
+            raise InputError(f"{where}: {existing} is a file, not a folder")
+        _check_writable(where, existing)
+        return out
+    if not out.is_dir():
+        raise InputError(f"{where}: is an existing file, not a folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if entries and not _is_saved_model(out):
+        listed = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise InputError(f"{where}: is a folder that is not a weightwise compressed model (it holds {listed}); "
+                         "name a new or empty folder")
+    others = [name for name in entries if name not in SAVED_FILES]
+    if others:
+        raise InputError(f"{where}: holds a compressed model and also {', '.join(others[:3])}, which a new "
+                         "model would not keep; name a new folder")
+    _check_writable(where, out.parent)
+    return out
+
+
+def _is_saved_model(folder: Path) -> bool:
+    """`folder/compressed.json` is a manifest that `save_compressed` wrote."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format_version", "base_model", "modules"} <= set(manifest)
+
+
+def _check_writable(where: str, folder: Path) -> None:
+    """Create and remove a probe folder in `folder` (permission bits alone miss read-only mounts)."""
+    try:
+        Path(tempfile.mkdtemp(prefix=".weightwise-probe.", dir=folder)).rmdir()
+    except OSError as err:
+        raise InputError(f"{where}: {folder} is not writable ({err.strerror or err})") from None
+
+
+def save_compressed(model, out_dir: str | os.PathLike,
+                    inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Write `model` (compressed with `compress_`) to the folder `out_dir`, atomically.
+
+    The files are written to a temporary folder beside `out_dir`, which then takes its place; a
+    compressed model already there is moved aside and removed only once the new one is in place.
+    Nothing but that model's two files is ever removed (see `check_compressed_out`, which also
+    refuses `out_dir` when it is or holds the model's source or one of `inputs`).
+    """
     if getattr(model, "plan", None) is None:
         raise InputError("model has no plan applied: run compress_ before saving")
-    out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out = check_compressed_out(out_dir, (model.info.source, *inputs))
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp, aside = out.with_name(f".{out.name}.{tag}.tmp"), out.with_name(f".{out.name}.{tag}.old")
+    made = done = False
+    created = next((p for p in reversed((out.parent, *out.parent.parents)) if not p.exists()), None)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        made = True
+        _write(model, tmp)
+        if out.exists():
+            os.replace(out, aside)
+        os.replace(tmp, out)
+        done = True
+    except OSError as err:
+        raise InputError(f"--out {out_dir}: cannot write the compressed model ({err.strerror or err})") from None
+    finally:
+        if not done and aside.exists() and not out.exists():
+            os.replace(aside, out)  # put the model that was there back
+        if made:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if done:
+            _remove_saved(aside)
+        elif created is not None:
+            _remove_empty_folders(out.parent, created)
+    return out
+
+
+def _write(model, folder: Path) -> None:
+    from safetensors.torch import save_model
+
     modules = {name: {"kind": m.kind, "spec": m.spec()} for name, m in model.network.named_modules()
                if isinstance(m, CompressedModule)}
-    save_model(model.network, str(tmp / "model.safetensors"))
+    save_model(model.network, str(folder / WEIGHTS))
     info = model.info
     manifest = {"format_version": FORMAT_VERSION, "base_model": info.name, "base_source": info.source,
                 "base_weights_sha256": info.weights_sha256, "plan_name": info.plan,
                 "plan": model.plan.to_dict(), "modules": modules,
                 "shared": shared_groups(model.network)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _remove_saved(folder: Path) -> None:
+    """Remove a replaced model: its files, then the folder if nothing else appeared in it."""
+    if not folder.exists():
+        return
+    for name in SAVED_FILES:
+        (folder / name).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # someone put a file there meanwhile: theirs to keep
+
+
+def _remove_empty_folders(folder: Path, top: Path) -> None:
+    """Remove `folder` and its parents up to `top` (the folders a failed save created), if empty."""
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
+        folder = folder.parent
 
 
 def is_compressed_dir(path: Path) -> bool:
+    """A folder `save_compressed` wrote (what `load_model` hands to `load_compressed`)."""
     return path.is_dir() and (path / MANIFEST).is_file()
 
 
 def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=None):
     """Rebuild the base model, swap in the saved compressed modules, load the saved state."""
-    import dataclasses
-
     from safetensors.torch import load_model as load_state
-
-    from weightwise.models.loaders import load_model
-    from weightwise.models.registry import resolve_name
 
     path = Path(path)
     try:
@@ -98,9 +214,13 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
     if model.info.weights_sha256 != manifest.get("base_weights_sha256"):
         raise InputError(f"{path}: base model {base} has different weights than the ones compressed")
     for name, entry in modules.items():
-        replace_module(model.network, name, rebuild(entry["kind"], entry["spec"]))
+        try:
+            module = rebuild(entry["kind"], entry["spec"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"{path / MANIFEST}: module {name}: cannot rebuild it ({err})") from None
+        replace_module(model.network, name, module)
     retie(model.network, manifest.get("shared", []))
-    missing, unexpected = load_state(model.network, str(path / "model.safetensors"), strict=False)
+    missing, unexpected = load_state(model.network, str(path / WEIGHTS), strict=False)
     if missing or unexpected:
         raise InputError(f"{path}: saved state does not match (missing {sorted(missing)[:3]}, "
                          f"unexpected {sorted(unexpected)[:3]})")

@@ -1,7 +1,12 @@
 """`load_model`: a registered name, a CTranslate2 / Hugging Face / openai-whisper checkpoint, or a hub id.
 
 CTranslate2 files are converted once to a transformers state dict and cached as safetensors under
-`<cache>/hf/<name>-<sha256[:16]>/`, so later loads skip the conversion.
+`<cache>/hf/<name>-<sha256[:16]>/` with a `SHA256SUMS` of the files, so later loads skip the
+conversion; a cached conversion that is missing, truncated or altered is rebuilt from the source.
+
+Packages above `models` teach `load_model` new kinds of checkpoint folders with `register_loader`
+(`weightwise.compress` registers the folders `weightwise compress` writes), so `models` never
+imports them.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -18,6 +25,22 @@ from weightwise.models import openai_ckpt
 from weightwise.models.registry import (
     available_models, bundled_side_files, ct2_model_dir, default_cache_dir, file_sha256, resolve_name)
 from weightwise.models.whisper import WhisperASR, build_whisper, read_suppress_lists
+
+# load_fn(path, precision, cache_dir) -> model, for the paths whose predicate(path) is true
+PathLoader = Callable[[Path, str, Path], WhisperASR]
+_LOADERS: list[tuple[Callable[[Path], bool], PathLoader]] = []
+SUMS_FILE = "SHA256SUMS"  # `sha256sum -c` format: "<hex>  <file name>" per line
+
+
+def register_loader(predicate: Callable[[Path], bool], load_fn: PathLoader) -> None:
+    """Let `load_model` read another kind of checkpoint path: the first registered `predicate(path)`
+    that is true picks `load_fn(path, precision, cache_dir)`. Registering a pair again is a no-op.
+
+    Example (what `weightwise.compress` does when imported):
+        >>> register_loader(is_compressed_dir, load_compressed)  # doctest: +SKIP
+    """
+    if (predicate, load_fn) not in _LOADERS:
+        _LOADERS.append((predicate, load_fn))
 
 
 def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None
@@ -42,10 +65,9 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
     if spec is not None:
         return load_ct2_dir(ct2_model_dir(spec, cache), spec.name, precision, cache)
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and (path / "compressed.json").is_file():
-        from weightwise.compress.io import load_compressed
-
-        return load_compressed(path, precision, cache)
+    for predicate, load_fn in _LOADERS:
+        if predicate(path):
+            return load_fn(path, precision, cache)
     if path.is_dir() and (path / "model.bin").is_file():
         return load_ct2_dir(path, path.name, precision, cache)
     if path.is_dir() and (path / "config.json").is_file():
@@ -64,7 +86,7 @@ def load_ct2_dir(model_dir: Path, name: str, precision: str, cache: Path) -> Whi
     """Convert (or reuse the cached conversion of) a CTranslate2 Whisper directory."""
     sha = file_sha256(model_dir / "model.bin")
     converted = cache / "hf" / f"{name}-{sha[:16]}"
-    if not (converted / "model.safetensors").is_file():
+    if not _conversion_intact(converted):  # missing, truncated, altered, or from before SHA256SUMS
         _convert_ct2(model_dir, converted)
     network = _network_from_safetensors(converted)
     return build_whisper(network, model_dir / "tokenizer.json", read_suppress_lists(model_dir),
@@ -79,13 +101,34 @@ def _convert_ct2(model_dir: Path, out: Path) -> None:
 
     ct2 = read_ct2_model(model_dir / "model.bin")
     config = whisper_config(ct2)
-    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    aside = out.with_name(f"{tmp.name}.old")
     tmp.mkdir(parents=True)
-    save_file(hf_state_dict(ct2, config), tmp / "model.safetensors", metadata={"source": str(model_dir)})
-    (tmp / "config.json").write_text(config.to_json_string())
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # atomic: readers see a whole conversion or none
+    try:
+        save_file(hf_state_dict(ct2, config), tmp / "model.safetensors", metadata={"source": str(model_dir)})
+        (tmp / "config.json").write_text(config.to_json_string())
+        sums = [f"{file_sha256(tmp / name)}  {name}" for name in ("model.safetensors", "config.json")]
+        (tmp / SUMS_FILE).write_text("\n".join(sums) + "\n")
+        if out.exists():
+            os.replace(out, aside)  # a damaged or older conversion: set aside, removed below
+        os.replace(tmp, out)  # atomic: readers see a whole conversion or none
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _conversion_intact(converted: Path) -> bool:
+    """True when every file `SHA256SUMS` lists is there with its recorded sha256."""
+    try:
+        lines = (converted / SUMS_FILE).read_text().splitlines()
+    except OSError:
+        return False
+    expected = {name: digest for digest, _, name in (line.partition("  ") for line in lines)}
+    try:
+        return set(expected) == {"model.safetensors", "config.json"} and all(
+            file_sha256(converted / name) == digest for name, digest in expected.items())
+    except OSError:
+        return False
 
 
 def _network_from_safetensors(converted: Path):
