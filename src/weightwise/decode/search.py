@@ -6,10 +6,21 @@ every decoder call so that per-token weight invocations can be traced.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
+from weightwise.decode.guard import RepetitionGuard
 from weightwise.decode.options import DecodeObserver, DecodingOptions
+from weightwise.errors import InputError
 from weightwise.models.whisper import WhisperASR
+
+
+class SearchResult(NamedTuple):
+    """The text tokens of one window (eot excluded) and why decoding stopped (`guard.STOP_REASONS`)."""
+
+    tokens: list[int]
+    stop_reason: str
 
 
 class _Decoder:
@@ -51,25 +62,38 @@ class _Decoder:
             self.history = self.history[index]
 
 
-def _max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
+def max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
+    """Tokens one window may generate: `options.max_new_tokens`, or all the decoder has room for.
+
+    Raises:
+        InputError: `options.max_new_tokens` is more than the decoder's room.
+    """
     room = model.max_target_positions - len(model.tokens.prompt)
-    return min(room, options.max_new_tokens or room)
+    if options.max_new_tokens is not None and options.max_new_tokens > room:
+        raise InputError(f"max_new_tokens {options.max_new_tokens} is more than a window can hold for "
+                         f"{model.info.name} ({room} = {model.max_target_positions} decoder positions - "
+                         f"{len(model.tokens.prompt)} prompt tokens)")
+    return options.max_new_tokens or room
 
 
 @torch.inference_mode()
 def greedy_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
-                  observer: DecodeObserver, window_index: int = 0) -> list[int]:
-    """Most likely next token at every step until end-of-text; returns the text tokens."""
+                  observer: DecodeObserver, window_index: int = 0) -> SearchResult:
+    """Most likely next token at every step until end-of-text, the token limit or the repetition
+    guard; returns the text tokens and which of the three stopped it."""
     decoder = _Decoder(model, encoder_out, observer, window_index, options.use_cache)
+    guard = RepetitionGuard(options, model.decode_text)
     new = torch.tensor([model.tokens.prompt])
     tokens: list[int] = []
-    for step in range(_max_new_tokens(model, options)):
+    for step in range(max_new_tokens(model, options)):
         next_id = int(decoder.logits(new, step == 0, options.suppress_blank).argmax(-1))
         if next_id == model.tokens.eot:
-            break
+            return SearchResult(tokens, "eot")
         tokens.append(next_id)
+        if guard.stop(tokens):
+            return SearchResult(tokens, "repetition")
         new = torch.tensor([[next_id]])
-    return tokens
+    return SearchResult(tokens, "max_new_tokens")
 
 
 def _score(logprob: float, length: int, length_penalty: float | None) -> float:
@@ -79,15 +103,17 @@ def _score(logprob: float, length: int, length_penalty: float | None) -> float:
 
 @torch.inference_mode()
 def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
-                observer: DecodeObserver, window_index: int = 0) -> list[int]:
-    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended."""
+                observer: DecodeObserver, window_index: int = 0) -> SearchResult:
+    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended, by
+    eot or by the repetition guard; the best-scoring one is returned with its stop reason."""
     n_beams, eot = options.beam_size, model.tokens.eot
     decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index,
                        options.use_cache)
+    guard = RepetitionGuard(options, model.decode_text)
     beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
     new = torch.tensor([model.tokens.prompt] * n_beams)
-    finished: list[tuple[list[int], float]] = []
-    for step in range(_max_new_tokens(model, options)):
+    finished: list[tuple[list[int], float, str]] = []
+    for step in range(max_new_tokens(model, options)):
         logprobs = torch.log_softmax(decoder.logits(new, step == 0, options.suppress_blank), -1)
         candidates = []
         for b, (seq, score) in enumerate(beams[: 1 if step == 0 else n_beams]):
@@ -97,7 +123,9 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
         beams, sources = [], []
         for total, seq, token, source in candidates:  # eot below the kept beams is not an ending
             if token == eot:
-                finished.append((seq, total))
+                finished.append((seq, total, "eot"))
+            elif guard.stop(seq + [token]):  # a looping hypothesis ends here, as at eot
+                finished.append((seq + [token], total, "repetition"))
             else:
                 beams.append((seq + [token], total))
                 sources.append(source)
@@ -107,6 +135,6 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
             break
         decoder.reorder(sources)
         new = torch.tensor([[seq[-1]] for seq, _ in beams])
-    finished = finished or beams
+    finished = finished or [(seq, total, "max_new_tokens") for seq, total in beams]
     best = max(finished, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
-    return best[0]
+    return SearchResult(best[0], best[2])
