@@ -104,15 +104,19 @@ def _score(logprob: float, length: int, length_penalty: float | None) -> float:
 @torch.inference_mode()
 def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
                 observer: DecodeObserver, window_index: int = 0) -> SearchResult:
-    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended, by
-    eot or by the repetition guard; the best-scoring one is returned with its stop reason."""
+    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended.
+
+    A hypothesis the repetition guard stops leaves the beam (its slot goes to the next candidate)
+    and is returned only when none ended at eot; ranked beside eot endings, a loop's high
+    per-token log-probability would win."""
     n_beams, eot = options.beam_size, model.tokens.eot
     decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index,
                        options.use_cache)
     guard = RepetitionGuard(options, model.decode_text)
     beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
     new = torch.tensor([model.tokens.prompt] * n_beams)
-    finished: list[tuple[list[int], float, str]] = []
+    finished: list[tuple[list[int], float]] = []
+    looped: list[tuple[list[int], float]] = []  # stopped by the repetition guard
     for step in range(max_new_tokens(model, options)):
         logprobs = torch.log_softmax(decoder.logits(new, step == 0, options.suppress_blank), -1)
         candidates = []
@@ -123,18 +127,19 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
         beams, sources = [], []
         for total, seq, token, source in candidates:  # eot below the kept beams is not an ending
             if token == eot:
-                finished.append((seq, total, "eot"))
-            elif guard.stop(seq + [token]):  # a looping hypothesis ends here, as at eot
-                finished.append((seq + [token], total, "repetition"))
+                finished.append((seq, total))
+            elif guard.stop(seq + [token]):
+                looped.append((seq + [token], total))
             else:
                 beams.append((seq + [token], total))
                 sources.append(source)
             if len(beams) == n_beams:
                 break
-        if len(finished) >= n_beams or not beams:
+        if len(finished) >= n_beams or len(beams) < n_beams:  # too few live beams: mostly loops
             break
         decoder.reorder(sources)
         new = torch.tensor([[seq[-1]] for seq, _ in beams])
-    finished = finished or [(seq, total, "max_new_tokens") for seq, total in beams]
-    best = max(finished, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
-    return SearchResult(best[0], best[2])
+    ended, reason = next((h, r) for h, r in ((finished, "eot"), (looped, "repetition"),
+                                              (beams, "max_new_tokens")) if h)
+    best = max(ended, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
+    return SearchResult(best[0], reason)
