@@ -194,6 +194,11 @@ def test_undecodable_file_found_mid_run(capsys, tmp_path, samples):
     code, out, err = _run(capsys, "eval", "--data", str(manifest), "--out", str(tmp_path / "r.json"))
     assert code == 2 and f"{manifest}:2" in err and str(junk) in err  # this part already holds
     _assert_one_error_line(code, "", err, f"{manifest}:2", junk)
+    # and it is found before the model load (an unknown model would fail first otherwise)
+    for command in (["eval"], ["profile", "--device", "jetson-orin-nano"]):
+        code, out, err = _run(capsys, *command, "--data", str(manifest), "--model", "whisper-gigantic",
+                              "--out", str(tmp_path / "r.json"))
+        _assert_one_error_line(code, out, err, f"{manifest}:2", junk, "not a readable audio file")
 
 
 # ---------------------------------------------------------------- outputs and inputs checked before the work

@@ -161,6 +161,7 @@ def cmd_eval(args) -> int:
 
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
+    manifest.check_audio()  # a bad file fails now, not after the model load and earlier utterances
     model = _load(args)
     options = _options(args)
     result = evaluate(model, manifest, options, progress=_progress(len(manifest)))
@@ -185,6 +186,7 @@ def cmd_profile(args) -> int:
         if Path(args.plot).resolve() == Path(args.out).resolve():
             raise InputError(f"--plot {args.plot}: same path as --out; give the figure its own file")
         check_output_path(args.plot, inputs=_inputs(args, manifest), flag="--plot")
+    manifest.check_audio()
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
     result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
