@@ -19,9 +19,9 @@ from weightwise.compress import Plan, compress_, unique_storage
 from weightwise.data import load_manifest
 from weightwise.decode import DecodingOptions
 from weightwise.evaluate import evaluate
-from weightwise.evaluate.evaluate import write_json_atomic
 from weightwise.evaluate.runtime import set_threads
 from weightwise.models import load_model
+from weightwise.outputs import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 # openai-whisper's default sample length (n_text_ctx // 2): never reached by a normal <= 30 s

@@ -14,9 +14,10 @@ from pathlib import Path
 from _common import benchmark_parser
 
 from weightwise.data import load_manifest
-from weightwise.evaluate.evaluate import score, write_json_atomic
+from weightwise.evaluate.evaluate import score
 from weightwise.evaluate.runtime import set_threads, versions
 from weightwise.models import load_model
+from weightwise.outputs import write_json_atomic
 from weightwise.profile import analyze, available_devices, load_device, trace_manifest
 from weightwise.report.plots import plot_profile
 

@@ -15,9 +15,10 @@ from _common import benchmark_parser
 
 from weightwise.data import load_manifest
 from weightwise.decode import transcribe
-from weightwise.evaluate.evaluate import iter_audio, write_json_atomic
+from weightwise.evaluate.evaluate import iter_audio
 from weightwise.evaluate.runtime import set_threads, versions
 from weightwise.models import load_model
+from weightwise.outputs import write_json_atomic
 from weightwise.profile.trace import Tracer
 
 

@@ -17,12 +17,13 @@ from _common import benchmark_parser
 
 from weightwise.data import load_manifest
 from weightwise.decode import transcribe
-from weightwise.evaluate.evaluate import iter_audio, write_json_atomic
+from weightwise.evaluate.evaluate import iter_audio
 from weightwise.evaluate.normalize import normalize
 from weightwise.evaluate.peer import faster_whisper_runner
 from weightwise.evaluate.runtime import set_threads, versions
 from weightwise.evaluate.wer import word_errors
 from weightwise.models import load_model
+from weightwise.outputs import write_json_atomic
 
 
 

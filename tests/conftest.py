@@ -66,3 +66,38 @@ def tiny_greedy(tiny_model, sample_audio):
     from weightwise.decode import transcribe
 
     return {utt.id: transcribe(tiny_model, audio) for utt, audio in sample_audio}
+
+
+# A model broken on purpose: 50% magnitude pruning of every attention and FFN Linear of tiny.en.
+# On some utterances it loops ("I'm not, I'm not, ...") until the token limit: the runaway
+# decoding that weightwise.decode.guard stops.
+BROKEN_PLAN = {"rules": [{"match": "re:.*(fc1|fc2|q_proj|k_proj|v_proj|out_proj)", "prune": {"sparsity": 0.5}}]}
+LOOPING_UTTERANCE = "1688-142285-0001"  # librispeech_test_other_mini: the broken model loops on it
+
+
+@pytest.fixture(scope="session")
+def broken_plan() -> dict:
+    """BROKEN_PLAN as a plan JSON object."""
+    return BROKEN_PLAN
+
+
+@pytest.fixture(scope="session")
+def broken_tiny(weightwise_cache):
+    """tiny.en after BROKEN_PLAN (its own copy: compression works in place)."""
+    from weightwise.compress import Plan, compress_
+    from weightwise.models import load_model
+
+    model = load_model("whisper-tiny.en")
+    compress_(model, Plan.from_dict(BROKEN_PLAN))
+    return model
+
+
+@pytest.fixture(scope="session")
+def looping_audio(shared_data_dir):
+    """(utterance, 16 kHz samples) of LOOPING_UTTERANCE."""
+    from weightwise.audio import load_audio
+    from weightwise.data import load_manifest
+
+    manifest = load_manifest(shared_data_dir / "speech" / "librispeech_test_other_mini")
+    utt = next(u for u in manifest if u.id == LOOPING_UTTERANCE)
+    return utt, load_audio(utt.audio_path)

@@ -7,6 +7,7 @@ that names the file (and the manifest line), never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -193,3 +194,131 @@ def test_undecodable_file_found_mid_run(capsys, tmp_path, samples):
     code, out, err = _run(capsys, "eval", "--data", str(manifest), "--out", str(tmp_path / "r.json"))
     assert code == 2 and f"{manifest}:2" in err and str(junk) in err  # this part already holds
     _assert_one_error_line(code, "", err, f"{manifest}:2", junk)
+    # and it is found before the model load (an unknown model would fail first otherwise)
+    for command in (["eval"], ["profile", "--device", "jetson-orin-nano"]):
+        code, out, err = _run(capsys, *command, "--data", str(manifest), "--model", "whisper-gigantic",
+                              "--out", str(tmp_path / "r.json"))
+        _assert_one_error_line(code, out, err, f"{manifest}:2", junk, "not a readable audio file")
+
+
+# ---------------------------------------------------------------- outputs and inputs checked before the work
+# Each case names an unknown model too: the error must be about the path, which proves the check ran
+# before the model load. The folder must hold exactly what it held (no temp file, inputs untouched).
+
+
+def _folder_state(folder):
+    return {p.relative_to(folder): (p.is_dir(), p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture
+def workdir(tmp_path, samples, monkeypatch):
+    """A folder with a WAV, a manifest of it, a results JSONL, an existing folder and a plain file."""
+    wav = tmp_path / "clip.wav"
+    audio, rate = sf.read(samples[0].audio_path, dtype="float32")
+    sf.write(wav, audio, rate)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "clip.wav", "text": "x"}) + "\n")
+    (tmp_path / "r.jsonl").write_text('{"system": "weightwise"}\n')
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("keep me\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _locked():
+    return "/proc/weightwise-out" if os.geteuid() == 0 else None  # root writes through chmod 555
+
+
+UNKNOWN = ["--model", "whisper-gigantic"]
+PROFILE = ["profile", "--device", "jetson-orin-nano", "--data", "m.jsonl", *UNKNOWN]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["transcribe", "clip.wav", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
+    (["transcribe", "clip.wav", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
+    (["transcribe", "clip.wav", "--out", "afile/t.json", *UNKNOWN], ["--out afile/t.json", "afile is a file"]),
+    (["eval", "--data", "m.jsonl", "--out", "m.jsonl", *UNKNOWN], ["--out m.jsonl", "is also an input"]),
+    (["eval", "--data", "m.jsonl", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
+    (["eval", "--data", "m.jsonl", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
+    (["eval", "--data", "m.jsonl", "--out", "afile/e.json", *UNKNOWN], ["afile is a file, not a directory"]),
+    ([*PROFILE, "--out", "m.jsonl"], ["--out m.jsonl", "is also an input"]),
+    ([*PROFILE, "--out", "adir"], ["--out adir", "existing directory"]),
+    ([*PROFILE, "--out", "p.json", "--plot", "p.json"], ["--plot p.json", "same path as --out"]),
+    ([*PROFILE, "--out", "p.json", "--plot", "clip.wav"], ["--plot clip.wav", "is also an input"]),
+    ([*PROFILE, "--out", "p.json", "--plot", "afile/p.png"], ["--plot afile/p.png", "afile is a file"]),
+    ([*PROFILE, "--out", "p.json", "--plot", "adir"], ["--plot adir", "existing directory"]),
+    (["report", "r.jsonl", "-o", "r.jsonl"], ["--output r.jsonl", "is also an input"]),
+    (["report", "r.jsonl", "-o", "adir"], ["--output adir", "existing directory"]),
+    (["report", "r.jsonl", "-o", "afile/r.html"], ["--output afile/r.html", "afile is a file"]),
+])
+def test_unwritable_outputs_fail_first(capsys, workdir, argv, needles):
+    before = _folder_state(workdir)
+    _assert_one_error_line(*_run(capsys, *argv), *needles)
+    assert _folder_state(workdir) == before
+
+
+@pytest.mark.skipif(_locked() is None, reason="needs a location root cannot write (/proc)")
+@pytest.mark.parametrize("command", [["transcribe", "clip.wav"], ["eval", "--data", "m.jsonl"], PROFILE,
+                                     ["report", "r.jsonl"]])
+def test_read_only_output_location_fails_first(capsys, workdir, command):
+    out = f"{_locked()}/r.json"
+    flag = "--output" if command[0] == "report" else "--out"
+    argv = [*command, "-o" if command[0] == "report" else "--out", out]
+    argv += UNKNOWN if command[0] == "transcribe" else []
+    _assert_one_error_line(*_run(capsys, *argv), f"{flag} {out}", "cannot create files in /proc")
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("truncated", "not a readable audio file"),  # the FLAC header is whole: only decoding finds it
+    ("nan", "non-finite samples"),
+    ("huge", "samples up to 1e+30, beyond the accepted +-16"),
+])
+def test_transcribe_decodes_every_file_before_the_model_load(capsys, workdir, samples, kind, needle):
+    bad = workdir / f"{kind}.wav"
+    if kind == "truncated":
+        bad = workdir / "truncated.flac"
+        data = samples[0].audio_path.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    else:
+        audio = np.full(16000, 0.1, dtype=np.float32)
+        audio[100] = np.nan if kind == "nan" else 1e30
+        sf.write(bad, audio, 16000, subtype="FLOAT")
+    before = _folder_state(workdir)
+    code, out, err = _run(capsys, "transcribe", "clip.wav", str(bad), *UNKNOWN, "--out", "t.json")
+    _assert_one_error_line(code, out, err, bad, needle)
+    assert _folder_state(workdir) == before
+
+
+def test_max_new_tokens_and_stop_reasons(capsys, workdir, tiny_model, tiny_greedy, samples):
+    code, out, err = _run(capsys, "transcribe", "clip.wav", "--max-new-tokens", "3", "--out", "t.json")
+    assert code == 0, err
+    data = json.loads((workdir / "t.json").read_text())
+    row = data["transcripts"][0]
+    assert row["n_tokens"] == 3 and row["stop_reasons"] == ["max_new_tokens"]
+    assert row["text"] == tiny_model.decode_text(list(tiny_greedy[samples[0].id].tokens[:3]))
+    assert data["decoding"]["max_new_tokens"] == 3 and data["decoding"]["repetition_stop_repeats"] == 4
+    assert err.splitlines() == ["weightwise: note: clip.wav: 1 of 1 windows stopped before end-of-text "
+                                "(0 on repetition, 1 at the token limit)"]
+    _assert_one_error_line(*_run(capsys, "transcribe", "clip.wav", "--max-new-tokens", "447"),
+                           "max_new_tokens 447", "446 = 448 decoder positions - 2 prompt tokens")
+
+
+def test_eval_counts_windows_the_guard_stopped(capsys, tmp_path, broken_plan, looping_audio):
+    plan = tmp_path / "broken.json"
+    plan.write_text(json.dumps(broken_plan))
+    utt = looping_audio[0]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": utt.id, "audio": str(utt.audio_path), "text": utt.text}) + "\n")
+    results = {}
+    for name, extra in (("on", []), ("off", ["--no-repetition-guard"])):
+        out = tmp_path / f"{name}.json"
+        code, _, err = _run(capsys, "eval", "--data", str(manifest), "--plan", str(plan), "--max-new-tokens", "48",
+                            "--out", str(out), *extra)
+        assert code == 0, err
+        results[name] = json.loads(out.read_text())
+    on, off = results["on"], results["off"]
+    assert (off["n_windows_repetition_stopped"], off["n_windows_limit_stopped"]) == (0, 1)
+    assert off["utterances"][0]["n_tokens"] == 48 and off["decoding"]["compression_ratio_threshold"] is None
+    assert (on["n_windows_repetition_stopped"], on["n_windows_limit_stopped"]) == (1, 0)
+    assert on["utterances"][0]["n_windows_repetition_stopped"] == 1
+    assert on["utterances"][0]["n_tokens"] < 48 and on["wer"] < off["wer"]  # fewer looping insertions

@@ -6,6 +6,7 @@ Bad input (files, manifests, model names, options) prints one line and exits wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,6 +50,32 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
     parser.add_argument("--cache-dir", default=None, help="where converted weights are cached")
     # fmt: on
+
+
+def _decode_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=None,
+                        help="token limit per 30 s window (default: all the decoder holds, 446 for Whisper)")
+    parser.add_argument("--no-repetition-guard", action="store_true",
+                        help="decode looping windows to eot or the limit (default: stop a window that repeats itself)")
+
+
+def _options(args, **overrides):
+    """DecodingOptions from --beam-size, --max-new-tokens and --no-repetition-guard."""
+    from weightwise.decode import DecodingOptions
+
+    options = DecodingOptions(beam_size=args.beam_size, max_new_tokens=args.max_new_tokens, **overrides)
+    return options.without_guard() if args.no_repetition_guard else options
+
+
+def _inputs(args, *manifests) -> list[Path]:
+    """Files this command reads (option values that are files, manifests and their audio): an
+    output path may not be one of them."""
+    named = [getattr(args, name, None) for name in ("plan", "calib", "finetune", "device", "data")]
+    paths = [Path(p) for p in named if p and Path(p).is_file()]
+    for manifest in manifests:
+        paths += [Path(manifest.source)] if Path(manifest.source).is_file() else []
+        paths += [utt.audio_path for utt in manifest]
+    return paths
 
 
 def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -95,32 +122,48 @@ def _manifest(data: str, limit: int | None):
 
 def cmd_transcribe(args) -> int:
     from weightwise.data import Manifest
-    from weightwise.decode import DecodingOptions, transcribe
-    from weightwise.evaluate.evaluate import iter_audio, write_json_atomic
+    from weightwise.decode import transcribe
+    from weightwise.evaluate.evaluate import iter_audio
+    from weightwise.outputs import check_output_path, write_json_atomic
 
-    manifest = Manifest.from_paths(args.files)  # checks every file before loading the model
+    manifest = Manifest.from_paths(args.files)
+    if args.out:
+        check_output_path(args.out, inputs=_inputs(args, manifest))
+    manifest.check_audio()  # decodes every file (truncated, NaN/inf, mis-scaled) before the model load
     model = _load(args)
-    options = DecodingOptions(beam_size=args.beam_size)
+    options = _options(args)
     rows = []
     for utt, samples in _progress(len(manifest))(iter_audio(manifest), "transcribing"):
         out = transcribe(model, samples, options, file_id=utt.id)
         rows.append({"file": str(utt.audio_path), "text": out.text, "audio_s": out.audio_s,
-                     "n_tokens": out.n_tokens, "n_windows": len(out.windows)})
+                     "n_tokens": out.n_tokens, "n_windows": len(out.windows),
+                     "stop_reasons": [w.stop_reason for w in out.windows]})
         print(f"{utt.audio_path.name}\t{out.text}")
+        _note_stops(utt.audio_path.name, out)
     if args.out:
-        write_json_atomic(Path(args.out), {"model": model.info.name, "precision": model.info.precision,
-                                           "transcripts": rows})
+        write_json_atomic(args.out, {"model": model.info.name, "precision": model.info.precision,
+                                     "decoding": dataclasses.asdict(options), "transcripts": rows})
     return 0
 
 
+def _note_stops(name: str, out) -> None:
+    """One stderr note when a transcript was cut short (looping windows, or the token limit)."""
+    repeated, limited = out.n_windows_repetition_stopped, out.n_windows_limit_stopped
+    if repeated or limited:
+        print(f"weightwise: note: {name}: {repeated + limited} of {len(out.windows)} windows stopped before "
+              f"end-of-text ({repeated} on repetition, {limited} at the token limit)", file=sys.stderr)
+
+
 def cmd_eval(args) -> int:
-    from weightwise.decode import DecodingOptions
     from weightwise.evaluate import evaluate, run_faster_whisper
+    from weightwise.outputs import check_output_path
     from weightwise.report.tables import print_eval
 
     manifest = _manifest(args.data, args.limit)
+    check_output_path(args.out, inputs=_inputs(args, manifest))
+    manifest.check_audio()  # a bad file fails now, not after the model load and earlier utterances
     model = _load(args)
-    options = DecodingOptions(beam_size=args.beam_size)
+    options = _options(args)
     result = evaluate(model, manifest, options, progress=_progress(len(manifest)))
     if args.peer:
         result = run_faster_whisper(result, manifest, args.peer_compute_type, options,
@@ -132,14 +175,20 @@ def cmd_eval(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from weightwise.decode import DecodingOptions
+    from weightwise.outputs import check_output_path
     from weightwise.profile import get_meter, load_device, profile
     from weightwise.report.tables import print_profile
 
     device = load_device(args.device)  # validate cheap inputs before loading the model
     manifest = _manifest(args.data, args.limit)
+    check_output_path(args.out, inputs=_inputs(args, manifest))
+    if args.plot:
+        if Path(args.plot).resolve() == Path(args.out).resolve():
+            raise InputError(f"--plot {args.plot}: same path as --out; give the figure its own file")
+        check_output_path(args.plot, inputs=_inputs(args, manifest), flag="--plot")
+    manifest.check_audio()
     model = _load(args)
-    options = DecodingOptions(beam_size=args.beam_size, use_cache=not args.no_kv_cache)
+    options = _options(args, use_cache=not args.no_kv_cache)
     result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
                      meter=get_meter(args.meter))
     result.save(args.out)
@@ -191,8 +240,10 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from weightwise.outputs import check_output_path
     from weightwise.report.bench_report import write_report
 
+    check_output_path(args.output, inputs=[args.results], flag="--output")
     out = write_report(args.results, args.output)
     print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -213,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("files", nargs="+", help="WAV/FLAC/OGG/MP3 files (any rate; downmixed to mono)")
     _model_args(p)
+    _decode_args(p)
     p.add_argument("--out", default=None, help="also write the transcripts as JSON")
     p.set_defaults(func=cmd_transcribe)
     p = sub.add_parser("eval", help="WER/RTF of a model on a manifest, optionally beside a peer")
     _model_args(p)
+    _decode_args(p)
     p.add_argument("--data", required=True, help="manifest.jsonl, its folder, a LibriSpeech folder, "
                    "or 'samples' (the bundled set)")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
@@ -228,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("profile", help="per-tensor invocations, bytes, placement and energy on a device")
     _model_args(p)
+    _decode_args(p)
     p.add_argument("--device", required=True, help="bundled device profile name or a TOML file")
     p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")

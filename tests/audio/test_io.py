@@ -127,6 +127,8 @@ def test_to_mono_16k_resamples_and_scales_int16():
         (np.zeros((0, 2), dtype=np.float32), 16000, "audio array is empty"),
         (np.zeros((2, 3, 4), dtype=np.float32), 16000, "1-D or 2-D"),
         (np.array([0.1, np.nan], dtype=np.float32), 16000, "non-finite"),
+        (np.array([0.1, 1e30], dtype=np.float32), 16000, "samples up to 1e+30"),
+        (np.array([0.1, -17.0]), 16000, "samples up to 17"),
         (np.array(["a", "b"]), 16000, "numbers"),
         (np.zeros(10, dtype=np.float32), 0, "sample rate"),
     ],
@@ -150,6 +152,10 @@ def _make_bad_file(tmp_path: Path, kind: str) -> Path:
         assert path.stat().st_size > 0  # a valid header with no frames
     elif kind == "nan":
         sf.write(path, np.array([0.1, np.nan, 0.2], dtype=np.float32), 16000, subtype="FLOAT")
+    elif kind == "huge":  # finite but absurd: log-mel features would overflow float32
+        sf.write(path, np.array([0.1, 1e30, -0.2], dtype=np.float32), 16000, subtype="FLOAT")
+    elif kind == "pcm_scaled":  # int16 values written as float samples
+        sf.write(path, np.array([120.0, -32768.0, 30.0], dtype=np.float32), 16000, subtype="FLOAT")
     return path
 
 
@@ -162,6 +168,8 @@ def _make_bad_file(tmp_path: Path, kind: str) -> Path:
         ("text", "not a readable audio file (Format not recognised)"),
         ("zero_frames", "zero length"),
         ("nan", "non-finite"),
+        ("huge", "samples up to 1e+30, beyond the accepted +-16"),
+        ("pcm_scaled", "samples up to 3.28e+04"),
     ],
 )
 def test_load_audio_errors_name_the_file(tmp_path: Path, kind: str, needle: str):
@@ -187,6 +195,14 @@ def test_audio_duration_errors_name_the_file(tmp_path: Path, kind: str, needle: 
     with pytest.raises(InputError) as err:
         audio_duration_s(path)
     _assert_one_line_naming(err, path.name, needle)
+
+
+def test_float_audio_beyond_full_scale_but_within_headroom_loads(tmp_path: Path):
+    path = tmp_path / "hot.wav"
+    samples = np.array([0.5, -15.9, 3.0, 1.2], dtype=np.float32)  # a mix that clips, not junk
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    assert np.array_equal(load_audio(path), samples)
+    assert np.array_equal(to_mono_16k(samples, 16000), samples)
 
 
 def test_truncated_flac_is_an_input_error(shared_data_dir: Path, tmp_path: Path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +125,36 @@ def test_to_jsonl_replaces_existing_file(tmp_path: Path):
     Manifest((Utterance("a", tmp_path / "a.wav", None),), "t").to_jsonl(out)
     assert Manifest.from_jsonl(out)[0].text is None
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_to_jsonl_gives_the_file_the_umask_mode(tmp_path: Path):
+    _write_wav(tmp_path / "a.wav")
+    old = os.umask(0o022)
+    try:
+        Manifest((Utterance("a", tmp_path / "a.wav", None),), "t").to_jsonl(tmp_path / "m.jsonl")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.jsonl").stat().st_mode) == 0o644  # as open(..., "w") would
+
+
+def test_check_audio_decodes_every_file(tmp_path: Path, shared_data_dir: Path):
+    flac = shared_data_dir / "speech/librispeech_test_clean_mini/audio/1089/1089-134691-0000.flac"
+    (tmp_path / "cut.flac").write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    sf.write(tmp_path / "loud.wav", np.full(1600, 1e30, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan] * 800, dtype=np.float32), 16000, subtype="FLOAT")
+    _write_wav(tmp_path / "a.wav")
+    for bad, problem in (("cut.flac", "not a readable audio file"), ("loud.wav", "samples up to 1e+30"),
+                         ("nan.wav", "non-finite")):
+        path = _write_manifest(tmp_path, [_line("a", "a.wav"), _line("b", bad)])
+        manifest = Manifest.from_jsonl(path)  # the headers are fine: only decoding finds these
+        with pytest.raises(InputError) as err:
+            manifest.check_audio()
+        message = str(err.value)
+        assert message.startswith(f"{path}:2: {tmp_path / bad}: ") and problem in message, message
+        with pytest.raises(InputError) as err:
+            Manifest.from_paths([tmp_path / "a.wav", tmp_path / bad]).check_audio()
+        assert str(err.value).startswith(f"{tmp_path / bad}: ") and problem in str(err.value)
+    Manifest.from_paths([tmp_path / "a.wav", flac]).check_audio()  # good files pass
 
 
 def test_blank_lines_missing_text_and_absolute_audio(tmp_path: Path):

@@ -4,8 +4,8 @@ Decoding goes through `soundfile` (libsndfile: WAV, FLAC, OGG/Vorbis, MP3 and th
 formats) and resampling through `soxr` at "HQ" quality, so no ffmpeg binary is needed.
 
 Every problem a user can cause with a file (missing, a folder, 0 bytes, not audio, no samples,
-NaN/inf samples) becomes an `InputError` whose one line names the file, because the CLI turns
-those into exit status 2 instead of a numpy or libsndfile traceback.
+NaN/inf samples, samples far beyond full scale) becomes an `InputError` whose one line names the
+file, because the CLI turns those into exit status 2 instead of a numpy or libsndfile traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ import soxr
 from weightwise.errors import InputError
 
 SAMPLE_RATE = 16000  # Hz; Whisper's input rate
+# Largest accepted |sample|. Full scale is 1.0 (libsndfile maps integer PCM into [-1, 1)); float
+# files may overshoot it, so 24 dB of headroom (16x) is allowed. Beyond that the file is mis-scaled
+# (e.g. int16 values stored as float, up to 32768) or junk (1e30): Whisper's log-mel features
+# depend on the absolute level, and on a bundled sample tiny.en's transcript was right at 32x and
+# wrong at 1000x (log-mel overflows float32 near 1e17), so such audio is an error, not text.
+MAX_ABS_SAMPLE = 16.0
 
 __all__ = ["SAMPLE_RATE", "audio_duration_s", "load_audio", "to_mono_16k"]
 
@@ -40,7 +46,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 
     Raises:
         InputError: the file is missing, a folder, empty, not decodable, has no samples, or has
-            non-finite samples. The message names the file.
+            non-finite samples or samples beyond +-MAX_ABS_SAMPLE. The message names the file.
     """
     file = _checked_file(path)
     try:
@@ -49,8 +55,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise InputError(f"{file}: not a readable audio file ({_reason(err)})") from None
     if samples.shape[0] == 0:
         raise InputError(f"{file}: audio has zero length (0 frames)")
-    if not np.isfinite(samples).all():
-        raise InputError(f"{file}: audio contains non-finite samples (NaN or inf)")
+    _check_values(samples, f"{file}: audio")
     return _mono_resampled(samples, file_rate_hz, sample_rate)
 
 
@@ -79,7 +84,8 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
         sample_rate: rate of `samples` in Hz.
 
     Raises:
-        InputError: wrong shape, empty, non-numeric, non-finite, or a non-positive rate.
+        InputError: wrong shape, empty, non-numeric, non-finite or beyond +-MAX_ABS_SAMPLE, or a
+            non-positive rate.
     """
     array = np.asarray(samples)
     if array.ndim not in (1, 2):
@@ -89,9 +95,18 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     if array.size == 0:
         raise InputError("audio array is empty")
     array = _as_float32(array)
-    if not np.isfinite(array).all():
-        raise InputError("audio array contains non-finite samples (NaN or inf)")
+    _check_values(array, "audio array")
     return _mono_resampled(array, sample_rate, SAMPLE_RATE)
+
+
+def _check_values(samples: np.ndarray, what: str) -> None:
+    """Reject NaN/inf samples and samples beyond `MAX_ABS_SAMPLE` (mis-scaled or junk audio)."""
+    if not np.isfinite(samples).all():
+        raise InputError(f"{what} contains non-finite samples (NaN or inf)")
+    peak = float(np.abs(samples).max())
+    if peak > MAX_ABS_SAMPLE:
+        raise InputError(f"{what} has samples up to {peak:.3g}, beyond the accepted +-{MAX_ABS_SAMPLE:g} "
+                         "(full scale is 1); rescale it (integer PCM stored as float?)")
 
 
 def _mono_resampled(samples: np.ndarray, rate_hz: int, target_hz: int) -> np.ndarray:

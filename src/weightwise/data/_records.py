@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from weightwise.errors import InputError
+from weightwise.outputs import write_text_atomic
 
 CORE_FIELDS = ("id", "audio", "text", "speaker", "duration")
 
@@ -79,17 +78,7 @@ def dump_line(record: Mapping[str, Any]) -> str:
 
 def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
     """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as tmp:
-            tmp.writelines(lines)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "".join(lines))
 
 
 def freeze(value: Any) -> Any:

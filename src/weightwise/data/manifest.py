@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from weightwise.audio import audio_duration_s
+from weightwise.audio import audio_duration_s, load_audio
 from weightwise.data._records import (
     CORE_FIELDS,
     check_record,
@@ -111,6 +111,23 @@ class Manifest:
             if not utt.audio_path.is_file():
                 where = self.source if utt.line is None else f"{self.source}:{utt.line}"
                 raise InputError(f"{where}: audio file not found: {utt.audio_path}")
+
+    def check_audio(self) -> None:
+        """Decode every audio file once, so a bad one fails before a model is loaded.
+
+        Catches what a header read cannot: truncated or corrupt data, NaN/inf samples, samples
+        far beyond full scale (see `weightwise.audio.load_audio`). The samples are not kept.
+
+        Raises:
+            InputError: the first bad file, as "<source>:<line>: <file>: <problem>" for a
+                manifest line, or "<file>: <problem>" for ad-hoc files.
+        """
+        for utt in self.utterances:
+            try:
+                load_audio(utt.audio_path)
+            except InputError as err:
+                where = "" if utt.line is None else f"{self.source}:{utt.line}: "
+                raise InputError(f"{where}{err}") from None
 
     def to_jsonl(self, path: str | os.PathLike) -> None:
         """Write the manifest atomically (temp file + rename), in the shared format.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -11,6 +12,8 @@ class DecodingOptions:
 
     Settings match our peer's "greedy, no timestamps, no previous-text conditioning": every window
     starts from the bare prompt, timestamps are never emitted, and there is no temperature fallback.
+    Where the peer would fall back on a too-repetitive window, we stop it (the repetition guard);
+    the guard's defaults leave clean-speech transcripts unchanged.
     """
 
     beam_size: int = 1  # 1 = greedy search; >1 = beam search with this many beams
@@ -18,12 +21,26 @@ class DecodingOptions:
     suppress_blank: bool = True  # no blank/eot as the first token (the model's suppress_ids_begin)
     length_penalty: float | None = None  # beam ranking: None = logprob / length, else ((5+n)/6)**a
     use_cache: bool = True  # key/value cache; False recomputes all positions at every step
+    # runaway-decoding guard (weightwise.decode.guard): stop a window that repeats itself
+    repetition_stop_repeats: int | None = 4  # last n-gram repeated this often in a row; None = off
+    compression_ratio_threshold: float | None = 2.4  # text's zlib ratio above this (openai's 2.4); None = off
+    repetition_min_tokens: int = 32  # neither stop fires below this many window tokens (nor shorter repeats)
 
     def __post_init__(self):
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.repetition_stop_repeats is not None and self.repetition_stop_repeats < 2:
+            raise ValueError(f"repetition_stop_repeats must be >= 2 or None, got {self.repetition_stop_repeats}")
+        if self.compression_ratio_threshold is not None and not self.compression_ratio_threshold > 1:
+            raise ValueError(f"compression_ratio_threshold must be > 1 or None, got {self.compression_ratio_threshold}")
+        if self.repetition_min_tokens < 1:
+            raise ValueError(f"repetition_min_tokens must be >= 1, got {self.repetition_min_tokens}")
+
+    def without_guard(self) -> "DecodingOptions":
+        """These options with the repetition guard off (decode every window to eot or the limit)."""
+        return dataclasses.replace(self, repetition_stop_repeats=None, compression_ratio_threshold=None)
 
 
 class DecodeObserver:

@@ -6,10 +6,21 @@ every decoder call so that per-token weight invocations can be traced.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
+from weightwise.decode.guard import RepetitionGuard
 from weightwise.decode.options import DecodeObserver, DecodingOptions
+from weightwise.errors import InputError
 from weightwise.models.whisper import WhisperASR
+
+
+class SearchResult(NamedTuple):
+    """The text tokens of one window (eot excluded) and why decoding stopped (`guard.STOP_REASONS`)."""
+
+    tokens: list[int]
+    stop_reason: str
 
 
 class _Decoder:
@@ -51,25 +62,38 @@ class _Decoder:
             self.history = self.history[index]
 
 
-def _max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
+def max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
+    """Tokens one window may generate: `options.max_new_tokens`, or all the decoder has room for.
+
+    Raises:
+        InputError: `options.max_new_tokens` is more than the decoder's room.
+    """
     room = model.max_target_positions - len(model.tokens.prompt)
-    return min(room, options.max_new_tokens or room)
+    if options.max_new_tokens is not None and options.max_new_tokens > room:
+        raise InputError(f"max_new_tokens {options.max_new_tokens} is more than a window can hold for "
+                         f"{model.info.name} ({room} = {model.max_target_positions} decoder positions - "
+                         f"{len(model.tokens.prompt)} prompt tokens)")
+    return options.max_new_tokens or room
 
 
 @torch.inference_mode()
 def greedy_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
-                  observer: DecodeObserver, window_index: int = 0) -> list[int]:
-    """Most likely next token at every step until end-of-text; returns the text tokens."""
+                  observer: DecodeObserver, window_index: int = 0) -> SearchResult:
+    """Most likely next token at every step until end-of-text, the token limit or the repetition
+    guard; returns the text tokens and which of the three stopped it."""
     decoder = _Decoder(model, encoder_out, observer, window_index, options.use_cache)
+    guard = RepetitionGuard(options, model.decode_text)
     new = torch.tensor([model.tokens.prompt])
     tokens: list[int] = []
-    for step in range(_max_new_tokens(model, options)):
+    for step in range(max_new_tokens(model, options)):
         next_id = int(decoder.logits(new, step == 0, options.suppress_blank).argmax(-1))
         if next_id == model.tokens.eot:
-            break
+            return SearchResult(tokens, "eot")
         tokens.append(next_id)
+        if guard.stop(tokens):
+            return SearchResult(tokens, "repetition")
         new = torch.tensor([[next_id]])
-    return tokens
+    return SearchResult(tokens, "max_new_tokens")
 
 
 def _score(logprob: float, length: int, length_penalty: float | None) -> float:
@@ -79,15 +103,21 @@ def _score(logprob: float, length: int, length_penalty: float | None) -> float:
 
 @torch.inference_mode()
 def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
-                observer: DecodeObserver, window_index: int = 0) -> list[int]:
-    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended."""
+                observer: DecodeObserver, window_index: int = 0) -> SearchResult:
+    """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended.
+
+    A hypothesis the repetition guard stops leaves the beam (its slot goes to the next candidate)
+    and is returned only when none ended at eot; ranked beside eot endings, a loop's high
+    per-token log-probability would win."""
     n_beams, eot = options.beam_size, model.tokens.eot
     decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index,
                        options.use_cache)
+    guard = RepetitionGuard(options, model.decode_text)
     beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
     new = torch.tensor([model.tokens.prompt] * n_beams)
     finished: list[tuple[list[int], float]] = []
-    for step in range(_max_new_tokens(model, options)):
+    looped: list[tuple[list[int], float]] = []  # stopped by the repetition guard
+    for step in range(max_new_tokens(model, options)):
         logprobs = torch.log_softmax(decoder.logits(new, step == 0, options.suppress_blank), -1)
         candidates = []
         for b, (seq, score) in enumerate(beams[: 1 if step == 0 else n_beams]):
@@ -98,15 +128,18 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
         for total, seq, token, source in candidates:  # eot below the kept beams is not an ending
             if token == eot:
                 finished.append((seq, total))
+            elif guard.stop(seq + [token]):
+                looped.append((seq + [token], total))
             else:
                 beams.append((seq + [token], total))
                 sources.append(source)
             if len(beams) == n_beams:
                 break
-        if len(finished) >= n_beams or not beams:
+        if len(finished) >= n_beams or len(beams) < n_beams:  # too few live beams: mostly loops
             break
         decoder.reorder(sources)
         new = torch.tensor([[seq[-1]] for seq, _ in beams])
-    finished = finished or beams
-    best = max(finished, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
-    return best[0]
+    ended, reason = next((h, r) for h, r in ((finished, "eot"), (looped, "repetition"),
+                                              (beams, "max_new_tokens")) if h)
+    best = max(ended, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
+    return SearchResult(best[0], reason)

@@ -9,7 +9,8 @@ import torch
 
 from weightwise.decode.features import SAMPLE_RATE, log_mel_spectrogram, split_windows
 from weightwise.decode.options import DecodeObserver, DecodingOptions
-from weightwise.decode.search import beam_search, greedy_search
+from weightwise.decode.search import beam_search, greedy_search, max_new_tokens
+from weightwise.errors import InputError
 from weightwise.models.whisper import WhisperASR
 
 
@@ -21,6 +22,7 @@ class WindowTrace:
     start_s: float
     duration_s: float  # real audio in the window (the rest is zero-padded features)
     n_tokens: int  # text tokens generated (eot excluded)
+    stop_reason: str = "eot"  # "eot", "max_new_tokens" or "repetition" (the guard stopped a loop)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,16 @@ class Transcript:
     def n_tokens(self) -> int:
         return len(self.tokens)
 
+    @property
+    def n_windows_repetition_stopped(self) -> int:
+        """Windows the repetition guard stopped (their text ends in a loop, cut short)."""
+        return sum(w.stop_reason == "repetition" for w in self.windows)
+
+    @property
+    def n_windows_limit_stopped(self) -> int:
+        """Windows that hit `max_new_tokens` (their text may be cut mid-sentence)."""
+        return sum(w.stop_reason == "max_new_tokens" for w in self.windows)
+
 
 @torch.inference_mode()
 def transcribe(model: WhisperASR, audio: np.ndarray, options: DecodingOptions = DecodingOptions(),
@@ -49,23 +61,33 @@ def transcribe(model: WhisperASR, audio: np.ndarray, options: DecodingOptions = 
         observer: optional hooks (`DecodeObserver`) called per window and per decoder call.
         file_id: passed to `observer.on_file`.
 
+    Raises:
+        InputError: `options.max_new_tokens` exceeds the decoder's room, or the audio gives
+            non-finite features (NaN/inf samples, or samples far beyond full scale).
+
     Example:
         >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
         >>> transcribe(model, load_audio("clip.flac")).text  # doctest: +SKIP
         'Stuff it into you, his belly counselled him.'
     """
     observer = observer or DecodeObserver()
+    max_new_tokens(model, options)  # a limit the decoder cannot honour fails before any work
+    mel = log_mel_spectrogram(audio, model.n_mels)
+    if not torch.isfinite(mel).all():  # NaN/inf or overflowing samples: the model would babble
+        raise InputError(f"{file_id or 'audio'}: log-mel features are not finite "
+                         "(NaN/inf samples, or samples far beyond full scale)")
     audio_s = len(audio) / SAMPLE_RATE
     observer.on_file(file_id, audio_s)
     search = greedy_search if options.beam_size == 1 else beam_search
     tokens: list[int] = []
     traces = []
-    for window in split_windows(log_mel_spectrogram(audio, model.n_mels)):
+    for window in split_windows(mel):
         observer.on_window(window.index, window.start_s, window.duration_s)
         features = window.features.unsqueeze(0).to(model.dtype)
         encoder_out = model.network.model.encoder(features).last_hidden_state
-        window_tokens = search(model, encoder_out, options, observer, window.index)
+        window_tokens, stop_reason = search(model, encoder_out, options, observer, window.index)
         observer.on_window_end(window.index, len(window_tokens))
-        traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens)))
+        traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens),
+                                  stop_reason))
         tokens += window_tokens
     return Transcript(model.decode_text(tokens), tuple(tokens), audio_s, tuple(traces))

@@ -9,23 +9,22 @@ RTF = sum of timed seconds / sum of audio seconds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from weightwise.audio import load_audio
 from weightwise.data import Manifest, Utterance
-from weightwise.decode import DecodingOptions, transcribe
+from weightwise.decode import DecodingOptions, Transcript, transcribe
 from weightwise.errors import InputError
 from weightwise.evaluate.normalize import normalize, normalizer_name
 from weightwise.evaluate.runtime import peak_rss_mb, threads, versions
 from weightwise.evaluate.wer import WerCounts, word_errors
 from weightwise.models.whisper import WhisperASR
+from weightwise.outputs import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,8 @@ class UtteranceResult:
     compute_s: float
     n_tokens: int | None = None
     n_windows: int | None = None
+    n_windows_repetition_stopped: int | None = None  # windows the repetition guard cut short
+    n_windows_limit_stopped: int | None = None  # windows that hit max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,15 @@ class EvalResult:
     versions: dict[str, str]
     utterances: list[UtteranceResult]
     peer: PeerResult | None = None
+    n_windows_repetition_stopped: int | None = None  # over all utterances (None: not recorded)
+    n_windows_limit_stopped: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (a temp file in the same folder, then rename)."""
-        write_json_atomic(Path(path), self.to_dict())
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+        write_json_atomic(path, self.to_dict())
 
 
 def iter_audio(manifest: Manifest) -> Iterator[tuple[Utterance, np.ndarray]]:
@@ -126,10 +122,12 @@ def score_fields(utterances: list[UtteranceResult]) -> dict[str, float | int | N
     return {n: getattr(counts, n) if counts else None for n in names}
 
 
-def timed_run(manifest: Manifest, run_one: Callable[[np.ndarray, str], tuple[str, int | None, int | None]],
+def timed_run(manifest: Manifest,
+              run_one: Callable[[np.ndarray, str], Transcript | tuple[str, int | None, int | None]],
               progress: Callable[[Iterable, str], Iterable] | None = None, label: str = ""
               ) -> list[UtteranceResult]:
-    """Run `run_one(samples, id) -> (text, n_tokens, n_windows)` on every utterance, timing each call."""
+    """Run `run_one(samples, id)` on every utterance, timing each call; it returns our `Transcript`
+    or, for a peer, `(text, n_tokens, n_windows)`."""
     first = next(iter_audio(manifest.head(1)))[1]
     run_one(first, "warm-up")  # untimed: first-call allocations and lazy inits
     items = iter_audio(manifest)
@@ -138,11 +136,27 @@ def timed_run(manifest: Manifest, run_one: Callable[[np.ndarray, str], tuple[str
     results = []
     for utt, samples in items:
         start = time.perf_counter()
-        text, n_tokens, n_windows = run_one(samples, utt.id)
+        out = run_one(samples, utt.id)
         elapsed = time.perf_counter() - start
-        results.append(UtteranceResult(utt.id, utt.text, text, len(samples) / 16000, elapsed,
-                                       n_tokens, n_windows))
+        results.append(utterance_result(utt, out, len(samples) / 16000, elapsed))
     return results
+
+
+def utterance_result(utt: Utterance, out: Transcript | tuple[str, int | None, int | None], audio_s: float,
+                     compute_s: float) -> UtteranceResult:
+    """One utterance's result from our `Transcript` or a peer's `(text, n_tokens, n_windows)`."""
+    if isinstance(out, Transcript):
+        return UtteranceResult(utt.id, utt.text, out.text, audio_s, compute_s, out.n_tokens, len(out.windows),
+                               out.n_windows_repetition_stopped, out.n_windows_limit_stopped)
+    text, n_tokens, n_windows = out
+    return UtteranceResult(utt.id, utt.text, text, audio_s, compute_s, n_tokens, n_windows)
+
+
+def stop_counts(utterances: list[UtteranceResult]) -> dict[str, int | None]:
+    """n_windows_repetition_stopped and n_windows_limit_stopped summed (None if any is unknown)."""
+    names = ("n_windows_repetition_stopped", "n_windows_limit_stopped")
+    return {n: None if any(getattr(u, n) is None for u in utterances) else sum(getattr(u, n) for u in utterances)
+            for n in names}
 
 
 def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
@@ -159,9 +173,8 @@ def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = D
         >>> result = evaluate(load_model("whisper-tiny.en"), sample_manifest())  # doctest: +SKIP
         >>> round(result.wer, 3), result.rtf < 1  # doctest: +SKIP
     """
-    def run_one(samples: np.ndarray, file_id: str):
-        out = transcribe(model, samples, options, file_id=file_id)
-        return out.text, out.n_tokens, len(out.windows)
+    def run_one(samples: np.ndarray, file_id: str) -> Transcript:
+        return transcribe(model, samples, options, file_id=file_id)
 
     utterances = timed_run(manifest, run_one, progress, f"{model.info.name} {model.info.precision}")
     audio_s = sum(u.audio_s for u in utterances)
@@ -173,4 +186,4 @@ def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = D
         peak_rss_mb=peak_rss_mb(), threads=threads(), normalizer=normalizer_name(),
         decoding=dataclasses.asdict(options), model_source=info.source,
         weights_sha256=info.weights_sha256, n_params=info.n_params, versions=versions(),
-        utterances=utterances)
+        utterances=utterances, **stop_counts(utterances))

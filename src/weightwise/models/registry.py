@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightwise.errors import InputError
+from weightwise.outputs import atomic_writer
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,10 @@ def ct2_model_dir(spec: PackagedWhisper, cache_dir: Path | None = None) -> Path:
     out = (cache_dir or default_cache_dir()) / "ct2" / spec.name
     target = out / "model.bin"
     if not target.is_file() or target.stat().st_size != sum(p.stat().st_size for p in parts):
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".model.bin.{os.getpid()}.tmp"
-        with open(tmp, "wb") as sink:
+        with atomic_writer(target, "wb") as sink:  # a killed join never leaves a half file behind
             for part in parts:
                 with open(part, "rb") as source:
                     shutil.copyfileobj(source, sink, 16 << 20)
-        os.replace(tmp, target)  # atomic: a killed join never leaves a half file behind
     for side in spec.side_files:
         if (first / side).is_file() and not (out / side).is_file():
             shutil.copyfile(first / side, out / side)

@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterable
 
 from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions, transcribe
-from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score, write_json_atomic
+from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score, stop_counts, utterance_result
 from weightwise.evaluate.runtime import versions
 from weightwise.models.whisper import WhisperASR
+from weightwise.outputs import write_json_atomic
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.energy import (
     ASSUMPTIONS, TensorProfile, component_of, op_energy_j_per_audio_s, place, tensor_profiles)
@@ -62,9 +63,8 @@ class ModelProfile:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        from pathlib import Path
-
-        write_json_atomic(Path(path), self.to_dict())
+        """Write JSON atomically (a temp file in the same folder, then rename)."""
+        write_json_atomic(path, self.to_dict())
 
 
 def trace_manifest(model: WhisperASR, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
@@ -80,8 +80,7 @@ def trace_manifest(model: WhisperASR, manifest: Manifest, options: DecodingOptio
     with tracer:
         for utt, samples in items:
             out = transcribe(model, samples, options, observer=tracer, file_id=utt.id)
-            results.append(UtteranceResult(utt.id, utt.text, out.text, out.audio_s, 0.0, out.n_tokens,
-                                           len(out.windows)))
+            results.append(utterance_result(utt, out, out.audio_s, 0.0))
     measured = _measured(meter)
     return tracer.result(model.info.name, model.info.precision, options.use_cache), results, measured
 
@@ -158,4 +157,4 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
     trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
     counts = score(results)
     result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured)
-    return dataclasses.replace(result, plan=model.info.plan)
+    return dataclasses.replace(result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)})

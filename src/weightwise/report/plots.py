@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from weightwise.errors import InputError
+from weightwise.outputs import write_bytes_atomic
 
 
 def _pyplot():
@@ -44,6 +46,8 @@ def plot_profile(p, path: str | Path, top: int = 20) -> None:
                    f"(streaming {p.baseline_offchip_bytes_per_audio_s / 1e6:.1f})", fontsize=9)
     ax_c.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    suffix = Path(path).suffix.lower().lstrip(".")  # .svg/.pdf/... as savefig(path) did; else PNG
+    image = io.BytesIO()
+    fig.savefig(image, format=suffix if suffix in fig.canvas.get_supported_filetypes() else "png", dpi=110)
     plt.close(fig)
+    write_bytes_atomic(path, image.getvalue())

@@ -25,6 +25,10 @@ def eval_table(result: EvalResult) -> Table:
         table.add_row(peer.name, peer.compute_type, _pct(peer.wer), f"{peer.rtf:.4f}",
                       _pct(peer.same_normalized_fraction), "")
         table.caption = f"RTF ratio weightwise / {peer.name} = {peer.rtf_ratio:.2f}"
+    stopped = [f"{n} windows {why}" for n, why in ((result.n_windows_repetition_stopped, "stopped on repetition"),
+                                                  (result.n_windows_limit_stopped, "cut at max_new_tokens")) if n]
+    if stopped:  # transcripts cut short: say so beside the WER they produced
+        table.caption = "; ".join(filter(None, [table.caption, *stopped]))
     return table
 
 
