@@ -180,14 +180,22 @@ def test_corrupted_line_is_named_by_file_and_line(copy_of, capsys):
     assert out.read_bytes() == before
 
 
-def test_another_tools_jsonl_is_not_a_results_file(tmp_path, capsys):
+@pytest.mark.parametrize("content, message", [
+    ("MANIFEST", "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, snr_db, wer)"),
+    ('{"rules": []}', "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, "
+     "snr_db, wer)"),  # one JSON line without its newline
+    ("my notes\nno newline at the end", "manifest.jsonl:1: not a JSON line (Expecting value at column 1)"),
+])
+def test_another_tools_file_is_not_a_results_file(tmp_path, capsys, content, message):
     out = tmp_path / "manifest.jsonl"
-    shutil.copy(sample_manifest().source, out)
+    if content == "MANIFEST":
+        shutil.copy(sample_manifest().source, out)
+    else:
+        out.write_text(content)
     before = out.read_bytes()
     assert main(["bench", "--data", "samples", "--limit", "1", "--peers", "", "--out", str(out)]) == 2
-    assert _error(capsys).endswith("manifest.jsonl:1: not a bench row (missing cell, system, model, precision, "
-                                   "noise, snr_db, wer)")
-    assert out.read_bytes() == before
+    assert message in _error(capsys)
+    assert out.read_bytes() == before  # not "repaired", not appended to
 
 
 def test_a_cell_twice_in_the_file_is_refused(copy_of, capsys):

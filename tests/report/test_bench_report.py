@@ -117,6 +117,14 @@ def test_version_0_and_1_rows_together_and_a_torn_tail(results, tmp_path):
     assert text.count("| weightwise |") == 5  # the torn last write (a bench still running) is left out
 
 
+def test_rows_without_references_render_without_wer(tmp_path):
+    path = tmp_path / "untranscribed.jsonl"  # a bench on audio without reference texts
+    path.write_text(json.dumps(row("weightwise", "fp32", None, None, None, 0.02)) + "\n"
+                    + json.dumps(row("weightwise", "fp32", "white", 10.0, None, 0.02)) + "\n")
+    text = write_report(path, tmp_path / "report.md").read_text()
+    assert "| weightwise m fp32 |  |  | 20 |" in text  # no WER, the energy still there
+
+
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "screenshot_report.sh"
 

@@ -277,8 +277,8 @@ def run_bench(config: BenchConfig, out: str | os.PathLike,
     with exclusive_lock(path):
         inputs = load_inputs(config)
         cells = config.cells()
-        repair_tail(path)
         finished = resumable_rows(path, cells, inputs)
+        repair_tail(path)  # only now: `path` holds this bench's rows, whatever its tail is
         todo = [cell for cell in cells if cell.key not in finished]
         variants, meter, rows = _Variants(config, inputs), get_meter("auto"), list(finished.values())
         for cell in (progress(todo, "bench cells") if progress else todo):

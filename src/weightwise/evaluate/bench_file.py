@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from weightwise.errors import InputError
+from weightwise.evaluate.bench_row import is_torn_write
 
 
 def check_out_path(path: Path) -> None:
@@ -86,25 +87,21 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def repair_tail(path: Path) -> None:
-    """Make `path` end on a newline so appends start a new line: a torn last write (a bench killed
-    mid-append: not valid JSON) is cut off; a whole row without its newline gets one."""
+    """Make results file `path` end on a newline so appends start a new line: a torn last write (a
+    bench killed mid-append) is cut off; a whole row without its newline gets one. Call it only
+    once `read_rows` has accepted the file (it never cuts anything that is not a torn row)."""
     if not path.is_file():
         return
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end == len(data):
         return
-    try:
-        json.loads(data[end:].decode("utf-8"))
-        whole = True
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        whole = False
     with open(path, "r+b") as handle:
-        if whole:
+        if is_torn_write(data[end:]):
+            handle.truncate(end)
+        else:
             handle.seek(0, os.SEEK_END)
             handle.write(b"\n")
-        else:
-            handle.truncate(end)
 
 
 def append_row(path: Path, row: dict) -> None:

@@ -137,9 +137,9 @@ def _check_type(name: str, value: Any, where: str) -> None:
 def read_rows(path: str | Path) -> list[tuple[int, BenchRow]]:
     """(line number, row) of every row in a bench JSONL file, in file order.
 
-    An unterminated last line that is not valid JSON is a torn write (a bench killed mid-append)
-    and is skipped; any other bad line, a line that is not a bench row, or a second row for the
-    same cell is a one-line `InputError` naming the file and line.
+    An unterminated last line that starts as a row does (`{"cell"`) but is not valid JSON is a
+    torn write (a bench killed mid-append) and is skipped; any other bad line, a line that is not a
+    bench row, or a second row for the same cell is a one-line `InputError` naming the file and line.
     """
     path = Path(path)
     try:
@@ -152,7 +152,7 @@ def read_rows(path: str | Path) -> list[tuple[int, BenchRow]]:
     rows: list[tuple[int, BenchRow]] = []
     first_line: dict[str, int] = {}
     for number, raw in enumerate(lines, 1):
-        torn = number == len(lines)  # after the last newline: empty, or a torn write
+        torn = number == len(lines) and is_torn_write(raw)  # after the last newline
         where = f"{path}:{number}"
         try:
             text = raw.decode("utf-8")
@@ -178,7 +178,15 @@ def read_rows(path: str | Path) -> list[tuple[int, BenchRow]]:
     return rows
 
 
-def finished_bytes(path: Path) -> int:
-    """Bytes of `path` up to and including its last newline (what `append_row` wrote whole)."""
-    data = path.read_bytes() if path.is_file() else b""
-    return data.rfind(b"\n") + 1
+_ROW_START = b'{"cell"'  # how every row written by `BenchRow.to_dict` (and version 0) begins
+
+
+def is_torn_write(tail: bytes) -> bool:
+    """`tail` (the bytes after a file's last newline) looks like the start of a row cut short."""
+    if not tail or not (tail.startswith(_ROW_START) or _ROW_START.startswith(tail)):
+        return False
+    try:
+        json.loads(tail.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return True
+    return False

@@ -100,7 +100,7 @@ def summary_table(rows: list[BenchRow]) -> tuple[list[str], list[list[str]]]:
 
     body = []
     for name, group in groups.items():
-        c, noisy = clean[name], [r.wer for r in group if r.noise is not None]
+        c, noisy = clean[name], [r.wer for r in group if r.noise is not None and r.wer is not None]
         ref, other = (reference(c) if c else None), (peer(c) if c else None)
         energy, rtf = _get(c, "energy_j_per_audio_s"), _get(c, "rtf")
         body.append([
@@ -154,22 +154,23 @@ def _png(fig) -> bytes:
 def wer_vs_snr_figure(rows: list[BenchRow]) -> bytes:
     """WER against SNR, one panel per noise. The y axis stops at WER_CAP_PCT: a hallucinating model
     can pass 200% at 0 dB and would flatten every other curve; such points sit on the top edge as
-    triangles (their values are in the tables)."""
+    triangles (their values are in the tables). Rows without a WER (no reference texts) are left out."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
+    rows = [r for r in rows if r.wer is not None] or rows
     noises = sorted({r.noise for r in rows if r.noise}, key=noise_label) or [None]
     fig, axes = plt.subplots(1, len(noises), squeeze=False, figsize=(5.5 * len(noises), 4.5), sharey=True)
     clean = {label(r): r.wer for r in rows if r.noise is None}
     style, first = _style(rows), {label(r): r for r in rows}
-    top = min(WER_CAP_PCT, max(100 * r.wer for r in rows) * 1.05)
+    top = min(WER_CAP_PCT, max((100 * r.wer for r in rows if r.wer is not None), default=100.0) * 1.05)
     for ax, noise in zip(axes[0], noises):
         series = defaultdict(list)
         for r in rows:
-            if r.noise == noise and r.snr_db is not None:
+            if r.noise == noise and r.snr_db is not None and r.wer is not None:
                 series[label(r)].append((r.snr_db, 100 * r.wer))
         for name, points in series.items():
-            if name in clean:  # clean speech drawn at the left end, labelled as 40 dB
+            if clean.get(name) is not None:  # clean speech drawn at the left end, labelled as 40 dB
                 points.append((CLEAN_X_DB, 100 * clean[name]))
             points.sort(reverse=True)
             look = style(first[name])
@@ -206,7 +207,7 @@ def pareto_figure(rows: list[BenchRow]) -> bytes:
     for ax, (title, keep) in zip(axes[0], panels):
         groups = defaultdict(list)
         for r in rows:
-            if keep(r) and r.energy_j_per_audio_s is not None:
+            if keep(r) and r.energy_j_per_audio_s is not None and r.wer is not None:
                 groups[label(r)].append(r)
         points = [(1e3 * mean(r.energy_j_per_audio_s for r in g), 100 * mean(r.wer for r in g), name)
                   for name, g in groups.items()]
