@@ -184,7 +184,7 @@ def test_corrupted_line_is_named_by_file_and_line(copy_of, capsys):
     ("MANIFEST", "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, snr_db, wer)"),
     ('{"rules": []}', "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, "
      "snr_db, wer)"),  # one JSON line without its newline
-    ("my notes\nno newline at the end", "manifest.jsonl:1: not a JSON line (Expecting value at column 1)"),
+    ("my notes\nno newline at the end", "manifest.jsonl:1: not a JSON line (Expecting value, column 1)"),
 ])
 def test_another_tools_file_is_not_a_results_file(tmp_path, capsys, content, message):
     out = tmp_path / "manifest.jsonl"

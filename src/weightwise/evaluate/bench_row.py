@@ -167,7 +167,7 @@ def read_rows(path: str | Path) -> list[tuple[int, BenchRow]]:
         except json.JSONDecodeError as err:
             if torn:
                 continue
-            raise InputError(f"{where}: not a JSON line ({err.msg} at column {err.colno}); "
+            raise InputError(f"{where}: not a JSON line ({err.msg}, column {err.colno}); "
                              "the file is corrupted") from None
         row = BenchRow.from_dict(record, where)
         if row.cell in first_line:
