@@ -13,31 +13,35 @@ device profile named in the rows; "about half" / "about the same" mean within +-
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
 from weightwise.audio.noise import noise_label
+from weightwise.errors import InputError
+from weightwise.evaluate.bench_row import BenchRow
+from weightwise.report.bench_report import load_rows
 
 TOLERANCE = 0.15  # "about": within +-15% of the paper's ratio
 
 
-def load(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load(path: Path) -> list[BenchRow]:
+    """The typed rows of a bench JSONL (any row version; bad lines are one-line errors)."""
+    return load_rows(path)
 
 
-def ours(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+def ours(rows: list[BenchRow]) -> dict[tuple[str, str], list[BenchRow]]:
     """weightwise rows without a plan, by (model, precision)."""
     out = defaultdict(list)
     for r in rows:
-        if r["system"] == "weightwise" and not r.get("plan"):
-            out[(r["model"], r["precision"])].append(r)
+        if r.system == "weightwise" and not r.plan:
+            out[(r.model, r.precision)].append(r)
     return out
 
 
-def in_band(rows: list[dict], snr_min: float, snr_max: float) -> list[dict]:
-    return [r for r in rows if r["noise"] is None or snr_min <= r["snr_db"] <= snr_max]
+def in_band(rows: list[BenchRow], snr_min: float, snr_max: float) -> list[BenchRow]:
+    return [r for r in rows if r.noise is None or snr_min <= r.snr_db <= snr_max]
 
 
 def _fmt(value, spec: str) -> str:
@@ -57,21 +61,21 @@ def precision_lines(groups: dict, snr_min: float, snr_max: float) -> tuple[list[
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     ratios: dict[str, list[float]] = defaultdict(list)
     for model in sorted({m for m, _ in groups}):
-        by = {p: {(r["noise"], r["snr_db"]): r for r in in_band(groups[(model, p)], snr_min, snr_max)}
+        by = {p: {(r.noise, r.snr_db): r for r in in_band(groups[(model, p)], snr_min, snr_max)}
               for p in ("fp32", "fp16", "int8") if (model, p) in groups}
         if "fp32" not in by:
             continue
         common = set.intersection(*(set(v) for v in by.values()))
 
         def energy(p):  # mean over the conditions every precision ran
-            return mean(by[p][c]["energy_j_per_audio_s"] for c in common)
+            return mean(by[p][c].energy_j_per_audio_s for c in common)
 
         def wer(p):
-            return mean(by[p][c]["wer"] for c in common)
+            return mean(by[p][c].wer for c in common)
 
         for p in by:
             clean = by[p].get((None, None))
-            vs32, rtf32 = energy(p) / energy("fp32"), clean and by["fp32"][(None, None)]["rtf"]
+            vs32, rtf32 = energy(p) / energy("fp32"), clean and by["fp32"][(None, None)].rtf
             vs16 = energy(p) / energy("fp16") if "fp16" in by else None
             if p != "fp32":
                 ratios[f"{p}/fp32"].append(vs32)
@@ -80,8 +84,8 @@ def precision_lines(groups: dict, snr_min: float, snr_max: float) -> tuple[list[
             ratios[f"wer {p}-fp32"].append(wer(p) - wer("fp32"))
             lines.append(f"| {model} | {p} | {1e3 * energy(p):.2f} | {vs32:.2f} | "
                          f"{'' if vs16 is None else f'{vs16:.2f}'} | "
-                         f"{_fmt(clean and clean['rtf'] / rtf32, '.2f')} | "
-                         f"{_fmt(clean and 100 * clean['wer'], '.2f')} | {100 * wer(p):.2f} | "
+                         f"{_fmt(clean and clean.rtf / rtf32, '.2f')} | "
+                         f"{_fmt(clean and 100 * clean.wer, '.2f')} | {100 * wer(p):.2f} | "
                          f"{100 * (wer(p) - wer('fp32')):+.2f} |")
     return lines, ratios
 
@@ -94,11 +98,10 @@ def robustness_lines(groups: dict, snr_min: float, snr_max: float) -> tuple[list
     less = lower = total = 0
     if len(models) < 2:
         return lines[:0], 0, 0, 0
-    sizes = {m: max(r["model_bytes"] or 0 for p in ("fp32",) for r in groups.get((m, p), [{}]) if r)
-             for m in models}
+    sizes = {m: max((r.model_bytes or 0 for r in groups.get((m, "fp32"), [])), default=0) for m in models}
     small, large = min(models, key=sizes.get), max(models, key=sizes.get)
     for precision in ("fp32", "fp16", "int8"):
-        per = {m: {(r["noise"], r["snr_db"]): r["wer"] for r in in_band(groups.get((m, precision), []),
+        per = {m: {(r.noise, r.snr_db): r.wer for r in in_band(groups.get((m, precision), []),
                                                                            snr_min, snr_max)}
                for m in models}
         conditions = sorted(set.intersection(*(set(v) for v in per.values())) - {(None, None)},
@@ -114,16 +117,16 @@ def robustness_lines(groups: dict, snr_min: float, snr_max: float) -> tuple[list
     return lines, less, lower, total
 
 
-def findings(rows: list[dict], snr_min: float, snr_max: float, source: str) -> str:
+def findings(rows: list[BenchRow], snr_min: float, snr_max: float, source: str) -> str:
     groups = ours(rows)
     precision_table, ratios = precision_lines(groups, snr_min, snr_max)
     robust_table, less, lower, total = robustness_lines(groups, snr_min, snr_max)
     half, same = ratios["fp16/fp32"], ratios["int8/fp16"]
-    devices = sorted({r.get("device") for r in rows if r.get("device")})
-    hosts = sorted({f"{h['cpu']} with {h['threads']} threads" for r in rows if (h := r.get("host"))})
+    devices = sorted({r.device for r in rows if r.device})
+    hosts = sorted({f"{h['cpu']} with {h['threads']} threads" for r in rows if (h := r.host)})
     timed_on = "; ".join(hosts) or "the machine that ran the bench (the rows do not name it)"
-    sizes = sorted({(r["model_bytes"], r["model"], r["precision"], r["energy_j_per_audio_s"])
-                    for r in rows if r["system"] == "weightwise" and r["noise"] is None and r.get("model_bytes")})
+    sizes = sorted({(r.model_bytes, r.model, r.precision, r.energy_j_per_audio_s)
+                    for r in rows if r.system == "weightwise" and r.noise is None and r.model_bytes})
     size_order = [f"{m} {p}" for _, m, p, _ in sizes]
     energy_order = [f"{m} {p}" for _, m, p, _ in sorted(sizes, key=lambda s: s[3])]
     out = [f"# Paper 2's findings on our data ({source})", "",
@@ -157,7 +160,12 @@ def main() -> None:
     parser.add_argument("--snr-max", type=float, default=10.0)
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
-    text = findings(load(args.results), args.snr_min, args.snr_max, str(args.results))
+    try:
+        rows = load(args.results)
+    except InputError as err:
+        print(f"paper2_findings: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    text = findings(rows, args.snr_min, args.snr_max, str(args.results))
     if args.output:
         args.output.write_text(text)
     print(text)

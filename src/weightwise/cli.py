@@ -221,6 +221,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
+    from weightwise.decode import DecodingOptions
     from weightwise.evaluate.bench import BenchConfig, run_bench
     from weightwise.evaluate.runtime import set_threads
 
@@ -229,11 +230,10 @@ def cmd_bench(args) -> int:
         snrs = tuple(float(s) for s in _csv(args.snr))
     except ValueError:
         raise InputError(f"--snr must be comma-separated numbers in dB, got {args.snr!r}") from None
-    if args.noise and not snrs:
-        raise InputError("--noise needs --snr (e.g. --snr 20,10,5,0)")
     config = BenchConfig(models=_csv(args.model), data=args.data, precisions=_csv(args.precision),
                          plans=tuple(args.plan or ()), noises=_csv(args.noise), snrs_db=snrs,
-                         device=args.device, peers=_csv(args.peers), limit=args.limit, seed=args.seed)
+                         device=args.device, peers=_csv(args.peers), limit=args.limit, seed=args.seed,
+                         calib=args.calib, decoding=DecodingOptions(beam_size=args.beam_size))
     rows = run_bench(config, args.out, progress=_progress(len(config.cells())))
     print(f"{len(rows)} cells in {args.out}", file=sys.stderr)
     return 0
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="comma-separated model names")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32,fp16,bf16,int8")
     p.add_argument("--plan", action="append", help="compression plan JSON (repeatable; run at fp32)")
+    p.add_argument("--calib", default=None, metavar="MANIFEST",
+                   help="calibration audio manifest (no transcripts needed), for csp pruning plans")
     p.add_argument("--noise", default="", help="comma-separated: white,pink,babble, an audio file or a manifest")
     p.add_argument("--snr", default="", help="comma-separated SNRs in dB, e.g. 20,10,5,0")
     p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")
@@ -308,8 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="jetson-orin-nano", help="device profile for modeled energy")
     p.add_argument("--peers", default="int8,float32", help="faster-whisper compute types ('' = none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
     p.add_argument("--threads", type=_positive_int, default=None)
-    p.add_argument("--out", required=True, help="results JSONL; rerunning resumes it")
+    p.add_argument("--out", required=True, help="results JSONL (its folder must exist); rerunning the "
+                   "same command resumes it, a command with other inputs is refused")
     # fmt: on
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="HTML or Markdown report of bench results")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from weightwise.evaluate.bench import BenchConfig, append_row, read_finished, run_bench
+from weightwise.evaluate.bench import BenchConfig, run_bench
+from weightwise.evaluate.bench_file import append_row, repair_tail
+from weightwise.evaluate.bench_row import BenchRow, read_rows
 
 
 def test_cells_enumerate_the_matrix():
@@ -21,17 +23,31 @@ def test_cells_enumerate_the_matrix():
     assert len({c.key for c in cells}) == len(cells)
     assert sum(c.system == "faster-whisper" for c in cells) == 2 * conditions
     assert {c.precision for c in cells if c.plan} == {"fp32"}
+    twice = BenchConfig(models=("a", "a"), data="x", precisions=("fp32", "fp32"), noises=("white",),
+                        snrs_db=(10.0, 10.0), peers=())
+    assert [c.key for c in twice.cells()] == [c.key for c in BenchConfig(
+        models=("a",), data="x", noises=("white",), snrs_db=(10.0,), peers=()).cells()]  # one cell each
 
 
-def test_torn_last_line_is_dropped(tmp_path):
+def _row(noise=None, snr=None, wer=0.1):
+    return BenchRow("weightwise", "m", "fp32", None, noise, snr, wer)
+
+
+def test_torn_last_line_is_dropped_and_a_whole_unterminated_row_kept(tmp_path):
     path = tmp_path / "r.jsonl"
-    append_row(path, {"cell": "a", "wer": 0.1})
+    append_row(path, _row().to_dict())
     with open(path, "ab") as handle:
         handle.write(b'{"cell": "b", "we')  # killed mid-write
-    assert list(read_finished(path)) == ["a"]
+    repair_tail(path)
+    assert [row.noise for _, row in read_rows(path)] == [None]
     assert path.read_bytes().endswith(b"\n") and path.read_bytes().count(b"\n") == 1
-    append_row(path, {"cell": "b", "wer": 0.2})
-    assert list(read_finished(path)) == ["a", "b"]
+    append_row(path, _row("white", 10.0).to_dict())
+    assert [row.noise for _, row in read_rows(path)] == [None, "white"]
+    with open(path, "ab") as handle:  # a whole row whose newline is missing (edited by hand)
+        handle.write(json.dumps(_row("white", 0.0).to_dict()).encode())
+    repair_tail(path)
+    append_row(path, _row("pink", 0.0).to_dict())
+    assert [row.snr_db for _, row in read_rows(path)] == [None, 10.0, 0.0, 0.0]
 
 
 def _bench_cmd(out):
@@ -52,8 +68,10 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
     assert first.count(b"\n") >= 1
     with open(out, "ab") as handle:
         handle.write(b'{"cell": "torn')  # as if killed in the middle of a write
+    assert (tmp_path / "results.jsonl.lock").read_text().strip() == str(proc.pid)  # stale: its owner is dead
     done = subprocess.run(_bench_cmd(out), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
+    assert not (tmp_path / "results.jsonl.lock").exists()  # taken over, then removed on a clean exit
     final = out.read_bytes()
     assert final.startswith(first)  # finished rows untouched, none recomputed in place
     rows = [json.loads(line) for line in final.decode().splitlines()]
@@ -73,11 +91,12 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
 def test_peer_rows(tmp_path):
     out = tmp_path / "peer.jsonl"
     rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", peers=("int8",), limit=2), out)
-    peer = next(r for r in rows if r["system"] == "faster-whisper")
-    ours = next(r for r in rows if r["system"] == "weightwise")
-    assert peer["precision"] == "int8" and peer["energy_j_per_audio_s"] is None
-    assert peer["audio_s"] == pytest.approx(ours["audio_s"])
-    assert 0 <= peer["wer"] <= 0.3
+    peer = next(r for r in rows if r.system == "faster-whisper")
+    ours = next(r for r in rows if r.system == "weightwise")
+    assert peer.precision == "int8" and peer.energy_j_per_audio_s is None
+    assert peer.audio_s == pytest.approx(ours.audio_s)
+    assert 0 <= peer.wer <= 0.3
+    assert peer.inputs == ours.inputs and peer.version == ours.version == 1  # the same question
     assert len(out.read_text().splitlines()) == 2
 
 
@@ -86,9 +105,10 @@ def test_plan_rows_carry_the_plan_and_its_smaller_weights(tmp_path):
     out = tmp_path / "plan.jsonl"
     rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", plans=(str(plan),), peers=(),
                                  limit=2), out)
-    fp32 = next(r for r in rows if r["plan"] is None)
-    planned = next(r for r in rows if r["plan"] == "int4-group64")
-    assert planned["precision"] == "fp32" and planned["system"] == "weightwise"
-    assert planned["model_bytes"] < 0.3 * fp32["model_bytes"]  # int4 codes + scales, not float weights
-    assert planned["energy_j_per_audio_s"] < 0.5 * fp32["energy_j_per_audio_s"]
-    assert planned["wer"] <= 0.5  # still transcribes the samples
+    fp32 = next(r for r in rows if r.plan is None)
+    planned = next(r for r in rows if r.plan == "int4-group64")
+    assert planned.precision == "fp32" and planned.system == "weightwise"
+    assert planned.model_bytes < 0.3 * fp32.model_bytes  # int4 codes + scales, not float weights
+    assert planned.energy_j_per_audio_s < 0.5 * fp32.energy_j_per_audio_s
+    assert planned.wer <= 0.5  # still transcribes the samples
+    assert planned.inputs["plan_sha256"] and fp32.inputs["plan_sha256"] is None

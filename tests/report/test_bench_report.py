@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 
 from weightwise.cli import main
-from weightwise.report.bench_report import pareto_front, summary_table, wer_table, write_report
+from weightwise.evaluate.bench_row import BenchRow
+from weightwise.report.bench_report import load_rows, pareto_front, summary_table, wer_table, write_report
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def row(system, precision, noise, snr, wer, energy, components=None, rtf=0.1):
-    return {"cell": json.dumps([system, precision, noise, snr]), "system": system, "model": "m",
-            "precision": precision, "plan": None, "noise": noise, "snr_db": snr, "wer": wer, "rtf": rtf,
-            "energy_j_per_audio_s": energy, "model_bytes": 10, "peak_rss_mb": 1.0,
-            "components": components or {"encoder": 0.5, "decoder": 0.5}}
+    return BenchRow(system, "m", precision, None, noise, snr, wer, rtf=rtf, energy_j_per_audio_s=energy,
+                    model_bytes=10, peak_rss_mb=1.0,
+                    components=components or {"encoder": 0.5, "decoder": 0.5}).to_dict()
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_html_is_self_contained(results, tmp_path):
 
 
 def test_summary_and_wer_tables_by_hand(results):
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    rows = load_rows(results)
     header, body = wer_table(rows)
     assert header == ["variant", "clean", "street 0 dB", "white 10 dB"]  # a manifest is named by its folder
     assert body[0] == ["weightwise m fp32", "10.00", "50.00", "20.00"]
@@ -86,6 +88,41 @@ def test_cli_report_errors(tmp_path, capsys):
     assert len(err) == 4 and "bad.jsonl:2: not a JSON line" in err[1]
     assert "bad.jsonl:1: not a bench row (missing system, model, precision, noise, snr_db)" in err[2]
     assert "r.pdf" in err[3] and not (tmp_path / "r.html").exists()
+
+
+def test_committed_version_0_results_render_as_committed(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the report names the results file as given
+    out = write_report("benchmarks/results/bench/full_matrix.jsonl", tmp_path / "full_matrix.md")
+    assert out.read_text() == (REPO / "benchmarks" / "results" / "bench" / "full_matrix.md").read_text()
+
+
+def test_a_cell_twice_is_refused_not_counted_twice(results, tmp_path, capsys):
+    first = results.read_text().splitlines(keepends=True)[0]
+    with open(results, "a") as handle:
+        handle.write(first)  # e.g. two benches that ran on one file
+    assert main(["report", str(results), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'weightwise: error: {results}:7: cell ["weightwise", "m", "fp32", null, null, null] is already '
+                   "on line 1 (two benches wrote this file?); keep one of the two lines"]
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_version_0_and_1_rows_together_and_a_torn_tail(results, tmp_path):
+    old = {k: v for k, v in json.loads(results.read_text().splitlines()[0]).items() if k not in ("version",)}
+    lines = results.read_text().splitlines(keepends=True)[1:]
+    results.write_text(json.dumps(old) + "\n" + "".join(lines) + '{"cell": "[\\"weightwise\\", \\"m')
+    rows = load_rows(results)
+    assert [r.version for r in rows] == [0, 1, 1, 1, 1, 1]
+    text = write_report(results, tmp_path / "report.md").read_text()
+    assert text.count("| weightwise |") == 5  # the torn last write (a bench still running) is left out
+
+
+def test_rows_without_references_render_without_wer(tmp_path):
+    path = tmp_path / "untranscribed.jsonl"  # a bench on audio without reference texts
+    path.write_text(json.dumps(row("weightwise", "fp32", None, None, None, 0.02)) + "\n"
+                    + json.dumps(row("weightwise", "fp32", "white", 10.0, None, 0.02)) + "\n")
+    text = write_report(path, tmp_path / "report.md").read_text()
+    assert "| weightwise m fp32 |  |  | 20 |" in text  # no WER, the energy still there
 
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")

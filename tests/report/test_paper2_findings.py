@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+from weightwise.evaluate.bench_row import BenchRow
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper2_findings.py"
 spec = importlib.util.spec_from_file_location("paper2_findings", SCRIPT)
 paper2 = importlib.util.module_from_spec(spec)
@@ -10,9 +12,8 @@ spec.loader.exec_module(paper2)
 
 
 def cell(model, precision, energy, wer, noise=None, snr=None, nbytes=100):
-    return {"system": "weightwise", "model": model, "precision": precision, "plan": None, "noise": noise,
-            "snr_db": snr, "wer": wer, "rtf": 0.1, "energy_j_per_audio_s": energy, "model_bytes": nbytes,
-            "device": "d"}
+    return BenchRow("weightwise", model, precision, None, noise, snr, wer, rtf=0.1, energy_j_per_audio_s=energy,
+                    model_bytes=nbytes, device="d")
 
 
 def matrix(int8_energy, base_noisy_wer):
@@ -44,6 +45,6 @@ def test_int8_far_below_fp16_does_not_hold_and_a_less_robust_base_holds():
 
 
 def test_missing_cells_are_not_tested():
-    rows = [r for r in matrix(0.0095, 0.3) if r["precision"] == "fp32"]
+    rows = [r for r in matrix(0.0095, 0.3) if r.precision == "fp32"]
     text = paper2.findings(rows, 5, 10, "r.jsonl")
     assert "not tested" in lines_with(text, "1. ")[0] and "not tested" in lines_with(text, "2. ")[0]

@@ -1,9 +1,14 @@
 """The benchmark matrix: models x precisions/plans x (clean + noise x SNR), plus peer rows.
 
 Each cell transcribes the same utterances (noise mixed outside the timer, seeded per utterance,
-noise and SNR) and appends one JSON line to the results file as soon as it finishes. A rerun of
-the same command skips every cell already in the file, so a killed run resumes without
-recomputing or losing a finished cell; a torn last line (killed mid-write) is dropped.
+noise and SNR) and appends one typed row (`BenchRow`, one JSON line) to the results file as soon as
+it finishes. Every input is read and checked before the first cell (`bench_inputs`), and the file
+is locked against a second bench (`bench_file`). A rerun of the same command skips every cell
+already in the file, so a killed run resumes without recomputing or losing a finished cell; a torn
+last line (killed mid-write) is dropped. A row is reused only when it answers the same question:
+each row records its inputs (data, weights, plan, calibration and noise content, device profile,
+limit, seed, decoding options, threads), and a file whose rows were computed from other inputs is
+refused with one line rather than silently mixed with new rows or reported as this command's.
 
 Energy per cell: the model's weight traffic and MACs are traced once per model variant on clean
 audio, then scaled to the cell's own decode (its encoder windows and decoder calls: see
@@ -12,18 +17,22 @@ audio, then scaled to the cell's own decode (its encoder windows and decoder cal
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from weightwise.data import Manifest
-from weightwise.decode import DecodeCounter, transcribe
-from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score_fields
+from weightwise.decode import DecodeCounter, DecodingOptions, transcribe
+from weightwise.errors import InputError
+from weightwise.evaluate.bench_file import append_row, check_out_path, exclusive_lock, repair_tail
+from weightwise.evaluate.bench_inputs import CELL_KEYS, RUN_KEYS, BenchInputs, differing, load_inputs
+from weightwise.evaluate.bench_row import ROW_VERSION, BenchRow, cell_key, read_rows
+from weightwise.evaluate.evaluate import UtteranceResult, score_fields
 from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss
 
 PEER_COMPUTE_TYPES = ("int8", "float32")
@@ -41,13 +50,18 @@ class Cell:
     snr_db: float | None
 
     @property
+    def plan_name(self) -> str | None:
+        return Path(self.plan).stem if self.plan else None
+
+    @property
     def key(self) -> str:
-        plan = Path(self.plan).stem if self.plan else None
-        return json.dumps([self.system, self.model, self.precision, plan, self.noise, self.snr_db])
+        return cell_key(self.system, self.model, self.precision, self.plan_name, self.noise, self.snr_db)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """What to run; the option checks that need no file run here, the rest in `load_inputs`."""
+
     models: tuple[str, ...]
     data: str
     precisions: tuple[str, ...] = ("fp32",)
@@ -58,11 +72,38 @@ class BenchConfig:
     peers: tuple[str, ...] = PEER_COMPUTE_TYPES  # faster-whisper compute types; () = none
     limit: int | None = None
     seed: int = 0
+    calib: str | None = None  # calibration manifest for csp plans
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+
+    def __post_init__(self) -> None:
+        from weightwise.models import PRECISIONS
+
+        if not self.models:
+            raise InputError("--model: give at least one model")
+        if not self.precisions and not self.plans:
+            raise InputError("--precision: give at least one precision or a --plan")
+        for precision in self.precisions:
+            if precision not in PRECISIONS:
+                raise InputError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        for snr in self.snrs_db:
+            if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not math.isfinite(snr):
+                raise InputError(f"--snr {snr!r}: an SNR must be a finite number of dB")
+        if self.noises and not self.snrs_db:
+            raise InputError("--noise needs --snr (e.g. --snr 20,10,5,0)")
+        if self.snrs_db and not self.noises:
+            raise InputError("--snr needs --noise (e.g. --noise white)")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise InputError(f"--limit must be a positive integer, got {self.limit!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InputError(f"--seed must be an integer, got {self.seed!r}")
+        _check_labels("--noise", self.noises)
 
     def conditions(self) -> list[tuple[str | None, float | None]]:
         return [(None, None)] + [(noise, snr) for noise in self.noises for snr in self.snrs_db]
 
     def cells(self) -> list[Cell]:
+        """Every cell once (a value listed twice is one cell), models outermost."""
         out = []
         for model in self.models:
             variants = [(p, None) for p in self.precisions] + [("fp32", plan) for plan in self.plans]
@@ -70,43 +111,30 @@ class BenchConfig:
                 out += [Cell("weightwise", model, precision, plan, n, s) for n, s in self.conditions()]
             for compute_type in self.peers:
                 out += [Cell("faster-whisper", model, compute_type, None, n, s) for n, s in self.conditions()]
-        return out
+        unique: dict[str, Cell] = {}
+        for cell in out:
+            unique.setdefault(cell.key, cell)
+        return list(unique.values())
 
 
-def read_finished(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows already in `path`, by cell key; a torn (unterminated) last line is cut off the file."""
-    if not path.is_file():
-        return {}
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with open(path, "r+b") as handle:  # drop the torn tail so appends start on a new line
-            handle.truncate(len(complete))
-    rows = {}
-    for line in complete.decode("utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows[row["cell"]] = row
-    return rows
+def _check_labels(flag: str, specs: tuple[str, ...]) -> None:
+    """Reports name a noise by its short label: two different specs may not share one."""
+    from weightwise.audio.noise import noise_label
+
+    seen: dict[str, str] = {}
+    for spec in specs:
+        label = noise_label(spec)
+        if seen.get(label, spec) != spec:
+            raise InputError(f"{flag} {spec} and {seen[label]} are both named '{label}' in reports; rename one")
+        seen[label] = spec
 
 
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """One line per write, flushed and fsynced: a reader sees whole rows or a torn tail only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def noisy_items(manifest: Manifest, noise, snr_db: float | None, seed: int) -> Iterator[tuple[Any, np.ndarray]]:
+def noisy_items(audio: Iterable[tuple[Any, np.ndarray]], noise, snr_db: float | None, seed: int
+                ) -> Iterator[tuple[Any, np.ndarray]]:
     """(utterance, samples) with noise mixed at `snr_db` (seeded per utterance/noise/SNR)."""
     from weightwise.audio.noise import add_noise, cell_seed
 
-    for utt, samples in iter_audio(manifest):
+    for utt, samples in audio:
         if noise is not None:
             samples = add_noise(samples, noise, snr_db, cell_seed(utt.id, noise.name, snr_db, seed))
         yield utt, samples
@@ -128,22 +156,21 @@ def timed_cell(run_one: Callable[[np.ndarray], str], items: Iterable,
     return results
 
 
-def cell_row(cell: Cell, results: list[UtteranceResult], extra: dict[str, Any]) -> dict[str, Any]:
+def cell_row(cell: Cell, results: list[UtteranceResult], extra: dict[str, Any]) -> BenchRow:
     audio_s = sum(u.audio_s for u in results)
     compute_s = sum(u.compute_s for u in results)
-    fields = score_fields(results)
-    return {"cell": cell.key, **{k: v for k, v in asdict(cell).items() if k != "plan"},
-            "plan": Path(cell.plan).stem if cell.plan else None, **fields,
-            "n_utterances": len(results), "audio_s": audio_s, "rtf": compute_s / audio_s,
-            "peak_rss_mb": peak_rss_mb(), "host": host(), **extra,
-            "utterances": [{"id": u.id, "hyp": u.hyp} for u in results]}
+    return BenchRow(system=cell.system, model=cell.model, precision=cell.precision, plan=cell.plan_name,
+                    noise=cell.noise, snr_db=cell.snr_db, **score_fields(results),
+                    n_utterances=len(results), audio_s=audio_s, rtf=compute_s / audio_s,
+                    peak_rss_mb=peak_rss_mb(), host=host(), **extra,
+                    utterances=tuple({"id": u.id, "hyp": u.hyp} for u in results))
 
 
 class _Variants:
     """Loaded models, their reference traces and peer runners, one variant kept at a time."""
 
-    def __init__(self, config: BenchConfig, manifest: Manifest):
-        self.config, self.manifest, self.key, self.value = config, manifest, None, None
+    def __init__(self, config: BenchConfig, inputs: BenchInputs):
+        self.config, self.inputs, self.key, self.value = config, inputs, None, None
 
     def get(self, cell: Cell):
         key = (cell.system, cell.model, cell.precision, cell.plan)
@@ -155,20 +182,22 @@ class _Variants:
     def _load(self, cell: Cell):
         from weightwise.models import load_model
 
+        options = self.config.decoding
         if cell.system == "faster-whisper":
             from weightwise.evaluate.peer import faster_whisper_runner
             from weightwise.evaluate.runtime import threads
 
             model_dir = Path(load_model(cell.model).info.source)
-            return faster_whisper_runner(model_dir, cell.precision, threads()), None
+            return faster_whisper_runner(model_dir, cell.precision, threads(), options), None
         from weightwise.profile import trace_manifest
 
         model = load_model(cell.model, precision=cell.precision)
         if cell.plan:
-            from weightwise.compress import Plan, compress_
+            from weightwise.compress import compress_
 
-            compress_(model, Plan.from_json(cell.plan))
-        reference, _, _ = trace_manifest(model, self.manifest.head(min(5, len(self.manifest))))
+            calib = self.inputs.calib if self.inputs.needs_calib(cell.plan) else None
+            compress_(model, self.inputs.plans[cell.plan], calib)  # the plan parsed and hashed up front
+        reference, _, _ = trace_manifest(model, self.inputs.manifest.head(5), options)
         return model, reference
 
 
@@ -182,14 +211,17 @@ def _energy(reference, counter: DecodeCounter, audio_s: float, n_files: int, dev
             "components": p.components, "model_bytes": p.model_bytes, "device": device.name}
 
 
-def run_cell(cell: Cell, variants: _Variants, manifest: Manifest, noise, device, meter) -> dict[str, Any]:
+def run_cell(cell: Cell, variants: _Variants, meter) -> BenchRow:
+    inputs, config = variants.inputs, variants.config
     since_cell_start = reset_peak_rss()  # the peak then covers this cell only (load included)
-    items = list(noisy_items(manifest, noise, cell.snr_db, variants.config.seed))
+    items = list(noisy_items(inputs.audio, inputs.noises.get(cell.noise), cell.snr_db, config.seed))
     runner, reference = variants.get(cell)
     counter = DecodeCounter()
 
     def run_one(samples):
-        return runner(samples) if reference is None else transcribe(runner, samples, observer=counter).text
+        if reference is None:
+            return runner(samples)
+        return transcribe(runner, samples, config.decoding, observer=counter).text
 
     def after_warmup():  # the counts and the meter window cover the timed utterances only
         counter.reset()
@@ -199,41 +231,61 @@ def run_cell(cell: Cell, variants: _Variants, manifest: Manifest, noise, device,
     results = timed_cell(run_one, items, after_warmup)
     measured = meter.end_window(cell.key) if meter.available else None
     extra: dict[str, Any] = {"measured_energy_j": measured.energy_j if measured else None,
-                             "meter": meter.name if meter.available else meter.reason}
+                             "meter": meter.name if meter.available else meter.reason,
+                             "peak_rss_scope": "cell" if since_cell_start else "process",
+                             "data": config.data, "inputs": inputs.of(cell), "version": ROW_VERSION}
     if reference is not None:
-        extra.update(_energy(reference, counter, sum(u.audio_s for u in results), len(results), device))
+        extra.update(_energy(reference, counter, sum(u.audio_s for u in results), len(results), inputs.device))
     else:
-        extra.update({"energy_j_per_audio_s": None, "model_bytes": None, "device": device.name,
+        extra.update({"energy_j_per_audio_s": None, "model_bytes": None, "device": inputs.device.name,
                       "energy_note": "CTranslate2 runs outside torch: not traced"})
-    row = cell_row(cell, results, extra)
-    row["peak_rss_scope"] = "cell" if since_cell_start else "process"
-    return row
+    return cell_row(cell, results, extra)
+
+
+def resumable_rows(path: Path, cells: list[Cell], inputs: BenchInputs) -> dict[str, BenchRow]:
+    """Rows of `path` by cell key, after checking that every row answers this bench's question:
+    the run-wide inputs of every row, and all inputs of a row for one of `cells`, equal ours."""
+    ours = {cell.key: cell for cell in cells}
+    finished = {}
+    for line, row in read_rows(path) if path.is_file() else ():
+        where = f"--out {path}:{line}"
+        if row.version == 0:
+            raise InputError(f"{where}: a version-0 row records none of its inputs, so a resume cannot tell "
+                             "whether it answers this command; use another --out")
+        cell = ours.get(row.cell)
+        current = inputs.of(cell) if cell else inputs.run
+        keys = RUN_KEYS + CELL_KEYS if cell else RUN_KEYS
+        diff = differing(row.inputs, current, keys)
+        if diff:
+            raise InputError(f"{where}: holds results for other inputs ({', '.join(diff)} differ); "
+                             "use another --out, or rerun the command that wrote it")
+        finished[row.cell] = row
+    return finished
 
 
 def run_bench(config: BenchConfig, out: str | os.PathLike,
-              progress: Callable[[Iterable, str], Iterable] | None = None) -> list[dict[str, Any]]:
-    """Run every cell not yet in `out` (JSONL), appending one row per finished cell."""
-    from weightwise.audio.noise import resolve_noise
-    from weightwise.data import load_manifest
-    from weightwise.profile import get_meter, load_device
+              progress: Callable[[Iterable, str], Iterable] | None = None) -> list[BenchRow]:
+    """Run every cell not yet in `out` (JSONL), appending one row per finished cell.
+
+    Before the first cell: `out` is checked and locked, every input is read and checked, and the
+    rows already in `out` must answer the same question (see `resumable_rows`).
+    """
+    from weightwise.profile import get_meter
 
     path = Path(out)
-    device = load_device(config.device)
-    noises = {name: resolve_noise(name) for name in config.noises}
-    if config.data == "samples":
-        from weightwise.data import sample_manifest
-
-        manifest = sample_manifest()
-    else:
-        manifest = load_manifest(config.data)
-    manifest = manifest.head(config.limit) if config.limit else manifest
-    finished = read_finished(path)
-    todo = [cell for cell in config.cells() if cell.key not in finished]
-    variants, meter, rows = _Variants(config, manifest), get_meter("auto"), list(finished.values())
-    for cell in (progress(todo, "bench cells") if progress else todo):
-        start = time.perf_counter()
-        row = run_cell(cell, variants, manifest, noises.get(cell.noise), device, meter)
-        row["wall_s"] = time.perf_counter() - start  # the whole cell: load/trace if new, mixing, warm-up
-        append_row(path, row)
-        rows.append(row)
+    check_out_path(path)
+    with exclusive_lock(path):
+        inputs = load_inputs(config)
+        cells = config.cells()
+        finished = resumable_rows(path, cells, inputs)
+        repair_tail(path)  # only now: `path` holds this bench's rows, whatever its tail is
+        todo = [cell for cell in cells if cell.key not in finished]
+        variants, meter, rows = _Variants(config, inputs), get_meter("auto"), list(finished.values())
+        for cell in (progress(todo, "bench cells") if progress else todo):
+            start = time.perf_counter()
+            row = run_cell(cell, variants, meter)
+            # the whole cell: load/trace if new, mixing, warm-up
+            row = dataclasses.replace(row, wall_s=time.perf_counter() - start)
+            append_row(path, row.to_dict())
+            rows.append(row)
     return rows

@@ -26,18 +26,26 @@ PEERS = ("faster-whisper",)
 DEFAULT_COMPUTE_TYPE = {"fp32": "float32", "int8": "int8", "fp16": "float32", "bf16": "float32"}
 
 
-def _faster_whisper_model(model_dir: Path, compute_type: str, cpu_threads: int):
+def check_peer(compute_type: str, model_dir: Path | None = None) -> None:
+    """faster-whisper is installed, runs `compute_type` on this CPU, and `model_dir` (if given)
+    is a CTranslate2 model directory; else a one-line `InputError`."""
     try:
         import ctranslate2
-        from faster_whisper import WhisperModel
+        import faster_whisper  # noqa: F401
     except ImportError:
         raise InputError("peer faster-whisper is not installed (pip install 'weightwise[peer]')") from None
     supported = ctranslate2.get_supported_compute_types("cpu")
     if compute_type not in supported:
         raise InputError(f"peer compute type {compute_type!r} is not supported on this CPU "
                          f"(supported: {', '.join(sorted(supported))})")
-    if not (model_dir / "model.bin").is_file():
+    if model_dir is not None and not (model_dir / "model.bin").is_file():
         raise InputError(f"peer faster-whisper needs a CTranslate2 model directory, got {model_dir}")
+
+
+def _faster_whisper_model(model_dir: Path, compute_type: str, cpu_threads: int):
+    check_peer(compute_type, model_dir)
+    from faster_whisper import WhisperModel
+
     return WhisperModel(str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Any
 
 from weightwise.audio.noise import noise_label
 from weightwise.errors import InputError
+from weightwise.evaluate.bench_row import BenchRow, read_rows
 from weightwise.report.plots import _pyplot
 
 CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
 WER_CAP_PCT = 120.0  # top of the WER-vs-SNR y axis; higher WERs are marked on the edge
-REQUIRED = ("system", "model", "precision", "noise", "snr_db", "wer")
 COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
            "energy_j_per_audio_s", "model_bytes", "peak_rss_mb", "wall_s")
 SUMMARY_COLUMNS = ("variant", "clean WER %", "mean noisy WER %", "mJ/audio-s", "energy vs fp32",
@@ -33,44 +32,34 @@ RSS_SCOPES = {"cell": "peak RSS per cell (high-water mark reset at cell start)",
               None: "peak RSS = largest RSS sampled after each utterance of the cell"}
 
 
-def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a bench JSONL; a bad line is a one-line `InputError` naming file:line."""
+def load_rows(path: str | Path) -> list[BenchRow]:
+    """Rows of a bench JSONL (any row version); a bad line, a line that is not a bench row or a
+    cell listed twice is a one-line `InputError` naming file:line (see `read_rows`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: results file not found")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{path}:{number}: not a JSON line") from None
-        missing = [k for k in REQUIRED if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise InputError(f"{path}:{number}: not a bench row (missing {', '.join(missing)})")
-        rows.append(row)
+    rows = [row for _line, row in read_rows(path)]
     if not rows:
         raise InputError(f"{path}: no result rows")
     return rows
 
 
-def label(row: dict[str, Any]) -> str:
-    variant = row.get("plan") or row["precision"]
-    return f"{row['system']} {row['model']} {variant}"
+def label(row: BenchRow) -> str:
+    variant = row.plan or row.precision
+    return f"{row.system} {row.model} {variant}"
 
 
-def condition(row: dict[str, Any]) -> str:
-    return "clean" if row["noise"] is None else f"{noise_label(row['noise'])} {row['snr_db']:g} dB"
+def condition(row: BenchRow) -> str:
+    return "clean" if row.noise is None else f"{noise_label(row.noise)} {row.snr_db:g} dB"
 
 
-def _conditions(rows: list[dict[str, Any]]) -> list[str]:
+def _conditions(rows: list[BenchRow]) -> list[str]:
     """clean first, then each noise from high to low SNR."""
-    seen = {(noise_label(r["noise"]) if r["noise"] else "", -(r["snr_db"] or 0.0)): condition(r) for r in rows}
+    seen = {(noise_label(r.noise) if r.noise else "", -(r.snr_db or 0.0)): condition(r) for r in rows}
     return [seen[k] for k in sorted(seen, key=lambda k: (k[0] != "", k))]
 
 
-def _variants(rows: list[dict[str, Any]]) -> list[str]:
+def _variants(rows: list[BenchRow]) -> list[str]:
     return list(dict.fromkeys(label(r) for r in rows))
 
 
@@ -84,46 +73,50 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, fl
     return front
 
 
-def wer_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def wer_table(rows: list[BenchRow]) -> tuple[list[str], list[list[str]]]:
     """WER % per variant (rows) and condition (columns)."""
     conditions = _conditions(rows)
-    by = {(label(r), condition(r)): r["wer"] for r in rows}
+    by = {(label(r), condition(r)): r.wer for r in rows}
     body = [[name] + [_pct(by.get((name, c))) for c in conditions] for name in _variants(rows)]
     return ["variant", *conditions], body
 
 
-def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def summary_table(rows: list[BenchRow]) -> tuple[list[str], list[list[str]]]:
     """One line per variant: WER clean and under noise, modeled energy and speed vs fp32 of the
     same system and model, size, memory and the wall time its cells took."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[BenchRow]] = defaultdict(list)
     for r in rows:
         groups[label(r)].append(r)
-    clean = {name: next((r for r in g if r["noise"] is None), None) for name, g in groups.items()}
+    clean = {name: next((r for r in g if r.noise is None), None) for name, g in groups.items()}
 
-    def reference(r: dict[str, Any]) -> dict[str, Any] | None:
-        ref = clean.get(f"{r['system']} {r['model']} {'float32' if r['system'] != 'weightwise' else 'fp32'}")
+    def reference(r: BenchRow) -> BenchRow | None:
+        ref = clean.get(f"{r.system} {r.model} {'float32' if r.system != 'weightwise' else 'fp32'}")
         return ref if ref is not None and ref is not r else None
 
-    def peer(r: dict[str, Any]) -> dict[str, Any] | None:  # faster-whisper at the same precision
-        if r["system"] != "weightwise" or r.get("plan") or r["precision"] not in PEER_OF:
+    def peer(r: BenchRow) -> BenchRow | None:  # faster-whisper at the same precision
+        if r.system != "weightwise" or r.plan or r.precision not in PEER_OF:
             return None
-        return clean.get(f"faster-whisper {r['model']} {PEER_OF[r['precision']]}")
+        return clean.get(f"faster-whisper {r.model} {PEER_OF[r.precision]}")
 
     body = []
     for name, group in groups.items():
-        c, noisy = clean[name], [r["wer"] for r in group if r["noise"] is not None]
-        c, ref, other = c or {}, (reference(c) if c else None) or {}, (peer(c) if c else None) or {}
-        energy, rtf = c.get("energy_j_per_audio_s"), c.get("rtf")
+        c, noisy = clean[name], [r.wer for r in group if r.noise is not None and r.wer is not None]
+        ref, other = (reference(c) if c else None), (peer(c) if c else None)
+        energy, rtf = _get(c, "energy_j_per_audio_s"), _get(c, "rtf")
         body.append([
-            name, _pct(c.get("wer")), _pct(mean(noisy) if noisy else None),
+            name, _pct(_get(c, "wer")), _pct(mean(noisy) if noisy else None),
             _num(1e3 * energy if energy is not None else None),
-            _ratio(energy, ref.get("energy_j_per_audio_s")),
-            _num(rtf), _ratio(rtf, ref.get("rtf")), _ratio(rtf, other.get("rtf")),
-            _num(c["model_bytes"] / 1e6 if c.get("model_bytes") else None),
-            _num(max((r.get("peak_rss_mb") or 0.0) for r in group) or None),
-            str(len(group)), _num(sum(r.get("wall_s") or 0.0 for r in group) or None),
+            _ratio(energy, _get(ref, "energy_j_per_audio_s")),
+            _num(rtf), _ratio(rtf, _get(ref, "rtf")), _ratio(rtf, _get(other, "rtf")),
+            _num(c.model_bytes / 1e6 if c and c.model_bytes else None),
+            _num(max((r.peak_rss_mb or 0.0) for r in group) or None),
+            str(len(group)), _num(sum(r.wall_s or 0.0 for r in group) or None),
         ])
     return list(SUMMARY_COLUMNS), body
+
+
+def _get(row: BenchRow | None, name: str):
+    return None if row is None else getattr(row, name)
 
 
 def _pct(value: float | None) -> str:
@@ -138,16 +131,16 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return "" if value is None or not reference else f"{value / reference:.2f}x"
 
 
-def _style(rows: list[dict[str, Any]]):
+def _style(rows: list[BenchRow]):
     """Colour per system+precision/plan, line style per model: the same everywhere in a report."""
-    kinds = list(dict.fromkeys(f"{r['system']} {r.get('plan') or r['precision']}" for r in rows))
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    kinds = list(dict.fromkeys(f"{r.system} {r.plan or r.precision}" for r in rows))
+    models = list(dict.fromkeys(r.model for r in rows))
     colors = [f"C{i % 10}" for i in range(len(kinds))]
     styles = ["-", "--", ":", "-."]
 
-    def style(r: dict[str, Any]) -> dict[str, Any]:
-        kind = f"{r['system']} {r.get('plan') or r['precision']}"
-        return {"color": colors[kinds.index(kind)], "linestyle": styles[models.index(r["model"]) % 4]}
+    def style(r: BenchRow) -> dict[str, Any]:
+        kind = f"{r.system} {r.plan or r.precision}"
+        return {"color": colors[kinds.index(kind)], "linestyle": styles[models.index(r.model) % 4]}
 
     return style
 
@@ -158,25 +151,26 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
+def wer_vs_snr_figure(rows: list[BenchRow]) -> bytes:
     """WER against SNR, one panel per noise. The y axis stops at WER_CAP_PCT: a hallucinating model
     can pass 200% at 0 dB and would flatten every other curve; such points sit on the top edge as
-    triangles (their values are in the tables)."""
+    triangles (their values are in the tables). Rows without a WER (no reference texts) are left out."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
-    noises = sorted({r["noise"] for r in rows if r["noise"]}, key=noise_label) or [None]
+    rows = [r for r in rows if r.wer is not None] or rows
+    noises = sorted({r.noise for r in rows if r.noise}, key=noise_label) or [None]
     fig, axes = plt.subplots(1, len(noises), squeeze=False, figsize=(5.5 * len(noises), 4.5), sharey=True)
-    clean = {label(r): r["wer"] for r in rows if r["noise"] is None}
+    clean = {label(r): r.wer for r in rows if r.noise is None}
     style, first = _style(rows), {label(r): r for r in rows}
-    top = min(WER_CAP_PCT, max(100 * r["wer"] for r in rows) * 1.05)
+    top = min(WER_CAP_PCT, max((100 * r.wer for r in rows if r.wer is not None), default=100.0) * 1.05)
     for ax, noise in zip(axes[0], noises):
         series = defaultdict(list)
         for r in rows:
-            if r["noise"] == noise and r["snr_db"] is not None:
-                series[label(r)].append((r["snr_db"], 100 * r["wer"]))
+            if r.noise == noise and r.snr_db is not None and r.wer is not None:
+                series[label(r)].append((r.snr_db, 100 * r.wer))
         for name, points in series.items():
-            if name in clean:  # clean speech drawn at the left end, labelled as 40 dB
+            if clean.get(name) is not None:  # clean speech drawn at the left end, labelled as 40 dB
                 points.append((CLEAN_X_DB, 100 * clean[name]))
             points.sort(reverse=True)
             look = style(first[name])
@@ -190,8 +184,8 @@ def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"WER, % (triangles: above {top:.0f}%)" if top == WER_CAP_PCT else "WER, %")
-    kinds = {f"{r['system']} {r.get('plan') or r['precision']}": style(r)["color"] for r in rows}
-    models = {r["model"]: style(r)["linestyle"] for r in rows}
+    kinds = {f"{r.system} {r.plan or r.precision}": style(r)["color"] for r in rows}
+    models = {r.model: style(r)["linestyle"] for r in rows}
     handles = [Line2D([], [], color=c, marker="o", ms=3, label=k) for k, c in kinds.items()]
     handles += [Line2D([], [], color="k", linestyle=ls, label=m) for m, ls in models.items()]
     fig.legend(handles=handles, fontsize=8, loc="upper center", ncol=min(7, len(handles)),
@@ -201,21 +195,21 @@ def wer_vs_snr_figure(rows: list[dict[str, Any]]) -> bytes:
     return data
 
 
-def pareto_figure(rows: list[dict[str, Any]]) -> bytes:
+def pareto_figure(rows: list[BenchRow]) -> bytes:
     """Modeled energy vs WER, on clean speech and averaged over the noisy conditions."""
     plt = _pyplot()
-    has_noise = any(r["noise"] is not None for r in rows)
+    has_noise = any(r.noise is not None for r in rows)
     fig, axes = plt.subplots(1, 2 if has_noise else 1, squeeze=False, figsize=(13 if has_noise else 6.5, 4.5))
     style = _style(rows)
-    panels = [("clean speech", lambda r: r["noise"] is None)]
+    panels = [("clean speech", lambda r: r.noise is None)]
     if has_noise:
-        panels.append(("mean over noisy conditions", lambda r: r["noise"] is not None))
+        panels.append(("mean over noisy conditions", lambda r: r.noise is not None))
     for ax, (title, keep) in zip(axes[0], panels):
         groups = defaultdict(list)
         for r in rows:
-            if keep(r) and r.get("energy_j_per_audio_s") is not None:
+            if keep(r) and r.energy_j_per_audio_s is not None and r.wer is not None:
                 groups[label(r)].append(r)
-        points = [(1e3 * mean(r["energy_j_per_audio_s"] for r in g), 100 * mean(r["wer"] for r in g), name)
+        points = [(1e3 * mean(r.energy_j_per_audio_s for r in g), 100 * mean(r.wer for r in g), name)
                   for name, g in groups.items()]
         for (energy, wer, name), g in zip(points, groups.values()):
             ax.scatter(energy, wer, color=style(g[0])["color"])
@@ -233,15 +227,15 @@ def pareto_figure(rows: list[dict[str, Any]]) -> bytes:
     return data
 
 
-def components_figure(rows: list[dict[str, Any]]) -> bytes:
+def components_figure(rows: list[BenchRow]) -> bytes:
     plt = _pyplot()
-    clean = [r for r in rows if r["noise"] is None and r.get("components")
-             and r.get("energy_j_per_audio_s") is not None]
+    clean = [r for r in rows if r.noise is None and r.components
+             and r.energy_j_per_audio_s is not None]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(clean) + 1.5))
-    names = sorted({c for r in clean for c in r["components"]})
+    names = sorted({c for r in clean for c in r.components})
     left = [0.0] * len(clean)
     for component in names:
-        values = [1e3 * r["energy_j_per_audio_s"] * r["components"].get(component, 0.0) for r in clean]
+        values = [1e3 * r.energy_j_per_audio_s * r.components.get(component, 0.0) for r in clean]
         ax.barh([label(r) for r in clean], values, left=left, label=component)
         left = [a + b for a, b in zip(left, values)]
     ax.set_xlabel("modeled energy, mJ per audio-second (clean)")
@@ -251,9 +245,9 @@ def components_figure(rows: list[dict[str, Any]]) -> bytes:
     return data
 
 
-def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    def cell(r: dict[str, Any], column: str) -> str:
-        v = r.get(column)
+def table_rows(rows: list[BenchRow]) -> list[list[str]]:
+    def cell(r: BenchRow, column: str) -> str:
+        v = getattr(r, column)
         if column == "noise" and v is not None:
             return noise_label(v)
         return _num(v) if isinstance(v, float) else ("" if v is None else str(v))
@@ -261,17 +255,17 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [[cell(r, c) for c in COLUMNS] for r in rows]
 
 
-def _about(results: str | Path, rows: list[dict[str, Any]]) -> str:
-    devices = sorted({r["device"] for r in rows if r.get("device")})
-    utts = sorted({r["n_utterances"] for r in rows if r.get("n_utterances")})
-    wall = sum(r.get("wall_s") or 0.0 for r in rows)
+def _about(results: str | Path, rows: list[BenchRow]) -> str:
+    devices = sorted({r.device for r in rows if r.device})
+    utts = sorted({r.n_utterances for r in rows if r.n_utterances})
+    wall = sum(r.wall_s or 0.0 for r in rows)
     text = f"{results}: {len(rows)} cells"
     text += f", {'/'.join(map(str, utts))} utterances per cell" if utts else ""
     text += f", modeled energy on {', '.join(devices)}" if devices else ""
     text += f", cells took {wall / 60:.1f} min of wall time in all" if wall else ""
-    hosts = dict.fromkeys(f"{h['cpu']}, {h['threads']} threads" for r in rows if (h := r.get("host")))
+    hosts = dict.fromkeys(f"{h['cpu']}, {h['threads']} threads" for r in rows if (h := r.host))
     text += f", timed on {'; '.join(hosts)}" if hosts else ""
-    scopes = dict.fromkeys(r.get("peak_rss_scope") for r in rows)
+    scopes = dict.fromkeys(r.peak_rss_scope for r in rows)
     return text + "; " + "; ".join(RSS_SCOPES.get(s, f"peak RSS scope {s}") for s in scopes)
 
 
