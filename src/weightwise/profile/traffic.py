@@ -30,9 +30,8 @@ from weightwise.profile.storage import dtype_name
 #: Bytes per cached key/value element by storage precision.
 KV_BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 #: An int8 cache stores one fp32 scale per (position, head) vector of `head_dim` elements.
-#: assumption: symmetric per-token, per-head quantization (the per-token granularity KIVI, Liu et
-#: al., ICML 2024, uses for values; KIVI quantizes keys per channel, which costs about the same
-#: per element at this length); fp32 scales as for the int8 weights in `storage.py`.
+#: assumption: symmetric per-token, per-head quantization (per-token is the granularity KIVI, Liu
+#: et al., ICML 2024, uses for the value cache); fp32 scales, as for the int8 weights in `storage.py`.
 KV_INT8_SCALE_BYTES = 4
 KV_PARTS = ("cross_attention", "self_attention")
 
