@@ -31,7 +31,10 @@ def summary_row(p) -> dict:
             "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
             "baseline_offchip_bytes_per_audio_s": p.baseline_offchip_bytes_per_audio_s,
             "onchip_bytes_used": p.onchip_bytes_used, "model_bytes": p.model_bytes,
-            "components": p.components, "roofline": p.roofline, "wer": p.wer}
+            "components": p.components, "component_energy_j_per_audio_s": p.component_energy_j_per_audio_s,
+            "component_offchip_bytes_per_audio_s": p.component_offchip_bytes_per_audio_s,
+            "kv_dtype": p.kv_dtype, "onchip_activation_bytes": p.onchip_activation_bytes,
+            "roofline": p.roofline, "wer": p.wer}
 
 
 def main() -> None:
@@ -60,8 +63,8 @@ def main() -> None:
 
 def print_summary(summary: dict) -> None:
     print("| precision | device | mJ/audio-s | vs fp32 | off-chip MB/audio-s | streaming MB/audio-s | "
-          "encoder | decoder | tok emb/proj | roofline RTF |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "encoder | decoder | tok emb/proj | KV cache | activations | roofline RTF |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = summary["rows"]
     for key, r in rows.items():
         precision, device = key.split("/")
@@ -71,7 +74,8 @@ def print_summary(summary: dict) -> None:
               f"{r['energy_j_per_audio_s'] / ref['energy_j_per_audio_s']:.2f} | "
               f"{r['offchip_bytes_per_audio_s'] / 1e6:.1f} | {r['baseline_offchip_bytes_per_audio_s'] / 1e6:.1f} | "
               f"{100 * c.get('encoder', 0):.0f}% | {100 * c.get('decoder', 0):.0f}% | "
-              f"{100 * c.get('token_embedding_projection', 0):.0f}% | {r['roofline']['rtf_lower_bound']:.4f} |")
+              f"{100 * c.get('token_embedding_projection', 0):.0f}% | {100 * c.get('kv_cache', 0):.0f}% | "
+              f"{100 * c.get('activations', 0):.0f}% | {r['roofline']['rtf_lower_bound']:.4f} |")
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def cmd_profile(args) -> int:
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
     result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
-                     meter=get_meter(args.meter))
+                     meter=get_meter(args.meter), kv_dtype=args.kv_precision)
     result.save(args.out)
     print_profile(result)
     if args.plot:
@@ -258,6 +258,7 @@ def cmd_models(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from weightwise.evaluate.peer import PEERS
+    from weightwise.profile.traffic import KV_BYTES_PER_VALUE
 
     parser = argparse.ArgumentParser(prog="weightwise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
     p.add_argument("--no-kv-cache", action="store_true", help="recompute all positions every step")
+    p.add_argument("--kv-precision", choices=tuple(KV_BYTES_PER_VALUE), default=None,
+                   help="storage precision of the key/value cache (default: the model's activation dtype)")
     p.add_argument("--meter", default="auto", help="auto, nvml, rapl, jetson or null")
     p.add_argument("--out", required=True, help="profile JSON (written atomically)")
     p.add_argument("--plot", default=None, help="also write a PNG figure")

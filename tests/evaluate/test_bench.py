@@ -83,6 +83,7 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
                     "model_bytes"):
             assert key in row, key
         assert row["energy_j_per_audio_s"] > 0 and row["model_bytes"] == 4 * tiny_model.info.n_params
+        assert {"kv_cache", "activations"} <= set(row["components"])  # traffic that is not weights
     clean = next(r for r in rows if r["noise"] is None)
     noisy = next(r for r in rows if r["snr_db"] == 0.0)
     assert noisy["wer"] >= clean["wer"]

@@ -17,6 +17,7 @@ from weightwise.profile.devices import DEVICES_DIR
 BUNDLED = ("jetson-orin-nano", "mcu-npu", "phone-soc", "raspberry-pi-5", "x86-laptop")
 UNITS = {
     "memory.onchip_weight_bytes": "B",
+    "memory.onchip_activation_bytes": "B",
     "memory.onchip_pj_per_byte": "pJ/B",
     "memory.dram_pj_per_byte": "pJ/B",
     "memory.dram_bandwidth_bytes_per_s": "B/s",
@@ -35,6 +36,7 @@ def _valid() -> dict:
         "description": "a board that exists only in this test",
         "memory": {
             "onchip_weight_bytes": _c(1048576, "B"),
+            "onchip_activation_bytes": _c(524288, "B"),
             "onchip_pj_per_byte": _c(2.0, "pJ/B"),
             "dram_pj_per_byte": _c(60.0, "pJ/B"),
             "dram_bandwidth_bytes_per_s": _c(1.0e10, "B/s"),
@@ -126,6 +128,8 @@ def test_bundled_device_loads_with_every_constant_cited(name):
     assert spec.dram_pj_per_byte == spec.sources["memory.dram_pj_per_byte"].value
     assert spec.onchip_weight_bytes == spec.sources["memory.onchip_weight_bytes"].value
     assert isinstance(spec.onchip_weight_bytes, int)
+    assert spec.onchip_activation_bytes == spec.sources["memory.onchip_activation_bytes"].value
+    assert isinstance(spec.onchip_activation_bytes, int)
     assert spec.pj_per_mac == {d: spec.sources[f"compute.pj_per_mac.{d}"].value for d in DTYPES}
 
 
@@ -142,6 +146,7 @@ def test_bundled_device_obeys_physics(name):
     assert 0.1 <= spec.onchip_pj_per_byte <= 20          # Horowitz 45 nm: 1.25 (8 KB) .. 12.5 (1 MB) pJ/B
     assert 16 <= spec.dram_pj_per_byte <= 400            # 2 .. 50 pJ/bit
     assert 64 * 1024 <= spec.onchip_weight_bytes <= 64 * 2**20
+    assert 64 * 1024 <= spec.onchip_activation_bytes <= 64 * 2**20
     assert 1e8 <= spec.dram_bandwidth_bytes_per_s <= 1e12
     assert 1e9 <= spec.peak_macs_per_s <= 1e15
     assert 0.01 <= e["int8"] <= 1.0 and 0.5 <= e["fp32"] <= 10
@@ -207,7 +212,8 @@ def test_user_toml_loads_by_path(tmp_path):
 
 def test_user_toml_inline_tables_and_extra_dtype(tmp_path):
     lines = ['name = "inline-board"', 'description = "inline form"', "[memory]"]
-    for key, (v, u) in {"onchip_weight_bytes": (4096, "B"), "onchip_pj_per_byte": (1.0, "pJ/B"),
+    for key, (v, u) in {"onchip_weight_bytes": (4096, "B"), "onchip_activation_bytes": (2048, "B"),
+                        "onchip_pj_per_byte": (1.0, "pJ/B"),
                         "dram_pj_per_byte": (40.0, "pJ/B"),
                         "dram_bandwidth_bytes_per_s": (2e9, "B/s")}.items():
         lines.append(f'{key} = {{ value = {v}, unit = "{u}", source = "made up" }}')
@@ -216,7 +222,7 @@ def test_user_toml_inline_tables_and_extra_dtype(tmp_path):
     for d, v in zip(DTYPES + ("fp8",), (4.0, 1.5, 1.0, 0.3, 0.15, 0.5)):
         lines.append(f'{d} = {{ value = {v}, unit = "pJ/MAC", source = "made up" }}')
     spec = load_device(_write(tmp_path, "\n".join(lines) + "\n"))
-    assert spec.onchip_weight_bytes == 4096
+    assert spec.onchip_weight_bytes == 4096 and spec.onchip_activation_bytes == 2048
     assert spec.pj_per_mac_for("fp8") == 0.5
     assert list(spec.pj_per_mac) == list(DTYPES) + ["fp8"]
 
@@ -225,6 +231,7 @@ def test_user_toml_inline_tables_and_extra_dtype(tmp_path):
 
 BAD_FILES = {
     "missing field": (_delete("memory.dram_pj_per_byte"), "memory.dram_pj_per_byte"),
+    "missing activation budget": (_delete("memory.onchip_activation_bytes"), "memory.onchip_activation_bytes"),
     "missing section": (_delete("compute"), "compute"),
     "missing dtype": (_delete("compute.pj_per_mac.int4"), "compute.pj_per_mac.int4"),
     "missing source": (_delete("memory.onchip_pj_per_byte.source"), "memory.onchip_pj_per_byte"),
@@ -239,6 +246,8 @@ BAD_FILES = {
     "bool value": (_set("compute.pj_per_mac.int8.value", True), "compute.pj_per_mac.int8.value"),
     "bare number, no source": (_set("memory.dram_pj_per_byte", 60.0), "memory.dram_pj_per_byte"),
     "fractional bytes": (_set("memory.onchip_weight_bytes.value", 1.5), "memory.onchip_weight_bytes"),
+    "fractional activation bytes": (_set("memory.onchip_activation_bytes.value", 2.5),
+                                    "memory.onchip_activation_bytes"),
     "misspelt key": (_set("memory.dram_pj_per_bite", _c(1.0, "pJ/B")), "memory.dram_pj_per_bite"),
     "missing name": (_delete("name"), "name"),
     "empty description": (_set("description", ""), "description"),

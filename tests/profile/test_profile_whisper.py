@@ -94,17 +94,28 @@ def test_cli_profile_contract(tmp_path, tiny_model, capsys):
 
     out, plot = tmp_path / "p.json", tmp_path / "p.png"
     assert main(["profile", "--model", "whisper-tiny.en", "--device", "mcu-npu", "--data", "samples",
-                 "--limit", "1", "--out", str(out), "--plot", str(plot)]) == 0
+                 "--limit", "1", "--kv-precision", "int8", "--out", str(out), "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
     for key in ("device", "audio_s", "energy_j_per_audio_s", "offchip_bytes_per_audio_s",
-                "baseline_offchip_bytes_per_audio_s", "components", "tensors"):
+                "baseline_offchip_bytes_per_audio_s", "components", "tensors", "traffic",
+                "component_energy_j_per_audio_s", "component_offchip_bytes_per_audio_s"):
         assert key in data
-    assert data["device"] == "mcu-npu"
+    assert data["device"] == "mcu-npu" and data["kv_dtype"] == "int8"
+    assert data["onchip_activation_bytes"] == load_device("mcu-npu").onchip_activation_bytes
+    groups = {"encoder", "decoder", "token_embedding_projection", "kv_cache", "activations"}
+    assert set(data["components"]) == set(data["component_energy_j_per_audio_s"]) == groups
+    assert set(data["component_offchip_bytes_per_audio_s"]) == groups
+    assert sum(data["component_energy_j_per_audio_s"].values()) == pytest.approx(data["energy_j_per_audio_s"])
+    assert sum(data["component_offchip_bytes_per_audio_s"].values()) == pytest.approx(
+        data["offchip_bytes_per_audio_s"])
+    assert {t["name"] for t in data["traffic"]} >= {"kv_cache.cross_attention", "kv_cache.self_attention",
+                                                   "activations.encoder", "activations.encoder.attention_scores"}
     assert set(data["tensors"][0]) >= {"name", "invocations_per_audio_s", "nbytes", "placement",
                                        "energy_j_per_audio_s"}
     assert sum(data["components"].values()) == pytest.approx(1.0)
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
-    assert "top 15" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "top 15" in printed and "kv_cache.cross_attention" in printed and "activations" in printed
 
 
 def test_cli_profile_unknown_device(capsys):
@@ -113,6 +124,21 @@ def test_cli_profile_unknown_device(capsys):
     assert main(["profile", "--device", "toaster", "--data", "samples", "--out", "x.json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "toaster" in err[0]
+
+
+def test_cli_profile_device_file_missing_the_activation_budget(tmp_path, capsys):
+    from weightwise.cli import main
+    from weightwise.profile.devices import DEVICES_DIR
+
+    text = (DEVICES_DIR / "jetson-orin-nano.toml").read_text()
+    start = text.index("[memory.onchip_activation_bytes]")
+    board = tmp_path / "board.toml"
+    board.write_text(text[:start] + text[text.index("[memory.onchip_pj_per_byte]"):])
+    out = tmp_path / "p.json"
+    assert main(["profile", "--device", str(board), "--data", "samples", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(board) in err[0] and "memory.onchip_activation_bytes" in err[0]
+    assert not out.exists()
 
 
 def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
@@ -132,6 +158,14 @@ def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
         else:  # lookups (token and position rows) scale approximately
             assert a[name].bytes_read == pytest.approx(t.bytes_read, rel=0.05), name
         assert a[name].macs == pytest.approx(t.macs, rel=0.15, abs=1)
+    # cross-attention cache traffic scales exactly (self-attention reads grow with the square of
+    # the tokens per window and scale only roughly, but cost little: the group's energy is checked)
+    for part in ("cross_read", "cross_written"):
+        assert sum(getattr(s, part) * s.calls for s in scaled.kv_steps) == pytest.approx(
+            sum(getattr(s, part) * s.calls for s in real.kv_steps)), part
     device = load_device("jetson-orin-nano")
-    assert analyze(scaled, device).energy_j_per_audio_s == pytest.approx(
-        analyze(real, device).energy_j_per_audio_s, rel=0.02)
+    p, q = analyze(scaled, device), analyze(real, device)
+    assert p.energy_j_per_audio_s == pytest.approx(q.energy_j_per_audio_s, rel=0.02)
+    for group in ("kv_cache", "activations"):
+        assert p.component_energy_j_per_audio_s[group] == pytest.approx(
+            q.component_energy_j_per_audio_s[group], rel=0.02), group

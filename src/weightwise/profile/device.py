@@ -11,7 +11,8 @@ or the user's own (load it by path). Every constant is a table with its source::
     unit = "B"
     source = "data sheet X: 4 MB SRAM; assumption: half usable for weights"
 
-    # likewise: memory.onchip_pj_per_byte, memory.dram_pj_per_byte,
+    # likewise: memory.onchip_activation_bytes (on-chip bytes for activations and the key/value
+    # cache, separate from the weight budget), memory.onchip_pj_per_byte, memory.dram_pj_per_byte,
     # memory.dram_bandwidth_bytes_per_s, compute.peak_macs_per_s and
     # compute.pj_per_mac.{fp32, fp16, bf16, int8, int4} (more dtypes may be added)
 
@@ -41,6 +42,7 @@ DTYPES = ("fp32", "fp16", "bf16", "int8", "int4")
 #: DeviceSpec scalar field -> (TOML table, key); the dotted path is also the key of `sources`.
 _SCALARS = {
     "onchip_weight_bytes": ("memory", "onchip_weight_bytes"),
+    "onchip_activation_bytes": ("memory", "onchip_activation_bytes"),
     "onchip_pj_per_byte": ("memory", "onchip_pj_per_byte"),
     "dram_pj_per_byte": ("memory", "dram_pj_per_byte"),
     "dram_bandwidth_bytes_per_s": ("memory", "dram_bandwidth_bytes_per_s"),
@@ -72,6 +74,8 @@ class DeviceSpec:
         name: profile name (the file's ``name``; the bundled files use their stem).
         description: what the device is and which compute path the numbers assume.
         onchip_weight_bytes: on-chip bytes usable for resident weights (the placement budget).
+        onchip_activation_bytes: on-chip bytes for activations and the key/value cache; a tensor
+            (or cache) larger than this goes to DRAM.
         onchip_pj_per_byte: energy to read one weight byte from on-chip memory.
         dram_pj_per_byte: energy to read one weight byte from off-chip memory.
         dram_bandwidth_bytes_per_s: peak off-chip read bandwidth.
@@ -84,6 +88,7 @@ class DeviceSpec:
     name: str
     description: str
     onchip_weight_bytes: int
+    onchip_activation_bytes: int
     onchip_pj_per_byte: float
     dram_pj_per_byte: float
     dram_bandwidth_bytes_per_s: float
@@ -159,7 +164,8 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceSpec:
     for section, allowed in _SECTION_KEYS.items():
         _check_keys(_table(data, section, path), allowed, f"{section}.", path)
     sources = {f"{table}.{key}": _constant(data, table, key, path) for table, key in _SCALARS.values()}
-    sources["memory.onchip_weight_bytes"] = _whole_bytes(sources["memory.onchip_weight_bytes"], path)
+    for key in ("memory.onchip_weight_bytes", "memory.onchip_activation_bytes"):
+        sources[key] = _whole_bytes(sources[key], key, path)
     per_mac_table = _table(data["compute"], "pj_per_mac", path, "compute.pj_per_mac")
     dtypes = list(DTYPES) + [d for d in per_mac_table if d not in DTYPES]
     for dtype in dtypes:
@@ -222,8 +228,8 @@ def _constant(data: Mapping[str, Any], table: str | None, key: str, path: Path,
     return Constant(float(value), entry["unit"].strip(), " ".join(entry["source"].split()))
 
 
-def _whole_bytes(c: Constant, path: Path) -> Constant:
+def _whole_bytes(c: Constant, key: str, path: Path) -> Constant:
     if c.value != int(c.value):
-        raise InputError(f"device file {path}: key 'memory.onchip_weight_bytes.value' must be a whole "
+        raise InputError(f"device file {path}: key '{key}.value' must be a whole "
                          f"number of bytes, got {c.value!r}")
     return Constant(int(c.value), c.unit, c.source)

@@ -1,10 +1,13 @@
 """Energy per audio-second from a trace, a device profile and a placement.
 
     E = sum over tensors of  bytes_read x e_mem(level)  +  MACs x e_mac(dtype)
+      + key/value-cache bytes read and written x e_mem(level)
+      + activation bytes written and read back x e_mem(level)
 
-with level = on-chip when the knapsack placed the tensor there, else DRAM; plus the MACs of
-weight-free attention ops. Activations are assumed to stay on-chip and are reported, not charged.
-Rates are per second of real audio (the trace's `audio_s`).
+with level = on-chip when the knapsack placed the weight tensor there, else DRAM; plus the MACs of
+weight-free attention ops. Key/value caches and activations have their own on-chip budget
+(`DeviceSpec.onchip_activation_bytes`): an activation tensor larger than it, or a cache that does
+not fit in it, goes through DRAM. Rates are per second of real audio (the trace's `audio_s`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict, dataclass
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.placement import knapsack
 from weightwise.profile.trace import Trace
+from weightwise.profile.traffic import KV_PARTS, check_kv_dtype, kv_nbytes
 
 PJ = 1e-12  # joules per picojoule
 
@@ -34,14 +38,25 @@ _COMPONENTS = (
 ASSUMPTIONS = (
     "schedule fetch-once-per-call: a weight used for T frames/positions in one call is read once per call",
     "resident (on-chip) weights are loaded once; that load is amortized and not counted",
-    "activations stay on-chip; their bytes are reported but not charged",
+    "activations: every output of a weight-bearing module, every attention output and every attention "
+    "score matrix (attention unfused) is written once and read back once; bias, GELU and residual adds "
+    "are fused; a tensor larger than the on-chip activation budget goes through DRAM, the rest stays "
+    "on-chip; the log-mel input is not counted",
+    "key/value cache: every decoder call reads each layer's whole cache (cross-attention: all encoder "
+    "positions; self-attention: all positions so far) and writes the new positions' keys/values; the "
+    "smaller of the two caches is on-chip when it fits the activation budget, the larger when both fit; "
+    "int8 adds one fp32 scale per position and head; beam reordering copies are not counted",
+    "writes cost what reads cost, per byte and level",
     "MAC energy by the weight's storage dtype (int8 dynamic: int8 MACs); attention MACs by activation dtype",
     "roofline: RTF >= max(off-chip bytes / DRAM bandwidth, MACs / peak MAC rate) per audio-second",
 )
 
 
 def component_of(name: str) -> tuple[str, str]:
-    """(component, group) of a weight or module name."""
+    """(component, group) of a weight or module name, or of a `TrafficProfile.name`."""
+    for group in ("kv_cache", "activations"):
+        if name == group or name.startswith(group + "."):
+            return name, group
     for pattern, component, group in _COMPONENTS:
         if re.search(pattern, name):
             return component, group
@@ -99,6 +114,69 @@ def op_energy_j_per_audio_s(trace: Trace, device: DeviceSpec) -> dict[str, float
     """Attention (weight-free) compute energy per module."""
     return {op.module: op.macs / trace.audio_s * device.pj_per_mac_for(op.mac_dtype) * PJ
             for op in trace.ops}
+
+
+@dataclass(frozen=True)
+class TrafficProfile:
+    """Key/value-cache or activation traffic of one part of the model, per audio-second."""
+
+    name: str  # "kv_cache.cross_attention", "activations.encoder.attention_scores", ...
+    dtype: str
+    bytes_per_audio_s: float  # written + read
+    offchip_bytes_per_audio_s: float
+    largest_nbytes: float  # the largest tensor (activations) or cache (key/value) that had to fit
+    dram_j_per_audio_s: float
+    onchip_j_per_audio_s: float
+    energy_j_per_audio_s: float
+
+    @property
+    def component(self) -> str:
+        return component_of(self.name)[1]
+
+
+def _traffic_row(name: str, dtype: str, moved: list[tuple[float, float, bool]], audio_s: float,
+                 device: DeviceSpec) -> TrafficProfile:
+    """`moved`: (bytes moved, size that had to fit, fits on-chip) over the whole trace."""
+    total = sum(b for b, _, _ in moved) / audio_s
+    offchip = sum(b for b, _, fits in moved if not fits) / audio_s
+    dram_j, onchip_j = offchip * device.dram_pj_per_byte * PJ, (total - offchip) * device.onchip_pj_per_byte * PJ
+    return TrafficProfile(name, dtype, total, offchip, max((size for _, size, _ in moved), default=0),
+                          dram_j, onchip_j, dram_j + onchip_j)
+
+
+def kv_cache_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = None) -> list[TrafficProfile]:
+    """Cache reads and writes per attention kind; `kv_dtype` defaults to the run's cache dtype."""
+    if not trace.kv_steps:
+        return []
+    kv_dtype = check_kv_dtype(kv_dtype or trace.kv_dtype)
+    budget = device.onchip_activation_bytes
+    moved: dict[str, list] = {part: [] for part in KV_PARTS}
+    for step in trace.kv_steps:
+        size = {part: kv_nbytes(step.read(part), step.head_dim, kv_dtype) for part in KV_PARTS}
+        small, large = sorted(KV_PARTS, key=size.get)
+        fits = {small: size[small] <= budget, large: size[small] + size[large] <= budget}
+        for part in KV_PARTS:
+            nbytes = kv_nbytes(step.read(part) + step.written(part), step.head_dim, kv_dtype) * step.calls
+            moved[part].append((nbytes, size[part], fits[part]))
+    return [_traffic_row(f"kv_cache.{part}", kv_dtype, rows, trace.audio_s, device)
+            for part, rows in moved.items()]
+
+
+def activation_profiles(trace: Trace, device: DeviceSpec) -> list[TrafficProfile]:
+    """Activation writes + read-backs per part; a tensor over the activation budget goes to DRAM."""
+    moved: dict[str, list] = {}
+    dtypes: dict[str, set] = {}
+    for a in trace.activations:
+        moved.setdefault(a.part, []).append((2 * a.nbytes * a.count, a.nbytes,
+                                             a.nbytes <= device.onchip_activation_bytes))
+        dtypes.setdefault(a.part, set()).add(a.dtype)
+    return [_traffic_row(f"activations.{part}", "/".join(sorted(dtypes[part])), rows, trace.audio_s, device)
+            for part, rows in sorted(moved.items())]
+
+
+def traffic_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = None) -> list[TrafficProfile]:
+    """Key/value-cache rows, then activation rows."""
+    return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device)
 
 
 def as_dicts(rows: list[TensorProfile]) -> list[dict]:

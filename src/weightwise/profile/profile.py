@@ -2,6 +2,9 @@
 
     trace_manifest(model, manifest) -> Trace (device-independent counts) + transcripts
     analyze(trace, device)          -> ModelProfile (placement, energy, roofline, components)
+
+Components: the weights' groups (encoder, decoder, token_embedding_projection) plus the traffic
+that is not weights, `kv_cache` and `activations` (see `weightwise.profile.traffic`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from weightwise.models.whisper import WhisperASR
 from weightwise.outputs import write_json_atomic
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.energy import (
-    ASSUMPTIONS, TensorProfile, component_of, op_energy_j_per_audio_s, place, tensor_profiles)
+    ASSUMPTIONS, TensorProfile, TrafficProfile, component_of, op_energy_j_per_audio_s, place, tensor_profiles,
+    traffic_profiles)
 from weightwise.profile.meters import Meter
 from weightwise.profile.trace import Trace, Tracer
+from weightwise.profile.traffic import check_kv_dtype
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,18 @@ class ModelProfile:
     onchip_weight_bytes: int
     model_bytes: int  # unique stored weight bytes
     macs_per_audio_s: float
-    activation_bytes_per_audio_s: float
+    activation_bytes_per_audio_s: float  # inputs + outputs of weight-bearing modules (not what is charged)
     roofline: dict[str, Any]
-    components: dict[str, float]  # encoder / decoder / token_embedding_projection -> energy share
+    components: dict[str, float]  # encoder / decoder / token_embedding_projection / kv_cache / activations -> share
     component_details: dict[str, float]  # finer components -> energy share
     decode: dict[str, Any]  # windows, decoder calls, tokens, cache, schedule
     tensors: list[TensorProfile]
     attention_ops: list[dict[str, Any]]
+    onchip_activation_bytes: int = 0  # the device's budget for activations and the key/value cache
+    kv_dtype: str = ""  # precision the key/value cache is charged at
+    component_energy_j_per_audio_s: dict[str, float] = field(default_factory=dict)
+    component_offchip_bytes_per_audio_s: dict[str, float] = field(default_factory=dict)
+    traffic: list[TrafficProfile] = field(default_factory=list)  # key/value cache and activations, per part
     wer: float | None = None
     plan: str | None = None  # compression plan applied to the model, if any
     measured: dict[str, Any] | None = None  # meter window over the whole trace, or why none
@@ -74,7 +84,7 @@ def trace_manifest(model: WhisperASR, manifest: Manifest, options: DecodingOptio
     items = iter_audio(manifest)
     if progress is not None:
         items = progress(items, f"profiling {model.info.name} {model.info.precision}")
-    tracer, results = Tracer(model.network), []
+    tracer, results = Tracer(model.network, use_cache=options.use_cache), []
     if meter is not None and meter.available:
         meter.begin_window("profile")
     with tracer:
@@ -100,30 +110,52 @@ def _shares(energy: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in sorted(energy.items(), key=lambda kv: -kv[1])}
 
 
+def _components(rows: list[TensorProfile], ops: dict[str, float], traffic: list[TrafficProfile]):
+    """Energy by fine component and by group; off-chip bytes by group."""
+    fine, coarse, offchip = defaultdict(float), defaultdict(float), defaultdict(float)
+    energies = [(r.name, r.energy_j_per_audio_s) for r in rows] + list(ops.items()) + \
+        [(t.name, t.energy_j_per_audio_s) for t in traffic]
+    for name, energy in energies:
+        component, group = component_of(name)
+        fine[component] += energy
+        coarse[group] += energy
+    for name, nbytes in [(r.name, r.bytes_read_per_audio_s) for r in rows if r.placement == "dram"] + \
+            [(t.name, t.offchip_bytes_per_audio_s) for t in traffic]:
+        offchip[component_of(name)[1]] += nbytes
+    offchip = {group: offchip.get(group, 0.0) for group in coarse}
+    return fine, coarse, offchip
+
+
 def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None = None,
-            measured: dict | None = None) -> ModelProfile:
-    """Placement (knapsack vs streaming), energy split, roofline and component shares."""
+            measured: dict | None = None, kv_dtype: str | None = None) -> ModelProfile:
+    """Placement (knapsack vs streaming), energy split, roofline and component shares.
+
+    `kv_dtype` (fp32/fp16/bf16/int8): the key/value cache's storage precision; default: the run's.
+    """
     resident = place(trace, device)
     rows = tensor_profiles(trace, device, resident)
     streaming = tensor_profiles(trace, device, set())
     ops = op_energy_j_per_audio_s(trace, device)
-    fine, coarse = defaultdict(float), defaultdict(float)
-    for name, energy in [(r.name, r.energy_j_per_audio_s) for r in rows] + list(ops.items()):
-        component, group = component_of(name)
-        fine[component] += energy
-        coarse[group] += energy
-    offchip = sum(r.bytes_read_per_audio_s for r in rows if r.placement == "dram")
+    traffic = traffic_profiles(trace, device, kv_dtype)
+    fine, coarse, offchip_by_group = _components(rows, ops, traffic)
+    traffic_offchip = sum(t.offchip_bytes_per_audio_s for t in traffic)
+    traffic_dram_j = sum(t.dram_j_per_audio_s for t in traffic)
+    traffic_j = sum(t.energy_j_per_audio_s for t in traffic)
+    offchip = sum(r.bytes_read_per_audio_s for r in rows if r.placement == "dram") + traffic_offchip
     macs = sum(r.macs_per_audio_s for r in rows) + sum(op.macs for op in trace.ops) / trace.audio_s
     memory_s, compute_s = offchip / device.dram_bandwidth_bytes_per_s, macs / device.peak_macs_per_s
     compute_j = sum(r.compute_j_per_audio_s for r in rows) + sum(ops.values())
     return ModelProfile(
         model=trace.model, precision=trace.precision, device=device.name, data=data, audio_s=trace.audio_s,
-        energy_j_per_audio_s=sum(r.dram_j_per_audio_s + r.onchip_j_per_audio_s for r in rows) + compute_j,
-        dram_j_per_audio_s=sum(r.dram_j_per_audio_s for r in rows),
-        onchip_j_per_audio_s=sum(r.onchip_j_per_audio_s for r in rows), compute_j_per_audio_s=compute_j,
+        energy_j_per_audio_s=sum(r.dram_j_per_audio_s + r.onchip_j_per_audio_s for r in rows) + compute_j
+        + traffic_j,
+        dram_j_per_audio_s=sum(r.dram_j_per_audio_s for r in rows) + traffic_dram_j,
+        onchip_j_per_audio_s=sum(r.onchip_j_per_audio_s for r in rows) + traffic_j - traffic_dram_j,
+        compute_j_per_audio_s=compute_j,
         offchip_bytes_per_audio_s=offchip,
-        baseline_offchip_bytes_per_audio_s=sum(r.bytes_read_per_audio_s for r in streaming),
-        baseline_energy_j_per_audio_s=sum(r.energy_j_per_audio_s for r in streaming) + sum(ops.values()),
+        baseline_offchip_bytes_per_audio_s=sum(r.bytes_read_per_audio_s for r in streaming) + traffic_offchip,
+        baseline_energy_j_per_audio_s=sum(r.energy_j_per_audio_s for r in streaming) + sum(ops.values())
+        + traffic_j,
         onchip_bytes_used=sum(r.nbytes for r in rows if r.placement == "onchip"),
         onchip_weight_bytes=int(device.onchip_weight_bytes), model_bytes=sum(r.nbytes for r in rows),
         macs_per_audio_s=macs, activation_bytes_per_audio_s=trace.activation_bytes / trace.audio_s,
@@ -140,13 +172,17 @@ def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None 
         attention_ops=[{"module": op.module, "component": component_of(op.module)[0],
                         "macs_per_audio_s": op.macs / trace.audio_s, "mac_dtype": op.mac_dtype,
                         "energy_j_per_audio_s": ops[op.module]} for op in trace.ops],
+        onchip_activation_bytes=int(device.onchip_activation_bytes),
+        kv_dtype=next((t.dtype for t in traffic if t.component == "kv_cache"), ""),
+        component_energy_j_per_audio_s=dict(sorted(coarse.items(), key=lambda kv: -kv[1])),
+        component_offchip_bytes_per_audio_s=offchip_by_group, traffic=traffic,
         wer=wer, measured=measured, device_spec=device.to_dict(), versions=versions())
 
 
 def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
             options: DecodingOptions = DecodingOptions(),
             progress: Callable[[Iterable, str], Iterable] | None = None,
-            meter: Meter | None = None) -> ModelProfile:
+            meter: Meter | None = None, kv_dtype: str | None = None) -> ModelProfile:
     """Trace `model` on `manifest` and model its energy on `device`.
 
     Example:
@@ -154,7 +190,9 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
         >>> p.components  # doctest: +SKIP
         {'decoder': 0.5, 'token_embedding_projection': 0.3, 'encoder': 0.2}
     """
+    if kv_dtype is not None:
+        check_kv_dtype(kv_dtype)  # before the decode, not after it
     trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
     counts = score(results)
-    result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured)
+    result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype)
     return dataclasses.replace(result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)})

@@ -9,6 +9,9 @@ values once per window when the key/value cache is on.
 Schedule assumed (paper 3, MISSION.md §3): a weight used for T frames or positions inside one
 module call is fetched once per call ("fetch-once-per-call"), so bytes read per call = its storage
 bytes; an embedding lookup reads only the rows it returns.
+
+The same hooks count the traffic that is not weights (key/value cache, activations): see
+`weightwise.profile.traffic`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from weightwise.decode.options import DecodeCounter
 from weightwise.profile.storage import TensorStorage, dtype_name, module_storage
+from weightwise.profile.traffic import ActivationTrace, KVStep, TrafficCounter, scale_traffic
 
 SCHEDULE = "fetch-once-per-call"
 
@@ -68,6 +72,9 @@ class Trace:
     ops: tuple[OpTrace, ...]
     activation_bytes: int  # inputs + outputs of weight-bearing modules, summed over calls
     schedule: str = SCHEDULE
+    kv_steps: tuple[KVStep, ...] = ()  # key/value-cache elements read/written per decoder call
+    activations: tuple[ActivationTrace, ...] = ()  # activation tensors written (and read back)
+    kv_dtype: str = ""  # the cache's dtype in the run ("" when no cache was read)
 
 
 def _first_tensor(value) -> torch.Tensor | None:
@@ -131,38 +138,82 @@ class _AttentionCounter(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func is torch.nn.functional.scaled_dot_product_attention:
-            q, k, v = args[:3]
-            batch = q.numel() // (q.shape[-2] * q.shape[-1])
-            self.tracer.on_attention(batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1]),
-                                     dtype_name(q.dtype))
+            self.tracer.on_attention(*args[:3])
         return func(*args, **(kwargs or {}))
 
 
 class Tracer(DecodeCounter):
-    """Context manager that hooks a network while `transcribe(..., observer=tracer)` runs."""
+    """Context manager that hooks a network while `transcribe(..., observer=tracer)` runs.
 
-    def __init__(self, network: torch.nn.Module):
+    `use_cache` says whether the decode keeps a key/value cache: then, between `on_decoder_step`
+    and the end of the window, attention keys/values are cache reads and `k_proj`/`v_proj`
+    outputs cache writes. Cross-attention = an attention module called with `key_value_states`
+    (the Hugging Face encoder-decoder convention).
+    """
+
+    def __init__(self, network: torch.nn.Module, use_cache: bool = True):
         super().__init__()
-        self.network = network
+        self.network, self.use_cache = network, use_cache
         self.storage = {n: module_storage(m) for n, m in network.named_modules()}
         self.calls: dict[str, int] = defaultdict(int)
         self.usage: dict[int, _Usage] = defaultdict(_Usage)
         self.ops: dict[str, list] = {}
         self.stack: list[str] = []
         self.activation_bytes = 0
+        self.traffic, self.decoding = TrafficCounter(), False
+        self.cross: dict[str, bool] = {}  # attention module -> called with key_value_states
+        self._kv_projections: set[str] = set()
         self._handles: list = []
         self._mode = _AttentionCounter(self)
 
+    # -- decode phases --------------------------------------------------------------------------
+    def on_window(self, window_index: int, start_s: float, duration_s: float) -> None:
+        super().on_window(window_index, start_s, duration_s)
+        self.traffic.end_call()
+        self.decoding = False
+
+    def on_decoder_step(self, window_index: int, step: int, n_positions: int, n_sequences: int) -> None:
+        super().on_decoder_step(window_index, step, n_positions, n_sequences)
+        self.traffic.begin_call()
+        self.decoding = True
+
+    def on_window_end(self, window_index: int, n_tokens: int) -> None:
+        super().on_window_end(window_index, n_tokens)
+        self.traffic.end_call()
+        self.decoding = False
+
+    @property
+    def part(self) -> str:
+        return "decoder" if self.decoding else "encoder"
+
     # -- hooks ---------------------------------------------------------------------------------
-    def on_attention(self, macs: int, dtype: str) -> None:
+    def on_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """One scaled-dot-product attention: its MACs, score matrix, output and cache reads."""
         module = self.stack[-1] if self.stack else ""
-        entry = self.ops.setdefault(module, [0, 0, dtype])
+        rows = q.numel() // q.shape[-1]  # batch x heads x queries
+        entry = self.ops.setdefault(module, [0, 0, dtype_name(q.dtype)])
         entry[0] += 1
-        entry[1] += macs
+        entry[1] += rows * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        self.traffic.activation(f"{self.part}.attention_scores", q, rows * k.shape[-2])
+        self.traffic.activation(self.part, q, rows * v.shape[-1])
+        if self.decoding and self.use_cache:
+            self.traffic.kv_read(self.cross.get(module, False), k, v)
 
     def _push(self, name: str):
-        def hook(module, args):
+        def hook(module, args, kwargs):
             self.stack.append(name)
+            self.cross[name] = kwargs.get("key_value_states") is not None
+        return hook
+
+    def _kv_projection(self, attention: str):
+        def hook(module, args, output):
+            out = _first_tensor(output)
+            if out is None:
+                return
+            if self.decoding and self.use_cache:
+                self.traffic.kv_write(self.cross.get(attention, False), out)
+            else:
+                self.traffic.activation(self.part, out)
         return hook
 
     def _pop(self, module, args, output) -> None:
@@ -181,6 +232,8 @@ class Tracer(DecodeCounter):
             out = _first_tensor(output)
             inp = _first_tensor(args)
             self.activation_bytes += sum(t.numel() * t.element_size() for t in (inp, out) if t is not None)
+            if out is not None and name not in self._kv_projections:
+                self.traffic.activation(self.part, out)
             macs = _weight_macs(module, inp, out) if out is not None else 0
             mac_owner = "weight" if "weight" in storage else next(iter(storage))
             for pname, st in storage.items():
@@ -197,8 +250,13 @@ class Tracer(DecodeCounter):
         keep the tracing overhead down."""
         for name, module in self.network.named_modules():
             if "Attention" in type(module).__name__:
-                self._handles.append(module.register_forward_pre_hook(self._push(name)))
+                self._handles.append(module.register_forward_pre_hook(self._push(name), with_kwargs=True))
                 self._handles.append(module.register_forward_hook(self._pop))
+                for child in ("k_proj", "v_proj"):
+                    if isinstance(getattr(module, child, None), torch.nn.Module):
+                        self._kv_projections.add(f"{name}.{child}" if name else child)
+                        hook = self._kv_projection(name)
+                        self._handles.append(getattr(module, child).register_forward_hook(hook))
             if self.storage[name]:
                 self._handles.append(module.register_forward_hook(self._post(name)))
             elif any(self.storage[f"{name}.{c}" if name else c] for c, _ in module.named_children()):
@@ -221,7 +279,8 @@ class Tracer(DecodeCounter):
                 return self.calls[name]
         return self.calls.get("", 0)
 
-    def result(self, model: str, precision: str, use_cache: bool) -> Trace:
+    def result(self, model: str, precision: str, use_cache: bool | None = None) -> Trace:
+        use_cache = self.use_cache if use_cache is None else use_cache
         tensors, seen = [], set()
         for mname, storage in self.storage.items():
             for pname, st in storage.items():
@@ -237,8 +296,10 @@ class Tracer(DecodeCounter):
                                            use.bytes_read, use.macs, _mac_dtype(storage),
                                            tuple(sorted(use.users))))
         ops = tuple(OpTrace(m, c, macs, dt) for m, (c, macs, dt) in sorted(self.ops.items()))
+        steps, activations = self.traffic.result()
         return Trace(model, precision, self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls,
-                     self.n_tokens, use_cache, tuple(tensors), ops, self.activation_bytes)
+                     self.n_tokens, use_cache, tuple(tensors), ops, self.activation_bytes,
+                     kv_steps=steps, activations=activations, kv_dtype=self.traffic.kv_dtype)
 
 
 def scale_trace(reference: Trace, n_windows: int, n_decoder_calls: int, n_tokens: int, audio_s: float,
@@ -264,6 +325,12 @@ def scale_trace(reference: Trace, n_windows: int, n_decoder_calls: int, n_tokens
     ops = tuple(dataclasses.replace(op, calls=round(op.calls * (f := factor(op.calls))),
                                     macs=round(op.macs * f)) for op in reference.ops)
     activation = reference.activation_bytes * (n_decoder_calls / max(reference.n_decoder_calls, 1))
+    later = reference.n_decoder_calls - reference.n_windows  # decoder calls after each window's first
+    steps, activations = scale_traffic(
+        reference.kv_steps, reference.activations,
+        n_windows / reference.n_windows if reference.n_windows else 0.0,
+        (n_decoder_calls - n_windows) / later if later > 0 else 0.0,
+        n_decoder_calls / reference.n_decoder_calls if reference.n_decoder_calls else 0.0)
     return dataclasses.replace(reference, audio_s=audio_s, n_files=n_files, n_windows=n_windows,
                                n_decoder_calls=n_decoder_calls, n_tokens=n_tokens, tensors=tensors, ops=ops,
-                               activation_bytes=round(activation))
+                               activation_bytes=round(activation), kv_steps=steps, activations=activations)

@@ -39,12 +39,15 @@ def plot_profile(p, path: str | Path, top: int = 20) -> None:
     ax_t.legend(loc="lower right")
     ax_t.tick_params(axis="y", labelsize=7)
     comps = list(p.components.items())
-    ax_c.bar([c for c, _ in comps], [100 * s for _, s in comps], color="#7f7f7f")
+    colors = {"kv_cache": "#ff7f0e", "activations": "#9467bd"}  # traffic that is not weights
+    ax_c.bar([c for c, _ in comps], [100 * s for _, s in comps],
+             color=[colors.get(c, "#7f7f7f") for c, _ in comps])
     ax_c.set_ylabel("share of energy, %")
     ax_c.set_title(f"total {1e3 * p.energy_j_per_audio_s:.2f} mJ/audio-s\n"
                    f"off-chip {p.offchip_bytes_per_audio_s / 1e6:.1f} MB/audio-s "
                    f"(streaming {p.baseline_offchip_bytes_per_audio_s / 1e6:.1f})", fontsize=9)
-    ax_c.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax_c.tick_params(axis="x", labelsize=8)
+    plt.setp(ax_c.get_xticklabels(), rotation=35, ha="right")
     fig.tight_layout()
     suffix = Path(path).suffix.lower().lstrip(".")  # .svg/.pdf/... as savefig(path) did; else PNG
     image = io.BytesIO()

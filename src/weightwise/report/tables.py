@@ -44,7 +44,8 @@ def _si(value: float, unit: str) -> str:
 
 
 def profile_tables(p, top: int = 15) -> list[Table]:
-    """Top tensors by modeled energy, and the component shares, for one `ModelProfile`."""
+    """Top tensors by modeled energy, the component shares, and the key/value-cache and activation
+    traffic, for one `ModelProfile`."""
     tensors = Table(title=f"{p.model} {p.precision} on {p.device}: top {top} of {len(p.tensors)} "
                           f"weight tensors by energy ({p.audio_s:.1f} s audio)")
     for column in ("tensor", "inv/audio-s", "stored", "read/audio-s", "place", "mJ/audio-s", "share"):
@@ -59,14 +60,29 @@ def profile_tables(p, top: int = 15) -> list[Table]:
                          f"{_si(p.offchip_bytes_per_audio_s, 'B')}/audio-s (baseline "
                          f"{_si(p.baseline_offchip_bytes_per_audio_s, 'B')}); roofline RTF >= "
                          f"{p.roofline['rtf_lower_bound']:.4f} ({p.roofline['bound']}-bound)")
-    shares.add_column("component")
-    shares.add_column("energy share", justify="right")
+    for column in ("component", "energy share", "mJ/audio-s", "off-chip/audio-s"):
+        shares.add_column(column, justify="left" if column == "component" else "right")
+    energy, offchip = p.component_energy_j_per_audio_s, p.component_offchip_bytes_per_audio_s
     for name, share in p.components.items():
-        shares.add_row(f"[bold]{name}[/bold]", f"{100 * share:.1f}%")
+        shares.add_row(f"[bold]{name}[/bold]", f"{100 * share:.1f}%",
+                       f"{1e3 * energy[name]:.3f}" if name in energy else "",
+                       _si(offchip[name], "B") if name in offchip else "")
     for name, share in p.component_details.items():
-        if name != "token_embedding_projection":
-            shares.add_row(f"  {name}", f"{100 * share:.1f}%")
-    return [tensors, shares]
+        if name not in p.components:
+            shares.add_row(f"  {name}", f"{100 * share:.1f}%", "", "")
+    return [tensors, shares, traffic_table(p)]
+
+
+def traffic_table(p) -> Table:
+    """Key/value cache and activations: bytes moved, what went off-chip, and the energy."""
+    table = Table(title=f"key/value cache ({p.kv_dtype or 'none'}) and activations: on-chip activation "
+                        f"budget {_si(p.onchip_activation_bytes, 'B')}")
+    for column in ("traffic", "dtype", "moved/audio-s", "off-chip/audio-s", "largest", "mJ/audio-s"):
+        table.add_column(column, justify="left" if column == "traffic" else "right")
+    for t in p.traffic:
+        table.add_row(t.name, t.dtype, _si(t.bytes_per_audio_s, "B"), _si(t.offchip_bytes_per_audio_s, "B"),
+                      _si(t.largest_nbytes, "B"), f"{1e3 * t.energy_j_per_audio_s:.3f}")
+    return table
 
 
 def print_profile(p, console: Console | None = None) -> None:
