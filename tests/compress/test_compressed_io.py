@@ -1,6 +1,7 @@
 """Save/load of compressed models (bit-identical, sharing preserved) and the compress CLI."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -84,3 +85,43 @@ def test_cli_bad_plan_is_one_line(tmp_path, capsys):
     assert main(["compress", "--plan", str(plan), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "matches no" in err[0]
+
+
+def _copy_saved(out, to):
+    to.mkdir()
+    for name in ("compressed.json", "model.safetensors"):
+        (to / name).write_bytes((out / name).read_bytes())
+    return to
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    ("truncated weights", "model.safetensors: cannot load the saved weights"),
+    ("no weights", "model.safetensors: cannot load the saved weights"),
+    ("unknown kind", "module proj_out: cannot rebuild it (unknown compressed module kind 'future_kind')"),
+    ("bad spec", "module proj_out: cannot rebuild it"),
+    ("manifest not an object", "malformed compressed-model manifest"),
+    ("manifest without modules", "malformed compressed-model manifest (no 'modules')"),
+])
+def test_a_damaged_saved_model_is_a_one_line_error(compressed, tmp_path, damage, fragment, capsys, samples):
+    _model, out = compressed
+    broken = _copy_saved(out, tmp_path / "broken")
+    manifest = json.loads((broken / "compressed.json").read_text())
+    weights = broken / "model.safetensors"
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    elif damage == "no weights":
+        weights.unlink()
+    elif damage == "unknown kind":
+        manifest["modules"]["proj_out"]["kind"] = "future_kind"
+    elif damage == "bad spec":
+        manifest["modules"]["proj_out"]["spec"] = {"colour": "blue"}
+    elif damage == "manifest not an object":
+        manifest = ["not", "a", "manifest"]
+    else:
+        del manifest["modules"]
+    (broken / "compressed.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=re.escape(fragment)) as err:
+        load_model(str(broken))
+    assert "\n" not in str(err.value)
+    assert main(["transcribe", "--model", str(broken), str(next(iter(samples)).audio_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

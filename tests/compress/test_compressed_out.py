@@ -114,6 +114,7 @@ def unwritable_folder(tmp_path: Path) -> Path:
             Path("/sys/weightwise-probe").mkdir()
         except OSError:
             return Path("/sys")
+        Path("/sys/weightwise-probe").rmdir()
     pytest.skip("no unwritable folder available to this user")
 
 

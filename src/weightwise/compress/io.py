@@ -198,16 +198,22 @@ def is_compressed_dir(path: Path) -> bool:
 
 
 def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=None):
-    """Rebuild the base model, swap in the saved compressed modules, load the saved state."""
+    """Rebuild the base model, swap in the saved compressed modules, load the saved state.
+
+    Raises:
+        InputError: a malformed manifest, a module kind or spec this version cannot rebuild,
+            unreadable or mismatched weights, or base weights other than the ones compressed.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model as load_state
 
     path = Path(path)
     try:
         manifest = json.loads((path / MANIFEST).read_text())
         base = manifest["base_model"] if resolve_name(manifest["base_model"]) else manifest["base_source"]
-        modules, plan = manifest["modules"], Plan.from_dict(manifest["plan"], str(path / MANIFEST))
-    except (KeyError, json.JSONDecodeError) as err:
-        raise InputError(f"{path / MANIFEST}: malformed compressed-model manifest ({err})") from None
+        modules, plan = dict(manifest["modules"]), Plan.from_dict(manifest["plan"], str(path / MANIFEST))
+    except (KeyError, TypeError, ValueError) as err:  # ValueError: bad JSON or UTF-8
+        raise InputError(f"{path / MANIFEST}: malformed compressed-model manifest ({_reason(err)})") from None
     if precision != "fp32":
         raise InputError(f"{path}: a compressed model runs at the precision its plan sets (fp32 base)")
     model = load_model(base, cache_dir=cache_dir)
@@ -215,12 +221,14 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
         raise InputError(f"{path}: base model {base} has different weights than the ones compressed")
     for name, entry in modules.items():
         try:
-            module = rebuild(entry["kind"], entry["spec"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(f"{path / MANIFEST}: module {name}: cannot rebuild it ({err})") from None
-        replace_module(model.network, name, module)
-    retie(model.network, manifest.get("shared", []))
-    missing, unexpected = load_state(model.network, str(path / WEIGHTS), strict=False)
+            replace_module(model.network, name, rebuild(entry["kind"], entry["spec"]))
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise InputError(f"{path / MANIFEST}: module {name}: cannot rebuild it ({_reason(err)})") from None
+    try:
+        retie(model.network, manifest.get("shared", []))
+        missing, unexpected = load_state(model.network, str(path / WEIGHTS), strict=False)
+    except (AttributeError, OSError, RuntimeError, SafetensorError, TypeError, ValueError) as err:
+        raise InputError(f"{path / WEIGHTS}: cannot load the saved weights ({_reason(err)})") from None
     if missing or unexpected:
         raise InputError(f"{path}: saved state does not match (missing {sorted(missing)[:3]}, "
                          f"unexpected {sorted(unexpected)[:3]})")
@@ -229,3 +237,12 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
     model.info = dataclasses.replace(model.info, name=path.name, source=str(path),
                                      plan=manifest.get("plan_name") or "plan")
     return model
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an error's message; for a KeyError, its message or the missing key."""
+    text = str(err)
+    if isinstance(err, KeyError) and err.args:
+        key = err.args[0]
+        text = key if isinstance(key, str) and " " in key else f"no {key!r}"
+    return (text.splitlines() or [type(err).__name__])[0]
