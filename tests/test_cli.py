@@ -237,6 +237,8 @@ PROFILE = ["profile", "--device", "jetson-orin-nano", "--data", "m.jsonl", *UNKN
     (["transcribe", "clip.wav", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
     (["transcribe", "clip.wav", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
     (["transcribe", "clip.wav", "--out", "afile/t.json", *UNKNOWN], ["--out afile/t.json", "afile is a file"]),
+    (["transcribe", "clip.wav", "--out", "", *UNKNOWN], ["--out: empty output path"]),
+    (["transcribe", "clip.wav", "--out", "/dev/null", *UNKNOWN], ["--out /dev/null", "not a regular file"]),
     (["eval", "--data", "m.jsonl", "--out", "m.jsonl", *UNKNOWN], ["--out m.jsonl", "is also an input"]),
     (["eval", "--data", "m.jsonl", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
     (["eval", "--data", "m.jsonl", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
@@ -264,7 +266,7 @@ def test_read_only_output_location_fails_first(capsys, workdir, command):
     out = f"{_locked()}/r.json"
     flag = "--output" if command[0] == "report" else "--out"
     argv = [*command, "-o" if command[0] == "report" else "--out", out]
-    argv += UNKNOWN if command[0] == "transcribe" else []
+    argv += UNKNOWN if command[0] in ("transcribe", "eval") else []
     _assert_one_error_line(*_run(capsys, *argv), f"{flag} {out}", "cannot create files in /proc")
 
 

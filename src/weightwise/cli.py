@@ -127,7 +127,7 @@ def cmd_transcribe(args) -> int:
     from weightwise.outputs import check_output_path, write_json_atomic
 
     manifest = Manifest.from_paths(args.files)
-    if args.out:
+    if args.out is not None:
         check_output_path(args.out, inputs=_inputs(args, manifest))
     manifest.check_audio()  # decodes every file (truncated, NaN/inf, mis-scaled) before the model load
     model = _load(args)
@@ -140,7 +140,7 @@ def cmd_transcribe(args) -> int:
                      "stop_reasons": [w.stop_reason for w in out.windows]})
         print(f"{utt.audio_path.name}\t{out.text}")
         _note_stops(utt.audio_path.name, out)
-    if args.out:
+    if args.out is not None:
         write_json_atomic(args.out, {"model": model.info.name, "precision": model.info.precision,
                                      "decoding": dataclasses.asdict(options), "transcripts": rows})
     return 0
@@ -182,7 +182,7 @@ def cmd_profile(args) -> int:
     device = load_device(args.device)  # validate cheap inputs before loading the model
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
-    if args.plot:
+    if args.plot is not None:
         if Path(args.plot).resolve() == Path(args.out).resolve():
             raise InputError(f"--plot {args.plot}: same path as --out; give the figure its own file")
         check_output_path(args.plot, inputs=_inputs(args, manifest), flag="--plot")
