@@ -177,9 +177,12 @@ def cmd_eval(args) -> int:
 def cmd_profile(args) -> int:
     from weightwise.outputs import check_output_path
     from weightwise.profile import get_meter, load_device, profile
+    from weightwise.profile.traffic import check_act_dtype
     from weightwise.report.tables import print_profile
 
     device = load_device(args.device)  # validate cheap inputs before loading the model
+    if args.activation_precision is not None:
+        check_act_dtype(args.activation_precision)  # one line, not argparse's usage text
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
     if args.plot is not None:
@@ -190,7 +193,8 @@ def cmd_profile(args) -> int:
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
     result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
-                     meter=get_meter(args.meter), kv_dtype=args.kv_precision)
+                     meter=get_meter(args.meter), kv_dtype=args.kv_precision,
+                     act_dtype=args.activation_precision, fused_attention=args.fused_attention)
     result.save(args.out)
     print_profile(result)
     if args.plot:
@@ -289,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-kv-cache", action="store_true", help="recompute all positions every step")
     p.add_argument("--kv-precision", choices=tuple(KV_BYTES_PER_VALUE), default=None,
                    help="storage precision of the key/value cache (default: the model's activation dtype)")
+    p.add_argument("--activation-precision", default=None, metavar="|".join(KV_BYTES_PER_VALUE),
+                   help="storage precision of activations and attention MACs (default: the run's dtype)")
+    p.add_argument("--fused-attention", action="store_true",
+                   help="assume flash-style attention: score matrices stay on-chip and are not charged")
     p.add_argument("--meter", default="auto", help="auto, nvml, rapl, jetson or null")
     p.add_argument("--out", required=True, help="profile JSON (written atomically)")
     p.add_argument("--plot", default=None, help="also write a PNG figure")

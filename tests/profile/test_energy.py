@@ -127,6 +127,19 @@ def test_int8_cache_carries_a_scale_per_head_vector(trace):
     assert p.kv_dtype == "int8"
 
 
+def test_int8_activations_carry_a_scale_per_row(trace):
+    from dataclasses import replace
+
+    from weightwise.profile.traffic import ActivationTrace
+
+    # 8 fp32 elements in rows of 4, written 3 times; at int8: 8 B + 2 fp32 scales, written and read back
+    acts = (ActivationTrace("encoder", "fp32", 32, 3, row_elements=4),)
+    p = analyze(replace(trace, activations=acts), spec(activation_bytes=10**6), act_dtype="int8")
+    row = next(t for t in p.traffic if t.name == "activations.encoder")
+    assert row.bytes_per_audio_s == pytest.approx(2 * 3 * (8 + 2 * 4) / 2)
+    assert p.act_dtype == "int8" and row.dtype == "int8"
+
+
 def test_unknown_kv_precision_is_one_line(trace):
     from weightwise.errors import InputError
 

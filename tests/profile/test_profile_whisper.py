@@ -94,13 +94,16 @@ def test_cli_profile_contract(tmp_path, tiny_model, capsys):
 
     out, plot = tmp_path / "p.json", tmp_path / "p.png"
     assert main(["profile", "--model", "whisper-tiny.en", "--device", "mcu-npu", "--data", "samples",
-                 "--limit", "1", "--kv-precision", "int8", "--out", str(out), "--plot", str(plot)]) == 0
+                 "--limit", "1", "--kv-precision", "int8", "--activation-precision", "fp16", "--fused-attention",
+                 "--out", str(out), "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
     for key in ("device", "audio_s", "energy_j_per_audio_s", "offchip_bytes_per_audio_s",
                 "baseline_offchip_bytes_per_audio_s", "components", "tensors", "traffic",
                 "component_energy_j_per_audio_s", "component_offchip_bytes_per_audio_s"):
         assert key in data
     assert data["device"] == "mcu-npu" and data["kv_dtype"] == "int8"
+    assert data["act_dtype"] == "fp16" and data["fused_attention"] is True
+    assert any("attention fused" in a for a in data["assumptions"])
     assert data["onchip_activation_bytes"] == load_device("mcu-npu").onchip_activation_bytes
     groups = {"encoder", "decoder", "token_embedding_projection", "kv_cache", "activations"}
     assert set(data["components"]) == set(data["component_energy_j_per_audio_s"]) == groups
@@ -108,8 +111,9 @@ def test_cli_profile_contract(tmp_path, tiny_model, capsys):
     assert sum(data["component_energy_j_per_audio_s"].values()) == pytest.approx(data["energy_j_per_audio_s"])
     assert sum(data["component_offchip_bytes_per_audio_s"].values()) == pytest.approx(
         data["offchip_bytes_per_audio_s"])
-    assert {t["name"] for t in data["traffic"]} >= {"kv_cache.cross_attention", "kv_cache.self_attention",
-                                                   "activations.encoder", "activations.encoder.attention_scores"}
+    names = {t["name"] for t in data["traffic"]}
+    assert names >= {"kv_cache.cross_attention", "kv_cache.self_attention", "activations.encoder"}
+    assert not any(name.endswith("attention_scores") for name in names)  # fused
     assert set(data["tensors"][0]) >= {"name", "invocations_per_audio_s", "nbytes", "placement",
                                        "energy_j_per_audio_s"}
     assert sum(data["components"].values()) == pytest.approx(1.0)
@@ -124,6 +128,17 @@ def test_cli_profile_unknown_device(capsys):
     assert main(["profile", "--device", "toaster", "--data", "samples", "--out", "x.json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "toaster" in err[0]
+
+
+def test_cli_profile_unknown_activation_precision(tmp_path, capsys):
+    from weightwise.cli import main
+
+    out = tmp_path / "p.json"
+    assert main(["profile", "--device", "jetson-orin-nano", "--data", "samples", "--activation-precision", "fp8",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--activation-precision" in err[0] and "'fp8'" in err[0]
+    assert not out.exists()
 
 
 def test_cli_profile_device_file_missing_the_activation_budget(tmp_path, capsys):
@@ -164,8 +179,11 @@ def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
         assert sum(getattr(s, part) * s.calls for s in scaled.kv_steps) == pytest.approx(
             sum(getattr(s, part) * s.calls for s in real.kv_steps)), part
     device = load_device("jetson-orin-nano")
-    p, q = analyze(scaled, device), analyze(real, device)
-    assert p.energy_j_per_audio_s == pytest.approx(q.energy_j_per_audio_s, rel=0.02)
-    for group in ("kv_cache", "activations"):
-        assert p.component_energy_j_per_audio_s[group] == pytest.approx(
-            q.component_energy_j_per_audio_s[group], rel=0.02), group
+    # bench prices scaled traces: the deployment options must carry over too
+    for options in ({}, {"act_dtype": "fp16"}, {"act_dtype": "int8", "kv_dtype": "int8", "fused_attention": True}):
+        p, q = analyze(scaled, device, **options), analyze(real, device, **options)
+        assert p.energy_j_per_audio_s == pytest.approx(q.energy_j_per_audio_s, rel=0.02), options
+        for group in ("kv_cache", "activations"):
+            assert p.component_energy_j_per_audio_s[group] == pytest.approx(
+                q.component_energy_j_per_audio_s[group], rel=0.02), (group, options)
+    assert p.act_dtype == "int8" and p.fused_attention

@@ -7,7 +7,8 @@ import pytest
 
 from weightwise.decode import DecodingOptions
 from weightwise.profile import analyze, load_device, trace_manifest
-from weightwise.profile.traffic import KV_INT8_SCALE_BYTES
+from weightwise.profile.energy import ASSUMPTIONS
+from weightwise.profile.traffic import ACT_INT8_SCALE_BYTES, KV_INT8_SCALE_BYTES
 
 FP32 = 4  # bytes per value of the fp32 run
 
@@ -123,3 +124,108 @@ def test_without_a_cache_keys_and_values_are_activations(tiny_model, samples, cf
     kv = cfg.max_source_positions * cfg.d_model * FP32
     assert acts[("decoder", kv)] == cfg.decoder_layers * 2 * trace.n_decoder_calls
     assert not any(t.component == "kv_cache" for t in analyze(trace, load_device("mcu-npu")).traffic)
+
+
+def activation_rows(p):
+    return {t.name: t for t in p.traffic if t.component == "activations"}
+
+
+def attention_mac_j(p):
+    return sum(op["energy_j_per_audio_s"] for op in p.attention_ops)
+
+
+def test_default_activation_charge_is_the_runs(traced):
+    trace, _ = traced
+    device = load_device("jetson-orin-nano")
+    p = analyze(trace, device)
+    assert p.act_dtype == "fp32" and p.fused_attention is False and p.assumptions == ASSUMPTIONS
+    # as before the option: each traced tensor written and read back at the bytes the run stored
+    for name, row in activation_rows(p).items():
+        traced_bytes = sum(2 * a.nbytes * a.count for a in trace.activations if f"activations.{a.part}" == name)
+        assert row.bytes_per_audio_s == pytest.approx(traced_bytes / trace.audio_s), name
+    # naming the run's own dtype and unfused attention changes nothing
+    q = analyze(trace, device, act_dtype="fp32", fused_attention=False)
+    assert q.traffic == p.traffic and q.attention_ops == p.attention_ops
+    assert q.energy_j_per_audio_s == p.energy_j_per_audio_s
+    assert q.offchip_bytes_per_audio_s == p.offchip_bytes_per_audio_s
+
+
+def test_activation_precision_scales_the_activation_bytes(traced, cfg, tiny_model):
+    trace, _ = traced
+    device = load_device("jetson-orin-nano")
+    fp32 = analyze(trace, device)
+    base = activation_rows(fp32)
+    for act_dtype in ("fp16", "bf16"):
+        p = analyze(trace, device, act_dtype=act_dtype)
+        rows = activation_rows(p)
+        assert p.act_dtype == act_dtype and rows.keys() == base.keys()
+        for name, row in rows.items():
+            assert row.dtype == act_dtype
+            assert row.bytes_per_audio_s == pytest.approx(0.5 * base[name].bytes_per_audio_s), name
+        # attention MACs run at the activation dtype; weights and the cache are untouched
+        mac_ratio = device.pj_per_mac_for(act_dtype) / device.pj_per_mac_for("fp32")
+        assert attention_mac_j(p) == pytest.approx(mac_ratio * attention_mac_j(fp32))
+        for group in ("token_embedding_projection", "kv_cache"):
+            assert p.component_energy_j_per_audio_s[group] == fp32.component_energy_j_per_audio_s[group]
+        assert p.energy_j_per_audio_s == pytest.approx(
+            fp32.energy_j_per_audio_s - fp32.component_energy_j_per_audio_s["activations"]
+            + p.component_energy_j_per_audio_s["activations"] - attention_mac_j(fp32) + attention_mac_j(p))
+
+    # int8: a byte per element plus one fp32 scale per row, from the encoder's architecture
+    frames, d, ffn = cfg.max_source_positions, cfg.d_model, cfg.encoder_ffn_dim
+    layers, heads, windows = cfg.encoder_layers, cfg.encoder_attention_heads, trace.n_windows
+
+    def int8(elements, row):
+        return elements * (1 + ACT_INT8_SCALE_BYTES / row)
+
+    # conv1 output (d channels x 3000 frames, a scale per frame), 8 per layer + 3 of frames x d, FFN hidden
+    encoder = int8(2 * frames * d, d) + (8 * layers + 3) * int8(frames * d, d) + layers * int8(frames * ffn, ffn)
+    scores = layers * int8(heads * frames * frames, frames)  # a scale per query and head
+    rows = activation_rows(analyze(trace, device, act_dtype="int8"))
+    assert rows["activations.encoder"].bytes_per_audio_s == pytest.approx(2 * windows * encoder / trace.audio_s)
+    assert rows["activations.encoder.attention_scores"].bytes_per_audio_s == pytest.approx(
+        2 * windows * scores / trace.audio_s)
+    # decoder rows are at least d_model long (module outputs) or the prompt (score rows)
+    shortest = {"activations.decoder": d, "activations.decoder.attention_scores": len(tiny_model.tokens.prompt)}
+    for name, row in shortest.items():
+        ratio = rows[name].bytes_per_audio_s / base[name].bytes_per_audio_s
+        assert 0.25 < ratio <= (1 + ACT_INT8_SCALE_BYTES / row) / 4, name
+
+    # a smaller tensor may now fit the on-chip activation budget: at fp16 the 1500 x d tensors do
+    # (1.15 MB < 2 MiB), the conv1 output and the FFN hidden do not
+    budget = device.onchip_activation_bytes
+    sizes = {2 * frames * d * 2: 1, frames * d * 2: 8 * layers + 3, frames * ffn * 2: layers}
+    spilled = sum(2 * windows * count * size for size, count in sizes.items() if size > budget)
+    assert 0 < spilled < 2 * windows * sum(size * count for size, count in sizes.items())
+    row = activation_rows(analyze(trace, device, act_dtype="fp16"))["activations.encoder"]
+    assert row.offchip_bytes_per_audio_s == pytest.approx(spilled / trace.audio_s)
+    assert base["activations.encoder"].offchip_bytes_per_audio_s == base["activations.encoder"].bytes_per_audio_s
+
+
+def test_fused_attention_removes_exactly_the_score_traffic(traced):
+    trace, _ = traced
+    device = load_device("jetson-orin-nano")
+    for options in ({}, {"act_dtype": "int8", "kv_dtype": "int8"}):
+        q = analyze(trace, device, **options)
+        p = analyze(trace, device, fused_attention=True, **options)
+        scores = [t for t in q.traffic if t.name.endswith(".attention_scores")]
+        assert {t.name for t in scores} == {"activations.encoder.attention_scores",
+                                            "activations.decoder.attention_scores"}
+        assert p.traffic == [t for t in q.traffic if t not in scores]
+        assert p.energy_j_per_audio_s == pytest.approx(
+            q.energy_j_per_audio_s - sum(t.energy_j_per_audio_s for t in scores))
+        assert p.offchip_bytes_per_audio_s == pytest.approx(
+            q.offchip_bytes_per_audio_s - sum(t.offchip_bytes_per_audio_s for t in scores))
+        assert p.compute_j_per_audio_s == q.compute_j_per_audio_s  # the score MACs are still done
+        assert p.fused_attention and not q.fused_attention
+        assert any("attention fused" in a for a in p.assumptions)
+        assert not any("attention fused" in a for a in q.assumptions)
+
+
+def test_unknown_activation_precision_is_one_line(traced):
+    from weightwise.errors import InputError
+
+    trace, _ = traced
+    with pytest.raises(InputError) as err:
+        analyze(trace, load_device("jetson-orin-nano"), act_dtype="fp8")
+    assert "\n" not in str(err.value) and "--activation-precision" in str(err.value) and "int8" in str(err.value)

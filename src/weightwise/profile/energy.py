@@ -8,6 +8,10 @@ with level = on-chip when the knapsack placed the weight tensor there, else DRAM
 weight-free attention ops. Key/value caches and activations have their own on-chip budget
 (`DeviceSpec.onchip_activation_bytes`): an activation tensor larger than it, or a cache that does
 not fit in it, goes through DRAM. Rates are per second of real audio (the trace's `audio_s`).
+
+Deployment options, device-independent: `kv_dtype` and `act_dtype` price the cache and the
+activations (attention MACs too) at a storage precision other than the run's; `fused_attention`
+keeps attention score matrices on-chip (not charged).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import asdict, dataclass
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.placement import knapsack
 from weightwise.profile.trace import Trace
-from weightwise.profile.traffic import KV_PARTS, check_kv_dtype, kv_nbytes
+from weightwise.profile.traffic import KV_PARTS, check_act_dtype, check_kv_dtype, kv_nbytes
 
 PJ = 1e-12  # joules per picojoule
 
@@ -35,11 +39,16 @@ _COMPONENTS = (
     (r"decoder\.", "decoder.other", "decoder"),
 )
 
+_UNFUSED = "every attention score matrix (attention unfused)"
+_FUSED = ("no attention score matrix (attention fused, flash-style: scores are computed tile by tile on-chip "
+          "and never written; their MACs are counted, their traffic is not; keys and values are read once "
+          "per attention call)")
+
 ASSUMPTIONS = (
     "schedule fetch-once-per-call: a weight used for T frames/positions in one call is read once per call",
     "resident (on-chip) weights are loaded once; that load is amortized and not counted",
-    "activations: every output of a weight-bearing module, every attention output and every attention "
-    "score matrix (attention unfused) is written once and read back once; bias, GELU and residual adds "
+    f"activations: every output of a weight-bearing module, every attention output and {_UNFUSED} "
+    "is written once and read back once; bias, GELU and residual adds "
     "are fused; a tensor larger than the on-chip activation budget goes through DRAM, the rest stays "
     "on-chip; the log-mel input is not counted",
     "key/value cache: every decoder call reads each layer's whole cache (cross-attention: all encoder "
@@ -50,6 +59,18 @@ ASSUMPTIONS = (
     "MAC energy by the weight's storage dtype (int8 dynamic: int8 MACs); attention MACs by activation dtype",
     "roofline: RTF >= max(off-chip bytes / DRAM bandwidth, MACs / peak MAC rate) per audio-second",
 )
+
+
+def assumptions(act_dtype: str | None = None, fused_attention: bool = False) -> tuple[str, ...]:
+    """`ASSUMPTIONS` as the deployment options of one profile change them."""
+    base = tuple(a.replace(_UNFUSED, _FUSED) for a in ASSUMPTIONS) if fused_attention else ASSUMPTIONS
+    extra = []
+    if act_dtype is not None:
+        extra.append(f"activations stored at {act_dtype} whatever the run computed them in (attention MACs "
+                     f"at {act_dtype} too)" + ("; int8 adds one fp32 scale per row: per token for module "
+                                               "outputs, per query and head for score matrices"
+                                               if act_dtype == "int8" else ""))
+    return base + tuple(extra)
 
 
 def component_of(name: str) -> tuple[str, str]:
@@ -110,9 +131,10 @@ def tensor_profiles(trace: Trace, device: DeviceSpec, resident: set[int] | None 
     return _tensor_rows(trace, device, place(trace, device) if resident is None else resident)
 
 
-def op_energy_j_per_audio_s(trace: Trace, device: DeviceSpec) -> dict[str, float]:
-    """Attention (weight-free) compute energy per module."""
-    return {op.module: op.macs / trace.audio_s * device.pj_per_mac_for(op.mac_dtype) * PJ
+def op_energy_j_per_audio_s(trace: Trace, device: DeviceSpec, act_dtype: str | None = None
+                            ) -> dict[str, float]:
+    """Attention (weight-free) compute energy per module, at `act_dtype` (default: the run's)."""
+    return {op.module: op.macs / trace.audio_s * device.pj_per_mac_for(act_dtype or op.mac_dtype) * PJ
             for op in trace.ops}
 
 
@@ -162,21 +184,32 @@ def kv_cache_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = N
             for part, rows in moved.items()]
 
 
-def activation_profiles(trace: Trace, device: DeviceSpec) -> list[TrafficProfile]:
-    """Activation writes + read-backs per part; a tensor over the activation budget goes to DRAM."""
+def activation_profiles(trace: Trace, device: DeviceSpec, act_dtype: str | None = None,
+                        fused_attention: bool = False) -> list[TrafficProfile]:
+    """Activation writes + read-backs per part; a tensor over the activation budget goes to DRAM.
+
+    `act_dtype`: their storage precision (default: the run's); `fused_attention`: no score matrices.
+    """
+    if act_dtype is not None:
+        check_act_dtype(act_dtype)
     moved: dict[str, list] = {}
     dtypes: dict[str, set] = {}
     for a in trace.activations:
-        moved.setdefault(a.part, []).append((2 * a.nbytes * a.count, a.nbytes,
-                                             a.nbytes <= device.onchip_activation_bytes))
-        dtypes.setdefault(a.part, set()).add(a.dtype)
+        if fused_attention and a.part.endswith(".attention_scores"):
+            continue
+        nbytes = a.stored_nbytes(act_dtype)
+        moved.setdefault(a.part, []).append((2 * nbytes * a.count, nbytes,
+                                             nbytes <= device.onchip_activation_bytes))
+        dtypes.setdefault(a.part, set()).add(act_dtype or a.dtype)
     return [_traffic_row(f"activations.{part}", "/".join(sorted(dtypes[part])), rows, trace.audio_s, device)
             for part, rows in sorted(moved.items())]
 
 
-def traffic_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = None) -> list[TrafficProfile]:
+def traffic_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = None,
+                     act_dtype: str | None = None, fused_attention: bool = False) -> list[TrafficProfile]:
     """Key/value-cache rows, then activation rows."""
-    return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device)
+    return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device, act_dtype,
+                                                                            fused_attention)
 
 
 def as_dicts(rows: list[TensorProfile]) -> list[dict]:

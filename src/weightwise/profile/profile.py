@@ -23,11 +23,11 @@ from weightwise.models.whisper import WhisperASR
 from weightwise.outputs import write_json_atomic
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.energy import (
-    ASSUMPTIONS, TensorProfile, TrafficProfile, component_of, op_energy_j_per_audio_s, place, tensor_profiles,
-    traffic_profiles)
+    ASSUMPTIONS, TensorProfile, TrafficProfile, assumptions, component_of, op_energy_j_per_audio_s, place,
+    tensor_profiles, traffic_profiles)
 from weightwise.profile.meters import Meter
 from weightwise.profile.trace import Trace, Tracer
-from weightwise.profile.traffic import check_kv_dtype
+from weightwise.profile.traffic import check_act_dtype, check_kv_dtype
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class ModelProfile:
     attention_ops: list[dict[str, Any]]
     onchip_activation_bytes: int = 0  # the device's budget for activations and the key/value cache
     kv_dtype: str = ""  # precision the key/value cache is charged at
+    act_dtype: str = ""  # precision activations (and attention MACs) are charged at
+    fused_attention: bool = False  # attention score matrices assumed kept on-chip (not charged)
     component_energy_j_per_audio_s: dict[str, float] = field(default_factory=dict)
     component_offchip_bytes_per_audio_s: dict[str, float] = field(default_factory=dict)
     traffic: list[TrafficProfile] = field(default_factory=list)  # key/value cache and activations, per part
@@ -127,16 +129,21 @@ def _components(rows: list[TensorProfile], ops: dict[str, float], traffic: list[
 
 
 def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None = None,
-            measured: dict | None = None, kv_dtype: str | None = None) -> ModelProfile:
+            measured: dict | None = None, kv_dtype: str | None = None, act_dtype: str | None = None,
+            fused_attention: bool = False) -> ModelProfile:
     """Placement (knapsack vs streaming), energy split, roofline and component shares.
 
     `kv_dtype` (fp32/fp16/bf16/int8): the key/value cache's storage precision; default: the run's.
+    `act_dtype` (the same choices): the activations' storage precision, which attention MACs use
+    too; default: the run's. `fused_attention`: score matrices stay on-chip and are not charged.
     """
+    if act_dtype is not None:
+        check_act_dtype(act_dtype)
     resident = place(trace, device)
     rows = tensor_profiles(trace, device, resident)
     streaming = tensor_profiles(trace, device, set())
-    ops = op_energy_j_per_audio_s(trace, device)
-    traffic = traffic_profiles(trace, device, kv_dtype)
+    ops = op_energy_j_per_audio_s(trace, device, act_dtype)
+    traffic = traffic_profiles(trace, device, kv_dtype, act_dtype, fused_attention)
     fine, coarse, offchip_by_group = _components(rows, ops, traffic)
     traffic_offchip = sum(t.offchip_bytes_per_audio_s for t in traffic)
     traffic_dram_j = sum(t.dram_j_per_audio_s for t in traffic)
@@ -170,10 +177,12 @@ def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None 
                 "windows_per_file": trace.n_windows / max(trace.n_files, 1)},
         tensors=sorted(rows, key=lambda r: -r.energy_j_per_audio_s),
         attention_ops=[{"module": op.module, "component": component_of(op.module)[0],
-                        "macs_per_audio_s": op.macs / trace.audio_s, "mac_dtype": op.mac_dtype,
+                        "macs_per_audio_s": op.macs / trace.audio_s, "mac_dtype": act_dtype or op.mac_dtype,
                         "energy_j_per_audio_s": ops[op.module]} for op in trace.ops],
         onchip_activation_bytes=int(device.onchip_activation_bytes),
         kv_dtype=next((t.dtype for t in traffic if t.component == "kv_cache"), ""),
+        act_dtype=act_dtype or "/".join(sorted({a.dtype for a in trace.activations})),
+        fused_attention=fused_attention, assumptions=assumptions(act_dtype, fused_attention),
         component_energy_j_per_audio_s=dict(sorted(coarse.items(), key=lambda kv: -kv[1])),
         component_offchip_bytes_per_audio_s=offchip_by_group, traffic=traffic,
         wer=wer, measured=measured, device_spec=device.to_dict(), versions=versions())
@@ -182,7 +191,8 @@ def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None 
 def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
             options: DecodingOptions = DecodingOptions(),
             progress: Callable[[Iterable, str], Iterable] | None = None,
-            meter: Meter | None = None, kv_dtype: str | None = None) -> ModelProfile:
+            meter: Meter | None = None, kv_dtype: str | None = None, act_dtype: str | None = None,
+            fused_attention: bool = False) -> ModelProfile:
     """Trace `model` on `manifest` and model its energy on `device`.
 
     Example:
@@ -192,7 +202,10 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
     """
     if kv_dtype is not None:
         check_kv_dtype(kv_dtype)  # before the decode, not after it
+    if act_dtype is not None:
+        check_act_dtype(act_dtype)
     trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
     counts = score(results)
-    result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype)
+    result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype,
+                     act_dtype, fused_attention)
     return dataclasses.replace(result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)})

@@ -194,8 +194,9 @@ class Tracer(DecodeCounter):
         entry = self.ops.setdefault(module, [0, 0, dtype_name(q.dtype)])
         entry[0] += 1
         entry[1] += rows * k.shape[-2] * (q.shape[-1] + v.shape[-1])
-        self.traffic.activation(f"{self.part}.attention_scores", q, rows * k.shape[-2])
-        self.traffic.activation(self.part, q, rows * v.shape[-1])
+        heads = q.shape[1] if q.dim() == 4 else 1  # (batch, heads, queries, head_dim)
+        self.traffic.activation(f"{self.part}.attention_scores", q, rows * k.shape[-2], row=k.shape[-2])
+        self.traffic.activation(self.part, q, rows * v.shape[-1], row=heads * v.shape[-1])  # per token
         if self.decoding and self.use_cache:
             self.traffic.kv_read(self.cross.get(module, False), k, v)
 
@@ -233,7 +234,8 @@ class Tracer(DecodeCounter):
             inp = _first_tensor(args)
             self.activation_bytes += sum(t.numel() * t.element_size() for t in (inp, out) if t is not None)
             if out is not None and name not in self._kv_projections:
-                self.traffic.activation(self.part, out)
+                # a row = one position's features (conv outputs are channels x frames)
+                self.traffic.activation(self.part, out, row=getattr(module, "out_channels", None))
             macs = _weight_macs(module, inp, out) if out is not None else 0
             mac_owner = "weight" if "weight" in storage else next(iter(storage))
             for pname, st in storage.items():

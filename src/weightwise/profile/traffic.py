@@ -11,9 +11,10 @@ and values its `k_proj`/`v_proj` produce for the new positions (cross-attention:
 Counted in elements, so the cache's precision is a profile option (`kv_dtype`), not fixed by the run.
 
 Activations: every tensor a weight-bearing module outputs, every attention output, and every
-attention score matrix (batch x heads x queries x keys: attention is assumed unfused, the
-scores materialized), each written once and read back once, in the dtype the run computed it in.
-Key/value projection outputs that go into the cache are cache traffic, not activations.
+attention score matrix (batch x heads x queries x keys: materialized unless the profile assumes
+fused attention, `fused_attention`), each written once and read back once. Counted in the dtype
+the run computed it in, with its row length, so their precision is a profile option too
+(`act_dtype`). Key/value projection outputs that go into the cache are cache traffic, not activations.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ KV_BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 #: et al., ICML 2024, uses for the value cache); fp32 scales, as for the int8 weights in `storage.py`.
 KV_INT8_SCALE_BYTES = 4
 KV_PARTS = ("cross_attention", "self_attention")
+#: Bytes per activation element by storage precision (the same choices as the cache's).
+ACT_BYTES_PER_VALUE = KV_BYTES_PER_VALUE
+#: An int8 activation stores one fp32 scale per row: per token for module outputs (a row = one
+#: position's features) and per query and head for score matrices (a row = one query's scores).
+#: assumption: symmetric dynamic per-token quantization (the granularity of LLM.int8(), Dettmers et
+#: al., NeurIPS 2022, and SmoothQuant's per-token setting, Xiao et al., ICML 2023); fp32 scales,
+#: as for the int8 weights in `storage.py` and the int8 cache above.
+ACT_INT8_SCALE_BYTES = 4
+#: Bytes per element of the dtypes a run computes activations in (to count a traced tensor's elements).
+_RUN_BYTES_PER_VALUE = {**KV_BYTES_PER_VALUE, "fp64": 8, "uint8": 1}
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,17 @@ class ActivationTrace:
     dtype: str
     nbytes: int  # one tensor, in the dtype the run computed it in
     count: float  # tensors of this size over the whole trace (fractional only when scaled)
+    row_elements: int = 0  # elements per row (one int8 scale each); 0: unknown, the tensor is one row
+
+    def stored_nbytes(self, act_dtype: str | None = None) -> float:
+        """Bytes of one tensor stored at `act_dtype` (int8 with its row scales); default: as run."""
+        if act_dtype is None:
+            return self.nbytes
+        numel = self.nbytes / _RUN_BYTES_PER_VALUE[self.dtype]
+        nbytes = numel * ACT_BYTES_PER_VALUE[act_dtype]
+        if act_dtype == "int8":
+            nbytes += (numel / self.row_elements if self.row_elements else 1) * ACT_INT8_SCALE_BYTES
+        return nbytes
 
 
 def kv_nbytes(values: float, head_dim: int, kv_dtype: str) -> float:
@@ -83,12 +105,19 @@ def check_kv_dtype(kv_dtype: str) -> str:
     return kv_dtype
 
 
+def check_act_dtype(act_dtype: str) -> str:
+    """`act_dtype` if the energy model prices it, else a one-line `InputError`."""
+    if act_dtype not in ACT_BYTES_PER_VALUE:
+        raise InputError(f"--activation-precision {act_dtype!r}: choose one of {', '.join(ACT_BYTES_PER_VALUE)}")
+    return act_dtype
+
+
 class TrafficCounter:
     """Accumulates one decode's cache and activation traffic (used by `Tracer`)."""
 
     def __init__(self):
         self.steps: dict[tuple[int, ...], float] = defaultdict(float)
-        self.activations: dict[tuple[str, str, int], float] = defaultdict(float)
+        self.activations: dict[tuple[str, str, int, int], float] = defaultdict(float)
         self.kv_dtype = ""
         self._call: list[int] | None = None  # cross_read, self_read, cross_written, self_written, head_dim
 
@@ -115,15 +144,19 @@ class TrafficCounter:
     def kv_write(self, cross: bool, tensor: torch.Tensor) -> None:
         self._current()[2 if cross else 3] += tensor.numel()
 
-    def activation(self, part: str, tensor: torch.Tensor, numel: int | None = None) -> None:
-        """One activation tensor written (`numel` elements of `tensor`'s dtype, default its own)."""
+    def activation(self, part: str, tensor: torch.Tensor, numel: int | None = None, row: int | None = None
+                   ) -> None:
+        """One activation tensor written: `numel` elements of `tensor`'s dtype (default its own),
+        in rows of `row` elements (default its last dimension)."""
         numel = tensor.numel() if numel is None else numel
-        self.activations[(part, dtype_name(tensor.dtype), numel * tensor.element_size())] += 1
+        row = (tensor.shape[-1] if tensor.dim() else 1) if row is None else row
+        self.activations[(part, dtype_name(tensor.dtype), numel * tensor.element_size(), row)] += 1
 
     def result(self) -> tuple[tuple[KVStep, ...], tuple[ActivationTrace, ...]]:
         self.end_call()
         steps = tuple(KVStep(*key, calls=calls) for key, calls in sorted(self.steps.items()))
-        acts = tuple(ActivationTrace(*key, count=count) for key, count in sorted(self.activations.items()))
+        acts = tuple(ActivationTrace(part, dtype, nbytes, count, row)
+                     for (part, dtype, nbytes, row), count in sorted(self.activations.items()))
         return steps, acts
 
 
