@@ -1,7 +1,7 @@
-"""Compression as planned transforms: quantize, prune (magnitude, N:M, channel, CSP), low-rank, share."""
+"""Compression as planned transforms: quantize (RTN, GPTQ), prune (magnitude, N:M, channel, CSP), low-rank, share."""
 
 from weightwise.compress.api import compress_
-from weightwise.compress.configs import LowRank, Prune, Quant, Share
+from weightwise.compress.configs import Gptq, LowRank, Prune, Quant, Share
 from weightwise.compress.io import load_compressed, save_compressed
 from weightwise.compress.plan import Plan, Rule
 
@@ -13,5 +13,5 @@ def unique_storage(network):
     return _unique_storage(network)
 
 
-__all__ = ["LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "compress_", "load_compressed",
+__all__ = ["Gptq", "LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "compress_", "load_compressed",
            "save_compressed", "unique_storage"]
