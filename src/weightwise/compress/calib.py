@@ -7,6 +7,8 @@ bounded; `collect_hessians` keeps every row, folded into a (in x in) second-mome
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from weightwise.data import Manifest
@@ -50,16 +52,28 @@ def collect_inputs(model, manifest: Manifest, names: list[str], max_rows: int = 
     return {n: torch.cat(rows) for n, rows in store.items() if rows}
 
 
-def collect_hessians(model, manifest: Manifest, names: list[str]) -> dict[str, tuple[torch.Tensor, int]]:
-    """name -> (X^T X as float64 (in, in), row count) over every input row each Linear `names`
-    sees while `model` transcribes `manifest` (every encoder frame, every decoder token).
+class Moments(NamedTuple):
+    """Second moments of one module's calibration inputs X (rows, in)."""
+
+    xtx: torch.Tensor  # X^T X, float64 (in, in)
+    rows: int
+    fourth: float  # sum over rows of ||x||^4 (for Ledoit-Wolf shrinkage, `weightwise.compress.csp.gram`)
+
+    def hessian(self) -> torch.Tensor:
+        """X^T X / rows."""
+        return self.xtx / max(self.rows, 1)
+
+
+def collect_hessians(model, manifest: Manifest, names: list[str]) -> dict[str, Moments]:
+    """name -> `Moments` over every input row each Linear `names` sees while `model` transcribes
+    `manifest` (every encoder frame, every decoder token); names never called are left out.
 
     Rows are buffered per module and folded in once per utterance (a decoder call carries one row).
     """
     network = model.network
     sums: dict[str, torch.Tensor] = {}
     pending: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    counts = dict.fromkeys(names, 0)
+    counts, fourth = dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
     handles = []
     for name in names:
         module = network.get_submodule(name)
@@ -77,8 +91,9 @@ def collect_hessians(model, manifest: Manifest, names: list[str]) -> dict[str, t
                     x = torch.cat(rows)
                     sums[name] += (x.T @ x).double()
                     counts[name] += x.shape[0]
+                    fourth[name] += float((x.double().pow(2).sum(1) ** 2).sum())
                     rows.clear()
     finally:
         for handle in handles:
             handle.remove()
-    return {n: (sums[n], counts[n]) for n in names if counts[n]}
+    return {n: Moments(sums[n], counts[n], fourth[n]) for n in names if counts[n]}

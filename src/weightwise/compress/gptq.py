@@ -244,6 +244,6 @@ def gptq_handler(network: nn.Module, names: list[str], config: Gptq, context: An
         for name in stage:
             if name not in hessians:
                 raise InputError(f"{name}: saw no input on the calibration audio ({context.calib.source})")
-            h, count = hessians[name]
-            replace_group(network, calibrated[name], lambda m, n, h=h / count, cname=name: quant_module(
+            h = hessians[name].hessian()
+            replace_group(network, calibrated[name], lambda m, n, h=h, cname=name: quant_module(
                 m, n, config.quant(), gptq_quantize(flat_weight(m), h, config, cname)))
