@@ -29,8 +29,8 @@ from weightwise.evaluate.evaluate import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 CALIB_SOURCE = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"
-ROWS = ("fp32", "rtn-int4-g64-dec", "gptq-int4-g64-dec", "gptq-int4-g64-all", "gptq-int4-g64-enc",
-        "rtn-int4-g64-all", "rtn-int4-g64-enc")
+ROWS = ("fp32", "rtn-int4-g64-dec", "gptq-int4-g64-dec", "gptq-int4-g64-dec-tied0.3", "gptq-int4-g64-all",
+        "gptq-int4-g64-enc", "rtn-int4-g64-all", "rtn-int4-g64-enc")
 
 
 def calib_manifest(limit: int) -> Path:
