@@ -75,7 +75,7 @@ def test_plan_round_trip(tmp_path):
     ({"rules": [{"match": "a", "quant": {}, "prune": {}}]}, "conflicting"),
     ({"rules": [{"match": "a", "squash": {}}]}, "unknown method 'squash'"),
     ({"rules": [{"match": "a", "quant": {"bitz": 8}}]}, "unknown quant parameter"),
-    ({"rules": [{"match": "a", "quant": {"bits": 3}}]}, "quant.bits must be"),
+    ({"rules": [{"match": "a", "quant": {"bits": 2}}]}, "quant.bits must be"),
     ({"rules": [{"match": "a", "quant": 8}]}, "must be an object"),
     ({"rules": [{"match": "a", "prune": {"sparsity": 1.5}}]}, "prune.sparsity"),
     ({"rules": [{"match": "a", "prune": {"pattern": "4:2"}}]}, "prune.pattern"),

@@ -1,4 +1,4 @@
-"""Compression as planned transforms: quantize, prune (magnitude, N:M, channel, CSP), low-rank, share.
+"""Compression as planned transforms: quantize (RTN, GPTQ), prune (magnitude, N:M, channel, CSP), low-rank, share.
 
 Importing this package registers every technique's handler and compressed-module kinds, and
 teaches `weightwise.models.load_model` the folders `save_compressed` writes (`register_loader`).
@@ -6,7 +6,7 @@ teaches `weightwise.models.load_model` the folders `save_compressed` writes (`re
 
 from weightwise.compress import lowrank, prune, quantize, share  # noqa: F401  (importing registers them)
 from weightwise.compress.api import compress_
-from weightwise.compress.configs import LowRank, Prune, Quant, Share
+from weightwise.compress.configs import Gptq, LowRank, Prune, Quant, Share
 from weightwise.compress.io import check_compressed_out, is_compressed_dir, load_compressed, save_compressed
 from weightwise.compress.plan import Plan, Rule
 from weightwise.compress.share import unique_storage
@@ -14,5 +14,5 @@ from weightwise.models import register_loader
 
 register_loader(is_compressed_dir, load_compressed)
 
-__all__ = ["LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "check_compressed_out", "compress_",
+__all__ = ["Gptq", "LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "check_compressed_out", "compress_",
            "load_compressed", "save_compressed", "unique_storage"]

@@ -58,7 +58,7 @@ def compress_(model, plan: Plan, calib: Manifest | None = None, train: Manifest 
     """
     if model.info.precision != "fp32":
         raise InputError(f"compress a float32 model (got {model.info.precision}); quantize with the plan")
-    for handlers in ("lowrank", "prune", "quantize", "share"):  # importing them registers the handlers
+    for handlers in ("gptq", "lowrank", "prune", "quantize", "share"):  # importing them registers the handlers
         importlib.import_module(f"weightwise.compress.{handlers}")
 
     claimed = plan.resolve(model.network)

@@ -137,7 +137,8 @@ class QuantModule(WeightOpModule):
                 nbytes += math.ceil(n_scales * config.bits / 8)
             group = config.granularity + (str(config.group_size) if config.granularity == "group" else "")
             fmt = f"int{config.bits}-{group}-{'sym' if config.symmetric else 'asym'}"
-        dtype = "fp16" if config.bits == 16 else f"int{config.bits}"
+        # 3-bit codes are unpacked to int4 lanes for the MACs (the device profiles price no int3)
+        dtype = "fp16" if config.bits == 16 else f"int{max(config.bits, 4)}"
         weight = TensorStorage(self.shape, dtype, nbytes, fmt, id(self.codes))
         return {"weight": weight, **self.bias_storage()}
 
