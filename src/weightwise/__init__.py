@@ -6,6 +6,7 @@ The pipeline, one verb per step::
     model = load_model("whisper-tiny.en", precision="fp32")
     text = transcribe(model, load_audio("clip.flac")).text
     result = evaluate(model, manifest)                # WER, RTF, peak RSS, per-utterance ref/hyp
+    optimize("whisper-tiny.en", "jetson-orin-nano", 0.5, calib, eval_set, "out/")  # plan under a WER budget
 
 Heavy modules (torch, transformers) load on first use of these names.
 """
@@ -21,6 +22,7 @@ _EXPORTS = {
     "load_model": "weightwise.models", "available_models": "weightwise.models",
     "DecodingOptions": "weightwise.decode", "transcribe": "weightwise.decode",
     "evaluate": "weightwise.evaluate", "run_faster_whisper": "weightwise.evaluate",
+    "optimize": "weightwise.optimize", "OptimizeOptions": "weightwise.optimize",
     "InputError": "weightwise.errors",
 }
 __all__ = sorted(_EXPORTS)
