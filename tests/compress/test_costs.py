@@ -20,7 +20,7 @@ def tiny_fp16(weightwise_cache):
 @pytest.fixture(scope="module")
 def traced(tiny_model, samples):
     groups = weight_groups(tiny_model.network)
-    trace, calls = trace_calls(tiny_model, samples, [m for g in groups for m in g.modules])
+    trace, calls = trace_calls(tiny_model, samples.head(2), [m for g in groups for m in g.modules])
     return groups, trace, calls
 
 

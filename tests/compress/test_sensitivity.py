@@ -98,7 +98,7 @@ def test_killed_sweep_resumes_with_only_the_missing_entries(tiny_model, referenc
 def test_skipped_candidates_are_scored_once_another_device_wants_them(tiny_model, reference, groups, tmp_path):
     chosen = [groups["model.decoder.layers.2.fc2"]]
     path = tmp_path / "sens.jsonl"
-    skip_int4 = lambda group, keep, tensors: tensors[0].dtype == "int4"  # noqa: E731
+    skip_int4 = lambda group, keep, tensors: tensors[0].dtype == "int4"
     table = sensitivity(tiny_model, reference, chosen, SPACE, SensitivityCache(path), skip=skip_int4)
     int4 = table[(chosen[0].name, INT4.key)]
     assert int4.applicable and int4.kl is None and "dominated" in int4.reason and int4.tensors

@@ -21,9 +21,10 @@ import importlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ class Candidate:
         return {"label": self.label, method: params}
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "Candidate":
+    def from_dict(cls, data: Any, where: str) -> Candidate:
         if not isinstance(data, dict) or not isinstance(data.get("label"), str) or not data["label"]:
             raise InputError(f"{where}: a candidate is an object with a 'label' and one method")
         methods = [k for k in data if k != "label"]
@@ -120,7 +121,7 @@ class CandidateSpace:
                 "groups": list(self.groups), "uniform": list(self.uniform)}
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "CandidateSpace":
+    def from_json(cls, path: str | os.PathLike) -> CandidateSpace:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

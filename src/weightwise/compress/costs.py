@@ -3,7 +3,7 @@
 During the reference decode a `CallRecorder` notes, per weight module, the input shapes of its
 calls (a Whisper decoder layer sees a 2-position prompt call and then 1-position calls; an encoder
 layer sees 1,500 frames per window). `replay` then runs a compressed module once per distinct shape
-on zero inputs under the profiler's own `Tracer` and multiplies by the number of calls: the same
+on meta-device inputs under the profiler's own `Tracer` and multiplies by the number of calls: the same
 invocations, bytes read and MACs that tracing a whole decode with that module would give (bytes and
 MACs of a call depend only on the module and the input's shape). `tests/compress/test_costs.py`
 checks this equals the real trace for uncompressed modules.
@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import Counter, defaultdict
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ class CallRecorder:
             self.calls[name][(tuple(x.shape), kind)] += 1
         return hook
 
-    def __enter__(self) -> "CallRecorder":
+    def __enter__(self) -> CallRecorder:
         for name in self.names:
             self._handles.append(self.network.get_submodule(name).register_forward_pre_hook(self._hook(name)))
         return self
@@ -67,20 +68,33 @@ def _shell(modules: dict[str, torch.nn.Module]) -> torch.nn.Module:
 
 
 def _dummy(shape: tuple[int, ...], kind: str, dtype: torch.dtype) -> torch.Tensor:
-    return torch.zeros(shape, dtype=torch.long if kind == "long" else dtype)
+    return torch.zeros(shape, dtype=torch.long if kind == "long" else dtype, device="meta")
+
+
+def _meta_copies(modules: dict[str, torch.nn.Module], dtype: torch.dtype) -> dict[str, torch.nn.Module]:
+    """Copies on the meta device (shapes, no data, forwards without arithmetic), float tensors in
+    `dtype`; tensors shared between modules (tied weights) stay shared."""
+    memo: dict[int, Any] = {}
+    for module in modules.values():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) not in memo:
+                meta = torch.empty_like(tensor, device="meta",
+                                        dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+                memo[id(tensor)] = torch.nn.Parameter(meta, requires_grad=False) \
+                    if isinstance(tensor, torch.nn.Parameter) else meta
+    return copy.deepcopy(modules, memo)
 
 
 def replay(modules: dict[str, torch.nn.Module], calls: dict[str, Counter[Shape]],
            dtype: torch.dtype | None = None) -> tuple[TensorTrace, ...]:
     """Traced totals of `modules` (name -> module, tied modules together) over the recorded calls.
 
-    `dtype`: replay copies converted to this float dtype (the runtime precision a deployment runs
-    the compressed model at: its float tensors, e.g. biases, norms and low-rank factors, are
-    stored and read in it); None replays the modules as they are, on float32 inputs.
+    The replay runs on copies on the meta device (shapes, no arithmetic). `dtype`: the copies'
+    float dtype, the runtime precision a deployment runs the compressed model at (its float
+    tensors, e.g. biases, norms and low-rank factors, are stored and read in it); None: float32.
     """
-    if dtype is not None:
-        modules = {name: module.to(dtype) for name, module in copy.deepcopy(modules).items()}
     float_dtype = dtype or torch.float32
+    modules = _meta_copies(modules, float_dtype)
     shell = _shell(modules)
     empty = Tracer(shell)
     with empty:

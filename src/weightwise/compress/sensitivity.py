@@ -1,20 +1,24 @@
 """Sensitivity: what compressing ONE group with ONE candidate costs, in accuracy and in traffic.
 
 Accuracy needs no transcripts. The reference pass decodes the calibration audio greedily with the
-float32 model (the model every plan starts from) and keeps, per 30 s window, the encoder input and
-output, the model's own tokens and its next-token log-probabilities under teacher forcing. A
-candidate's score is the mean per-token KL(reference || candidate) over those positions with only
-that group compressed: one teacher-forced decoder pass per window, the encoder re-run only when the
-group is in the encoder. The log-likelihood drop of the reference tokens is kept beside it. The
-baseline candidate ("keep", fp16 storage) scores 0 by definition: budgets are relative to it.
+float32 model (the model every plan starts from) and keeps, per 30 s window, the encoder input,
+each encoder layer's input and the encoder output, the model's own tokens and its next-token
+log-probabilities under teacher forcing. A candidate's score is the mean per-token
+KL(reference || candidate) over those positions with only that group compressed: one
+teacher-forced decoder pass per window; the encoder is re-run only for an encoder group, from that
+group's layer on. The log-likelihood drop of the reference tokens is kept beside it. The baseline
+candidate ("keep", fp16 storage) scores 0 by definition: budgets are relative to it.
 
-The energy side is the profiler's counts for the compressed group (`weightwise.compress.costs`),
-device-independent; `skip(group, keep_tensors, tensors)` lets the caller spare the accuracy pass
-of candidates no plan would choose on its device (more energy AND more bytes than keep).
+The energy side is the profiler's counts for the compressed group (`weightwise.compress.costs`):
+the same weights at the deployment's runtime precision (fp16: activations, norms and biases in
+fp16, as the dense baseline) decode the calibration audio once under the profiler's `Tracer`; each
+candidate's module is then replayed over the recorded calls. Counts are device-independent;
+`skip(group, keep_tensors, tensors)` lets the caller spare the accuracy pass of candidates no plan
+would choose on its device (no fewer bytes and no less energy than keep).
 
 Entries are appended to a JSON-lines cache as they are computed (keyed by the model weights'
-hash, the calibration audio, the decoding options, the group and the candidate's config), so a
-killed sweep resumes where it stopped; a torn last line is dropped.
+hash, the calibration audio, the decoding options, the runtime precision, the group and the
+candidate's config), so a killed sweep resumes where it stopped; a torn last line is dropped.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import json
 import re
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
@@ -188,7 +192,7 @@ class Entry:
         return {**dataclasses.asdict(self), "tensors": [trace_to_dict(t) for t in self.tensors]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Entry":
+    def from_dict(cls, data: dict) -> Entry:
         return cls(**{**data, "tensors": tuple(trace_from_dict(t) for t in data["tensors"])})
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from weightwise.compress.candidates import CandidateSpace
 from weightwise.compress.planner import check_budget
@@ -102,7 +103,7 @@ def validate(model: str, device: str | Path, wer_budget: float, calib, eval_set,
         raise InputError(f"--eval {eval_manifest.source}: every utterance needs a transcript to measure WER")
     overlap = {u.id for u in calib_manifest} & {u.id for u in eval_manifest}
     if overlap:
-        raise InputError(f"--calib and --eval share utterance {sorted(overlap)[0]!r}: evaluate on audio "
+        raise InputError(f"--calib and --eval share utterance {min(overlap)!r}: evaluate on audio "
                          "the optimizer never saw")
     if options.runtime_precision not in ("fp32", "fp16", "bf16"):
         raise InputError(f"runtime precision must be fp32, fp16 or bf16, got {options.runtime_precision!r}")

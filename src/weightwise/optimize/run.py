@@ -15,7 +15,13 @@ from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
 from weightwise.optimize.calibrate import (
-    DEFAULT_ALPHA, AlphaSearch, CalibPoint, all_applied, fit_alpha, pseudo_wer_points)
+    DEFAULT_ALPHA,
+    AlphaSearch,
+    CalibPoint,
+    all_applied,
+    fit_alpha,
+    pseudo_wer_points,
+)
 from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict, uniform_assignment
 from weightwise.profile.profile import ModelProfile, profile
 
