@@ -6,6 +6,7 @@ The pipeline, one verb per step::
     model = load_model("whisper-tiny.en", precision="fp32")
     text = transcribe(model, load_audio("clip.flac")).text
     result = evaluate(model, manifest)                # WER, RTF, peak RSS, per-utterance ref/hyp
+    optimize("whisper-tiny.en", "jetson-orin-nano", 0.5, calib, eval_set, "out/")  # plan under a WER budget
 
 Importing the package imports `weightwise.compress` (and so torch, ~1.3 s), which registers the
 loader for folders written by `weightwise compress`, so `load_model(DIR)` works from any entry
@@ -23,6 +24,7 @@ _EXPORTS = {
     "load_model": "weightwise.models", "available_models": "weightwise.models",
     "DecodingOptions": "weightwise.decode", "transcribe": "weightwise.decode",
     "evaluate": "weightwise.evaluate", "run_faster_whisper": "weightwise.evaluate",
+    "optimize": "weightwise.optimize", "OptimizeOptions": "weightwise.optimize",
     "InputError": "weightwise.errors",
 }
 __all__ = sorted(_EXPORTS)

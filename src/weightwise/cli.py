@@ -220,6 +220,35 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def cmd_optimize(args) -> int:
+    from weightwise.compress.candidates import CandidateSpace
+    from weightwise.evaluate.runtime import set_threads
+    from weightwise.optimize import OptimizeOptions, optimize
+
+    set_threads(args.threads)
+    space = CandidateSpace.from_json(args.candidates) if args.candidates else CandidateSpace()
+    options = OptimizeOptions(space=space, limit_calib=args.limit_calib, limit_eval=args.limit_eval,
+                              cache_dir=args.sensitivity_cache, uniform=not args.no_uniform)
+    result = optimize(args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options,
+                      progress=_progress)
+    s, base = result.summary, result.summary["baseline"]
+    opt = s["optimized"]
+    print(f"{s['model']} on {s['device']}: fp16 WER {100 * base['wer']:.2f}%, "
+          f"{1e3 * base['energy_j_per_audio_s']:.3f} mJ/audio-s -> optimized WER {100 * opt['wer']:.2f}% "
+          f"({opt['wer_delta_points']:+.2f} pts; predicted {opt['predicted']['wer_delta_points']:+.2f}), "
+          f"{1e3 * opt['energy_j_per_audio_s']:.3f} mJ/audio-s ({100 * opt['energy_cut_vs_baseline']:.1f}% below fp16)")
+    print(f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s",
+          file=sys.stderr)
+    return 0
+
+
+def _budget(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of WER points, got {text!r}") from None
+
+
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -307,6 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_args(p, required=True)
     p.add_argument("--out", required=True, help="output directory (load it with --model DIR)")
     p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("optimize", help="least modeled energy on a device within a WER budget: "
+                       "profile -> sensitivity -> plan -> compress -> evaluate")
+    # fmt: off
+    p.add_argument("--model", default=DEFAULT_MODEL, help="registered name or checkpoint path (float32)")
+    p.add_argument("--device", required=True, help="bundled device profile name or a TOML file")
+    p.add_argument("--wer-budget", type=_budget, required=True, metavar="POINTS",
+                   help="allowed WER increase over fp16 in percentage points: 0.5 = +0.5 points")
+    p.add_argument("--calib", required=True, help="calibration audio manifest (no transcripts needed) or 'samples'")
+    p.add_argument("--eval", required=True, help="transcribed evaluation manifest the optimizer never saw")
+    p.add_argument("--out", required=True, help="output folder: plan.json, model/, summary.json, report.html")
+    p.add_argument("--limit-calib", type=_positive_int, default=None, help="first N calibration utterances")
+    p.add_argument("--limit-eval", type=_positive_int, default=None, help="first N evaluation utterances")
+    p.add_argument("--candidates", default=None, help="candidate-space JSON (default: the built-in space)")
+    p.add_argument("--sensitivity-cache", default=None, metavar="DIR",
+                   help="where the resumable sensitivity table is kept (default: the model cache)")
+    p.add_argument("--no-uniform", action="store_true", help="skip measuring the uniform baselines")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
+    # fmt: on
+    p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="models x precisions/plans x noise x SNR matrix, resumable JSONL")
     # fmt: off
     p.add_argument("--model", default=DEFAULT_MODEL, help="comma-separated model names")

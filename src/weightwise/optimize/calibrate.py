@@ -1,0 +1,100 @@
+"""From sensitivity (KL, nats per token) to a predicted WER increase (points), checked on the audio.
+
+Calibration audio has no transcripts, so the WER a plan adds is measured against the float model's
+own transcripts of it ("pseudo-WER": the words the plan changes). Predicted increase of a plan =
+alpha x the sum of its groups' KL (additive across groups, an approximation). alpha is fitted on
+pseudo-WER points measured on the calibration audio: it starts at the pooled ratio
+sum(pseudo-WER) / sum(KL) of the uniform baselines that have scores, then each plan the planner
+proposes is measured (closed loop) and alpha is bisected (`AlphaSearch`): a plan that overshoots
+the budget raises alpha, one that holds it lowers alpha to try a bolder plan. The lowest-energy plan
+whose MEASURED pseudo-WER fits the budget is kept, and its alpha is the map reported.
+
+Pseudo-WER counts changed words, not new errors: a plan that flips "lady's" to "ladies'" costs a
+word even where both are wrong, so it over-states the WER increase measured against references
+(the evaluation reports both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from weightwise.compress.candidates import Candidate, Group, applied
+from weightwise.compress.sensitivity import Reference
+from weightwise.data import Manifest
+from weightwise.decode import DecodingOptions, transcribe
+from weightwise.evaluate.evaluate import iter_audio
+from weightwise.evaluate.normalize import normalize
+from weightwise.evaluate.wer import word_errors
+
+DEFAULT_ALPHA = 30.0  # WER points per nat of mean per-token KL, used only when no point moved a word
+
+
+@dataclass(frozen=True)
+class CalibPoint:
+    name: str  # "uniform:<label>" or "plan:<round>"
+    kl_sum: float  # nats per token, summed over the plan's groups
+    pseudo_wer_points: float  # measured on the calibration audio vs the float model's transcripts
+    alpha: float | None = None  # the alpha that produced this plan (plans only)
+    labels: dict | None = None  # planned groups per candidate label (plans only)
+
+
+def fit_alpha(points: list[CalibPoint]) -> float | None:
+    """Pooled ratio sum(pseudo-WER) / sum(KL) over `points`; None if no point moved a word."""
+    x = sum(p.kl_sum for p in points if p.kl_sum > 0)
+    y = sum(p.pseudo_wer_points for p in points if p.kl_sum > 0)
+    return y / x if x > 0 and y > 0 else None
+
+
+@dataclass
+class AlphaSearch:
+    """Bisection (in log space) on alpha: a larger alpha gives a more cautious plan. `low` is the
+    largest alpha whose plan overshot the budget on the calibration audio, `high` the smallest whose
+    plan held it; without both, the search steps by `factor` towards the missing side."""
+
+    alpha: float
+    low: float | None = None
+    high: float | None = None
+    factor: float = 4.0
+
+    def update(self, pseudo_wer_points: float, budget: float) -> float | None:
+        """Record the measurement of the plan made with `alpha`; the next alpha, or None when done."""
+        if pseudo_wer_points > budget:
+            self.low = max(self.low or 0.0, self.alpha)
+        else:
+            self.high = min(self.high or float("inf"), self.alpha)
+        if self.low is not None and self.high is not None:
+            if self.high / self.low < 1.25:
+                return None
+            self.alpha = (self.low * self.high) ** 0.5
+        elif self.high is not None:
+            self.alpha = self.high / self.factor
+        else:
+            self.alpha = self.low * self.factor
+        return self.alpha
+
+
+@torch.inference_mode()
+def pseudo_wer_points(model, manifest: Manifest, reference: Reference, options: DecodingOptions) -> float:
+    """WER (points) of `model`'s transcripts against the reference model's on the same audio."""
+    refs = dict(reference.transcripts)
+    pairs = []
+    for utt, samples in iter_audio(manifest):
+        ref = normalize(refs[utt.id])
+        if ref.strip():  # an utterance the float model left empty has no words to change
+            pairs.append((ref, normalize(transcribe(model, samples, options).text)))
+    if not pairs:
+        return 0.0
+    counts = word_errors([r for r, _ in pairs], [h for _, h in pairs])
+    return 100.0 * counts.wer
+
+
+@contextlib.contextmanager
+def all_applied(model, assignment: dict[Group, Candidate], context=None):
+    """Every group of `assignment` compressed in place for the block, then restored."""
+    with contextlib.ExitStack() as stack:
+        for group, candidate in assignment.items():
+            stack.enter_context(applied(model.network, group, candidate.config, context))
+        yield model

@@ -1,0 +1,166 @@
+"""`optimize`: profile -> sensitivity -> plan -> compress -> evaluate, written atomically to one folder.
+
+    optimize("whisper-tiny.en", "jetson-orin-nano", 0.5, calib="calib/", eval_set="test/", out="opt/")
+
+Every input is checked before any work starts (budget, device file, manifests, the output folder);
+the outputs are written in a temporary folder beside `out` and renamed into place at the end, so a
+failure leaves nothing half-written in `out`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from weightwise.compress.candidates import CandidateSpace
+from weightwise.compress.planner import check_budget
+from weightwise.data import Manifest, load_manifest, sample_manifest
+from weightwise.decode import DecodingOptions
+from weightwise.errors import InputError
+from weightwise.profile.device import DeviceSpec, load_device
+
+SUMMARY_KIND = "weightwise-optimize"
+# openai-whisper's default sample length (n_text_ctx // 2): bounds the cost of a candidate that
+# breaks the model into a repetition loop; never reached by a normal <= 30 s window
+DECODING = DecodingOptions(max_new_tokens=224)
+ProgressFactory = Callable[[int], Callable[[Iterable, str], Iterable]]
+
+
+@dataclass(frozen=True)
+class OptimizeOptions:
+    """How `optimize` works (the inputs themselves are `optimize`'s arguments)."""
+
+    space: CandidateSpace = field(default_factory=CandidateSpace)
+    limit_calib: int | None = None
+    limit_eval: int | None = None
+    cache_dir: str | None = None  # sensitivity cache root; default: the model cache
+    rounds: int = 4  # plan -> measure -> refit rounds on the calibration audio
+    bins: int = 2000  # WER-budget units of the exact solver
+    uniform: bool = True  # also measure the uniform baselines on the evaluation audio
+    decoding: DecodingOptions = DECODING
+    runtime_precision: str = "fp16"  # the dense baseline, and how compressed models run (activations)
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    out_dir: Path
+    plan: Any  # weightwise.compress.Plan
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    model: str
+    device: DeviceSpec
+    budget: float
+    calib: Manifest
+    eval_set: Manifest
+    out: Path
+
+
+def _manifest(value: Manifest | str | Path, limit: int | None, flag: str) -> Manifest:
+    if isinstance(value, Manifest):
+        manifest = value
+    elif str(value) == "samples":
+        manifest = sample_manifest()
+    else:
+        manifest = load_manifest(value)
+    if limit is not None:
+        manifest = manifest.head(limit)
+    if not len(manifest):
+        raise InputError(f"{flag} {manifest.source}: no utterances (no audio to run)")
+    manifest.check_files()
+    return manifest
+
+
+def check_out_dir(out: Path) -> None:
+    """`out` may be absent, an empty folder, or an earlier optimize output (replaced at the end)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            kind = json.loads((out / "summary.json").read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind != SUMMARY_KIND:
+            raise InputError(f"--out {out}: a non-empty folder that is not an earlier optimize output; "
+                             "choose a new or empty folder")
+
+
+def validate(model: str, device: str | Path, wer_budget: float, calib, eval_set, out,
+             options: OptimizeOptions) -> Inputs:
+    """Check every input before any work: one-line InputError naming the flag on the first problem."""
+    budget = check_budget(wer_budget)
+    spec = load_device(device)
+    calib_manifest = _manifest(calib, options.limit_calib, "--calib")
+    eval_manifest = _manifest(eval_set, options.limit_eval, "--eval")
+    if not eval_manifest.has_text:
+        raise InputError(f"--eval {eval_manifest.source}: every utterance needs a transcript to measure WER")
+    overlap = {u.id for u in calib_manifest} & {u.id for u in eval_manifest}
+    if overlap:
+        raise InputError(f"--calib and --eval share utterance {min(overlap)!r}: evaluate on audio "
+                         "the optimizer never saw")
+    if options.runtime_precision not in ("fp32", "fp16", "bf16"):
+        raise InputError(f"runtime precision must be fp32, fp16 or bf16, got {options.runtime_precision!r}")
+    if options.rounds < 1 or options.bins < 10:
+        raise InputError(f"rounds must be >= 1 and bins >= 10, got {options.rounds} and {options.bins}")
+    out_dir = Path(out)
+    check_out_dir(out_dir)
+    return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir)
+
+
+def optimize(model: str, device: str | Path, wer_budget: float, calib, eval_set, out: str | Path,
+             options: OptimizeOptions = OptimizeOptions(), progress: ProgressFactory | None = None
+             ) -> OptimizeResult:
+    """Find the plan with the least modeled energy on `device` whose WER increase stays within
+    `wer_budget` points (0.5 = +0.5 percentage points over the fp16 baseline), compress, evaluate.
+
+    Args:
+        model: a registered name (e.g. "whisper-tiny.en") or a checkpoint path.
+        device: bundled device profile name or a TOML file.
+        wer_budget: allowed WER increase in percentage points.
+        calib: calibration audio (a manifest path, a Manifest or "samples"); no transcripts needed.
+        eval_set: transcribed audio the optimizer never saw (WER and energy are measured there).
+        out: output folder: plan.json, model/, summary.json, report.html, profiles/, sensitivity.json.
+        options: candidate space, limits, cache, solver settings.
+        progress: factory `progress(total)(iterable, label)` for progress bars (e.g. the CLI's).
+
+    Example:
+        >>> optimize("whisper-tiny.en", "jetson-orin-nano", 0.5, "calib/", "test/", "opt/")  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    inputs = validate(model, device, wer_budget, calib, eval_set, out, options)
+    tmp = inputs.out.with_name(f".{inputs.out.name}.optimize-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        from weightwise.optimize.run import run
+
+        summary, plan = run(inputs, options, tmp, progress)
+        summary["wall_s"] = time.perf_counter() - started
+        from weightwise.optimize.report import write_outputs
+
+        write_outputs(tmp, summary)
+        _replace(tmp, inputs.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return OptimizeResult(inputs.out, plan, summary)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; an earlier optimize output there is removed."""
+    old = out.with_name(f".{out.name}.optimize-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["DECODING", "OptimizeOptions", "OptimizeResult", "check_out_dir", "optimize", "validate"]

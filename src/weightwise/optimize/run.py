@@ -1,0 +1,189 @@
+"""The steps of `optimize` once its inputs are checked (see `weightwise.optimize.pipeline`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weightwise.compress.api import CompressContext, compress_
+from weightwise.compress.candidates import Candidate, Group, plan_of, weight_groups
+from weightwise.compress.io import save_compressed
+from weightwise.compress.planner import PlannerResult, solve
+from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
+from weightwise.optimize.calibrate import (
+    DEFAULT_ALPHA,
+    AlphaSearch,
+    CalibPoint,
+    all_applied,
+    fit_alpha,
+    pseudo_wer_points,
+)
+from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict, uniform_assignment
+from weightwise.profile.profile import ModelProfile, profile
+
+FRONTIER_BUDGETS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # WER points, for the predicted curve
+
+
+def _bar(progress, total: int):
+    return progress(total) if progress is not None else None
+
+
+def _sized_bar(progress):
+    if progress is None:
+        return None
+    return lambda items, label: progress(len(items))(items, label)
+
+
+def _sweep(model, reference, groups, planned, space, inputs, options, context, progress) -> tuple[dict, str]:
+    """Sensitivity of the planned groups (cached on disk), plus keep's counts for the others."""
+    from weightwise.models.registry import default_cache_dir
+
+    root = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
+    cache = SensitivityCache(cache_file(root, model, reference))
+    skip = dominated_on(inputs.device, reference.trace)
+    entries = sensitivity(model, reference, planned, space, cache, skip, _sized_bar(progress), context)
+    others = [g for g in groups if g not in planned]
+    if others:  # their keep tensors only
+        keep_only = dataclasses.replace(space, candidates=(), uniform=())
+        entries.update(sensitivity(model, reference, others, keep_only, cache, skip, None, context))
+    return entries, str(cache.path)
+
+
+def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]:
+    """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate)."""
+    points: list[CalibPoint] = []
+    for label in table.space.uniform:
+        assignment = uniform_assignment(table, table.space.by_label(label))
+        kl = table.kl_sum(assignment)
+        if kl is not None:
+            points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment)))
+    search = AlphaSearch(fit_alpha(points) or DEFAULT_ALPHA)
+    tried: list[tuple[dict, PlannerResult, CalibPoint]] = []
+    for round_ in range(options.rounds):
+        alpha = search.alpha
+        problem, behind = build_problem(table, inputs.device, alpha)
+        result = solve(problem, inputs.budget, options.bins)
+        assignment = assignment_of(table, behind, result.best.choice)
+        same = next((t for t in tried if t[0] == assignment), None)
+        measured = same[2].pseudo_wer_points if same else measure(assignment)
+        point = CalibPoint(f"plan:{round_}", table.kl_sum(assignment), measured, alpha, _changes(table, assignment))
+        points.append(point)
+        if same is None:
+            tried.append((assignment, result, point))
+        if search.update(measured, inputs.budget) is None:
+            break
+    feasible = [t for t in tried if t[2].pseudo_wer_points <= inputs.budget]
+    keep_all = {g: table.space.keep for g in table.groups}
+    if feasible:
+        assignment, result, point = min(feasible, key=lambda t: t[1].best.energy_j)
+    else:  # no plan held the budget on the calibration audio: fp16 everywhere
+        assignment, result, point = keep_all, None, CalibPoint("keep", 0.0, 0.0)
+    final_alpha = point.alpha or search.alpha
+    problem, _ = build_problem(table, inputs.device, final_alpha)
+    frontier = [{"budget_points": b, "energy_j_per_audio_s": s.best.energy_j, "wer_delta_points": s.best.wer_cost}
+                for b in FRONTIER_BUDGETS for s in [solve(problem, b, options.bins)]]
+    info = {"alpha_points_per_nat": final_alpha, "alpha_pooled_fit": fit_alpha(points), "calibration_points": [dataclasses.asdict(p) for p in points],
+            "rounds": len(tried), "chosen_round": point.name,
+            "predicted_wer_delta_points": final_alpha * (table.kl_sum(assignment) or 0.0),
+            "calib_pseudo_wer_points": point.pseudo_wer_points, "frontier": frontier,
+            "solvers": None if result is None else {
+                name: {"energy_j_per_audio_s": s.energy_j, "wer_delta_points": s.wer_cost,
+                       "offchip_bytes_per_audio_s": s.offchip_bytes, "steps": s.steps}
+                for name, s in (("greedy", result.greedy), ("exact", result.exact))},
+            "solver": None if result is None else result.best.method}
+    return assignment, info
+
+
+def _changes(table: Table, assignment: dict[Group, Candidate]) -> dict[str, int]:
+    """How many planned groups got each candidate label."""
+    counts: dict[str, int] = {}
+    for group in table.planned:
+        label = assignment[group].label
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def _measured(p: ModelProfile) -> dict[str, Any]:
+    return {"wer": p.wer, "energy_j_per_audio_s": p.energy_j_per_audio_s,
+            "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s}
+
+
+def _predicted(p: ModelProfile) -> dict[str, Any]:
+    return {"energy_j_per_audio_s": p.energy_j_per_audio_s, "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s}
+
+
+def _evaluate(model, inputs, options, progress, name: str, tmp: Path) -> ModelProfile:
+    result = profile(model, inputs.eval_set, inputs.device, options.decoding, progress=_bar(progress, len(inputs.eval_set)))
+    result.save(tmp / "profiles" / f"{name}.json")
+    return result
+
+
+def at_runtime(model, options):
+    """`model` (compressed at float32) run as deployed: float tensors and activations at the
+    runtime precision, as the dense baseline runs (the compressed storage is unchanged)."""
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[options.runtime_precision]
+    model.network.to(dtype)
+    model.info = dataclasses.replace(model.info, precision=options.runtime_precision)
+    return model
+
+
+def _compressed(inputs, assignment: dict[Group, Candidate], name: str):
+    from weightwise.models import load_model
+
+    model = load_model(inputs.model)
+    compress_(model, plan_of(assignment, name), inputs.calib)
+    return model
+
+
+def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
+    from weightwise.models import load_model
+
+    clock, timings = time.perf_counter(), {}
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step], clock = now - clock, now
+
+    model = load_model(inputs.model)
+    groups = weight_groups(model.network)
+    planned = options.space.planned(groups)
+    runtime = load_model(inputs.model, precision=options.runtime_precision)
+    reference = build_reference(model, runtime, inputs.calib, [m for g in groups for m in g.modules],
+                                options.decoding, _bar(progress, len(inputs.calib)))
+    lap("reference_s")
+    context = CompressContext(model, inputs.calib)
+    entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context,
+                                 progress)
+    lap("sensitivity_s")
+    table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries)
+
+    def measure(assignment):
+        with all_applied(model, assignment, context):
+            return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
+
+    assignment, planner = _plan(table, inputs, options, measure)
+    lap("plan_s")
+    plan = plan_of(assignment, "optimized")
+    final = _compressed(inputs, assignment, "optimized")
+    save_compressed(final, tmp / "model")
+    lap("compress_s")
+    base = _evaluate(runtime, inputs, options, progress, f"baseline-{options.runtime_precision}", tmp)
+    opt = _evaluate(at_runtime(final, options), inputs, options, progress, "optimized", tmp)
+    uniform = [{"name": options.runtime_precision, **_measured(base), "predicted": _predicted(predict(
+        table, {g: options.space.keep for g in groups}, inputs.device))}]
+    for label in options.space.uniform if options.uniform else ():
+        chosen = uniform_assignment(table, options.space.by_label(label))
+        variant = at_runtime(_compressed(inputs, chosen, label), options)
+        measured = _evaluate(variant, inputs, options, progress, f"uniform-{label}", tmp)
+        uniform.append({"name": label, **_measured(measured),
+                        "predicted": _predicted(predict(table, chosen, inputs.device))})
+    lap("evaluate_s")
+    from weightwise.optimize.report import build_summary
+
+    summary = build_summary(inputs, options, table, assignment, planner, base, opt, uniform, timings, cache_path)
+    return summary, plan

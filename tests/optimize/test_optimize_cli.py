@@ -1,0 +1,131 @@
+"""`weightwise optimize`: bad input is one line and exit 2 with nothing in --out; a real small run
+writes the plan, the compressed model, the summary and the report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from weightwise.cli import main
+from weightwise.profile.devices import DEVICES_DIR
+
+SPACE = {"candidates": [{"label": "int8", "quant": {"bits": 8}},
+                        {"label": "int4-g64", "quant": {"bits": 4, "granularity": "group", "group_size": 64}}],
+         "groups": ["re:model\\.decoder\\.layers\\.3\\.fc\\d", "model.decoder.embed_tokens"],
+         "uniform": ["int8"]}
+
+
+@pytest.fixture(scope="module")
+def speech(shared_data_dir) -> dict[str, Path]:
+    root = shared_data_dir / "speech"
+    return {"calib": root / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl",
+            "eval": root / "librispeech_test_other_mini" / "manifest.jsonl"}
+
+
+def _args(speech, out, *extra, budget="0.5", device="jetson-orin-nano", calib=None, eval_set=None):
+    return ["optimize", "--device", str(device), "--wer-budget", budget, "--calib", str(calib or speech["calib"]),
+            "--eval", str(eval_set or speech["eval"]), "--out", str(out), "--limit-calib", "2",
+            "--limit-eval", "2", *extra]
+
+
+def _one_error_line(capsys, argv, *names) -> str:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("weightwise: error: "), err
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("budget, words", [("-0.5", "> 0"), ("0", "> 0"), ("nan", "finite"), ("inf", "finite"),
+                                           ("250", "impossible")])
+def test_bad_budgets(capsys, tmp_path, speech, budget, words):
+    out = tmp_path / "out"
+    _one_error_line(capsys, _args(speech, out, budget=budget), "--wer-budget", words)
+    assert not out.exists()
+
+
+def test_device_file_with_a_missing_constant(capsys, tmp_path, speech):
+    text = (DEVICES_DIR / "jetson-orin-nano.toml").read_text()
+    broken = tmp_path / "board.toml"
+    broken.write_text(text.replace("[memory.dram_pj_per_byte]", "[memory.unused]", 1))
+    _one_error_line(capsys, _args(speech, tmp_path / "out", device=broken), str(broken))
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_manifest_without_audio(capsys, tmp_path, speech):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    _one_error_line(capsys, _args(speech, tmp_path / "out", calib=empty), str(empty))
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(json.dumps({"id": "a", "audio": "nowhere.flac", "text": None}) + "\n")
+    _one_error_line(capsys, _args(speech, tmp_path / "out", calib=missing), "nowhere.flac")
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluation_needs_transcripts_and_unseen_audio(capsys, tmp_path, speech):
+    _one_error_line(capsys, _args(speech, tmp_path / "out", eval_set=speech["calib"]), "--eval", "transcript")
+    _one_error_line(capsys, _args(speech, tmp_path / "out", calib=speech["eval"]), "--calib and --eval share")
+
+
+def test_out_must_be_new_empty_or_an_earlier_optimize_output(capsys, tmp_path, speech):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    _one_error_line(capsys, _args(speech, out), "--out", str(out))
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_bad_candidate_space(capsys, tmp_path, speech):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"candidates": [{"label": "x", "quant": {"bits": 5}}]}))
+    _one_error_line(capsys, _args(speech, tmp_path / "out", "--candidates", str(space)), str(space), "bits")
+
+
+def test_a_failure_after_validation_leaves_nothing_in_out(capsys, tmp_path, speech):
+    out = tmp_path / "out"
+    _one_error_line(capsys, _args(speech, out, "--model", str(tmp_path / "no-such-model")), "no-such-model")
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no temporary folder left either
+
+
+@pytest.mark.slow
+def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
+    from weightwise.compress import Plan
+    from weightwise.models import load_model
+
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE))
+    out = tmp_path / "opt"
+    argv = _args(speech, out, "--candidates", str(space), "--sensitivity-cache", str(tmp_path / "cache"),
+                 "--threads", "2")
+    run = subprocess.run([sys.executable, "-m", "weightwise", *argv], capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr
+    assert "below fp16" in run.stdout and "Traceback" not in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["model", "plan.json", "profiles", "report.html",
+                                                      "sensitivity.json", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["device"] == "jetson-orin-nano" and summary["baseline"]["precision"] == "fp16"
+    for part in ("baseline", "optimized"):
+        assert 0 <= summary[part]["wer"] < 1 and summary[part]["energy_j_per_audio_s"] > 0
+    assert summary["optimized"]["offchip_bytes_per_audio_s"] > 0
+    assert [u["name"] for u in summary["uniform"]] == ["fp16", "int8"]
+    assert summary["uniform"][0]["energy_j_per_audio_s"] == summary["baseline"]["energy_j_per_audio_s"]
+    assert len(summary["calib_ids"]) == 2 and len(summary["eval_ids"]) == 2 and summary["wall_s"] > 0
+    assert not set(summary["calib_ids"]) & set(summary["eval_ids"])
+    # the plan is an ordinary plan: it loads, claims every weight group, and matches the saved model
+    plan = Plan.from_json(out / "plan.json")
+    model = load_model(str(out / "model"))
+    assert model.plan.to_dict() == plan.to_dict() and len(plan.resolve(model.network)) == 67
+    chosen = {c["group"]: c["candidate"] for c in summary["choices"]}
+    assert set(chosen) == {"model.decoder.layers.3.fc1", "model.decoder.layers.3.fc2", "model.decoder.embed_tokens"}
+    assert summary["optimized"]["predicted"]["wer_delta_points"] <= 0.5 + 1e-9
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "optimized" in html
+    assert summary["sensitivity"]["scored"] == 3 * 2 + 67  # 3 planned groups x 2 candidates, keep for all
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left

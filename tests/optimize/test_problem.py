@@ -1,0 +1,84 @@
+"""The planner's energy model agrees with the profiler: on the table, and on a really compressed model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from weightwise.compress import compress_
+from weightwise.compress.candidates import Candidate, CandidateSpace, plan_of, weight_groups
+from weightwise.compress.configs import Quant
+from weightwise.compress.planner import evaluate, solve
+from weightwise.compress.sensitivity import build_reference, sensitivity
+from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict
+from weightwise.profile import analyze, load_device, trace_manifest
+
+INT8, INT4 = Candidate("int8", Quant(8)), Candidate("int4", Quant(4, "group", 64))
+SPACE = CandidateSpace((INT8, INT4), groups=("re:model\\.decoder\\.layers\\.3\\..*", "model.decoder.embed_tokens"),
+                       uniform=())
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model, samples, weightwise_cache):
+    from weightwise.models import load_model
+
+    runtime = load_model("whisper-tiny.en", precision="fp16")
+    calib = samples.head(1)  # "He could wait no longer.": the compressed model below decodes it alike
+    groups = weight_groups(tiny_model.network)
+    reference = build_reference(tiny_model, runtime, calib, [m for g in groups for m in g.modules])
+    planned = SPACE.planned(groups)
+    entries = sensitivity(tiny_model, reference, planned, SPACE)
+    keep_only = CandidateSpace((), uniform=())
+    entries.update(sensitivity(tiny_model, reference, [g for g in groups if g not in planned], keep_only))
+    return Table(reference.trace, tuple(groups), tuple(planned), SPACE, entries), calib
+
+
+@pytest.mark.parametrize("device_name", ["jetson-orin-nano", "mcu-npu"])
+def test_planner_energy_equals_the_profilers_for_its_plans(setup, device_name):
+    table, _calib = setup
+    device = load_device(device_name)
+    problem, behind = build_problem(table, device, alpha_points_per_nat=50.0)
+    assert len(problem.groups) == 11  # decoder layer 3 (10 linears) + the tied embedding/projection
+    keep = evaluate(problem, [0] * len(problem.groups))
+    # all keep (fp16 storage) is the dense fp16 model's own trace, to the joule
+    assert keep.energy_j == pytest.approx(analyze(table.base, device).energy_j_per_audio_s, rel=1e-9)
+    for budget in (0.05, 1.0, 50.0):
+        best = solve(problem, budget).best
+        profile = predict(table, assignment_of(table, behind, best.choice), device)
+        assert best.energy_j == pytest.approx(profile.energy_j_per_audio_s, rel=1e-9)
+        assert best.offchip_bytes == pytest.approx(profile.offchip_bytes_per_audio_s, rel=1e-9)
+        assert best.wer_cost <= budget
+
+
+def test_prediction_matches_the_trace_of_the_compressed_model(tiny_model, setup):
+    """Compress for real (int4 embedding/projection, int8 decoder layer 3), run it at fp16 as deployed,
+    trace it on the calibration audio: the table's prediction gives the same energy."""
+    from weightwise.models import load_model
+
+    table, calib = setup
+    device = load_device("jetson-orin-nano")
+    chosen = {g: (INT4 if g.name == "model.decoder.embed_tokens" else INT8 if "decoder.layers.3." in g.name
+                  else SPACE.keep) for g in table.groups}
+    model = load_model("whisper-tiny.en")
+    compress_(model, plan_of(chosen, "test"))
+    model.network.to(torch.float16)
+    trace, results, _ = trace_manifest(model, calib)
+    reference_texts = [r.hyp for r in trace_manifest(load_model("whisper-tiny.en", precision="fp16"), calib)[1]]
+    assert [r.hyp for r in results] == reference_texts  # same decode, so the same invocation counts
+    measured = analyze(trace, device)
+    predicted = predict(table, chosen, device)
+    assert predicted.energy_j_per_audio_s == pytest.approx(measured.energy_j_per_audio_s, rel=1e-6)
+    assert predicted.offchip_bytes_per_audio_s == pytest.approx(measured.offchip_bytes_per_audio_s, rel=1e-6)
+    assert predicted.energy_j_per_audio_s < 0.7 * analyze(table.base, device).energy_j_per_audio_s
+
+
+def test_dominated_candidates_are_those_no_plan_would_pick(setup):
+    table, _calib = setup
+    skip = dominated_on(load_device("jetson-orin-nano"), table.base)
+    group = next(g for g in table.planned if g.name == "model.decoder.layers.3.fc1")
+    keep = table.entry(group, SPACE.keep).tensors
+    assert not skip(group, keep, table.entry(group, INT8).tensors)
+    assert skip(group, keep, keep)  # equal bytes and energy: nothing to gain
+    doubled = tuple(t.__class__(**{**t.__dict__, "nbytes": 2 * t.nbytes, "bytes_read": 2 * t.bytes_read})
+                    for t in keep)
+    assert skip(group, keep, doubled)
