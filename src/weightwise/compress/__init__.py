@@ -4,7 +4,7 @@ Importing this package registers every technique's handler and compressed-module
 teaches `weightwise.models.load_model` the folders `save_compressed` writes (`register_loader`).
 """
 
-from weightwise.compress import lowrank, prune, quantize, share  # noqa: F401  (importing registers them)
+from weightwise.compress import gptq, lowrank, prune, quantize, share  # noqa: F401  (importing registers them)
 from weightwise.compress.api import compress_
 from weightwise.compress.configs import Gptq, LowRank, Prune, Quant, Share
 from weightwise.compress.io import check_compressed_out, is_compressed_dir, load_compressed, save_compressed
