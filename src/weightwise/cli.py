@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -226,6 +227,7 @@ def cmd_optimize(args) -> int:
     from weightwise.optimize import OptimizeOptions, optimize
 
     set_threads(args.threads)
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill runs the clean-up: nothing half-written in --out
     space = CandidateSpace.from_json(args.candidates) if args.candidates else CandidateSpace()
     options = OptimizeOptions(space=space, limit_calib=args.limit_calib, limit_eval=args.limit_eval,
                               cache_dir=args.sensitivity_cache, uniform=not args.no_uniform)
@@ -240,6 +242,10 @@ def cmd_optimize(args) -> int:
     print(f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s",
           file=sys.stderr)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _budget(text: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -48,6 +49,7 @@ def test_encoder_re_run_from_a_layer_equals_the_full_encoder(tiny_model, referen
             torch.testing.assert_close(out, window.encoder_out, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_kl_is_zero_uncompressed_and_grows_as_bits_drop(tiny_model, reference, groups):
     for name in ("proj_out", "model.encoder.layers.3.fc1", "model.decoder.layers.1.fc2"):
         group = next(g for g in groups.values() if name in g.modules)
@@ -57,6 +59,18 @@ def test_kl_is_zero_uncompressed_and_grows_as_bits_drop(tiny_model, reference, g
             with applied(tiny_model.network, group, candidate.config):
                 kls.append(score(tiny_model, reference, group)["kl"])
         assert 0 < kls[0] < kls[1], (name, kls)
+
+
+def test_encoder_groups_can_be_scored_on_the_first_windows_only(tiny_model, reference, groups):
+    group = groups["model.encoder.layers.3.fc2"]
+    capped = dataclasses.replace(reference, encoder_windows=1)
+    first_only = dataclasses.replace(reference, windows=reference.windows[:1])
+    with applied(tiny_model.network, group, INT8.config):
+        assert score(tiny_model, capped, group) == score(tiny_model, first_only, group)
+        assert score(tiny_model, capped, group) != score(tiny_model, reference, group)
+    decoder = groups["model.decoder.layers.0.fc1"]  # decoder groups always use every window
+    with applied(tiny_model.network, decoder, INT8.config):
+        assert score(tiny_model, capped, decoder) == score(tiny_model, reference, decoder)
 
 
 class KillAfter:
@@ -73,6 +87,7 @@ class KillAfter:
             yield job
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_with_only_the_missing_entries(tiny_model, reference, groups, tmp_path):
     chosen = [groups["model.decoder.layers.0.fc1"], groups["model.decoder.layers.3.self_attn.v_proj"]]
     path = tmp_path / "sens.jsonl"

@@ -3,9 +3,12 @@ writes the plan, the compressed model, the summary and the report."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,21 @@ def test_a_failure_after_validation_leaves_nothing_in_out(capsys, tmp_path, spee
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no temporary folder left either
 
 
+def test_a_kill_mid_run_leaves_nothing_beside_or_in_out(tmp_path, speech):
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "weightwise", *_args(speech, out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp = tmp_path / ".out.optimize-tmp"
+    deadline = time.monotonic() + 120
+    while not tmp.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tmp.exists(), "the run never started"
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "weightwise: interrupted"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     from weightwise.compress import Plan
@@ -120,6 +138,8 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     assert not set(summary["calib_ids"]) & set(summary["eval_ids"])
     # the plan is an ordinary plan: it loads, claims every weight group, and matches the saved model
     plan = Plan.from_json(out / "plan.json")
+    for handlers in ("lowrank", "prune", "quantize", "share"):  # compressed kinds register on import
+        importlib.import_module(f"weightwise.compress.{handlers}")
     model = load_model(str(out / "model"))
     assert model.plan.to_dict() == plan.to_dict() and len(plan.resolve(model.network)) == 67
     chosen = {c["group"]: c["candidate"] for c in summary["choices"]}

@@ -73,12 +73,16 @@ class Candidate:
 
 
 KEEP = Candidate("fp16", Quant(bits=16))
+# Pruned values and low-rank factors are stored in float32 today, so on most modules they hold more
+# bytes than fp16 and are skipped as dominated (no accuracy pass); they stay for the uniform
+# baselines. A small rank ({"label": "lowrank-r64", "lowrank": {"rank": 64}}) does save bytes, but
+# measured KL 0.57 nats/token on encoder layer 3's fc1 and 8.0 on the token table (int4: 0.001 and
+# 0.07), so it is never chosen under small budgets and is left out to save its accuracy passes.
 DEFAULT_CANDIDATES = (
     Candidate("int8", Quant(bits=8, granularity="channel")),
     Candidate("int4-g64", Quant(bits=4, granularity="group", group_size=64)),
     Candidate("prune50", Prune(sparsity=0.5)),
     Candidate("prune-2:4", Prune(sparsity=0.5, pattern="2:4")),
-    Candidate("lowrank-r64", LowRank(rank=64)),
     Candidate("lowrank-e0.95", LowRank(energy_fraction=0.95)),
 )
 

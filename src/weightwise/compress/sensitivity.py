@@ -70,13 +70,15 @@ class Reference:
     runtime_dtype: torch.dtype  # float dtype of the deployment the energy side models
     windows: tuple[CalibWindow, ...]
     transcripts: tuple[tuple[str, str], ...]  # (utterance id, the float model's text)
-    key: str  # hash of weights, calibration audio, decoding options and runtime precision
+    key: str  # hash of weights, calibration audio, decoding options, runtime precision, encoder_windows
+    encoder_windows: int | None = None  # encoder groups are scored on the first N windows (None: all)
 
 
-def _key(model, manifest: Manifest, options: DecodingOptions, runtime: str) -> str:
+def _key(model, manifest: Manifest, options: DecodingOptions, runtime: str, encoder_windows: int | None) -> str:
     fields = [f.name for f in dataclasses.fields(TensorTrace)]
     text = json.dumps({"weights": model.info.weights_sha256, "version": SCORE_VERSION, "trace_fields": fields,
                        "options": dataclasses.asdict(options), "runtime": runtime,
+                       "encoder_windows": encoder_windows,
                        "calib": [[u.id, str(u.audio_path), u.duration_s] for u in manifest]}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -134,13 +136,18 @@ def reference_pass(model, manifest: Manifest, options: DecodingOptions = Decodin
 
 
 def build_reference(model, runtime_model, manifest: Manifest, names: list[str],
-                    options: DecodingOptions = DecodingOptions(), progress: Progress | None = None) -> Reference:
+                    options: DecodingOptions = DecodingOptions(), progress: Progress | None = None,
+                    encoder_windows: int | None = None) -> Reference:
     """Reference of `model` (float32, the one every plan compresses) on `manifest`, with the trace
-    and call shapes of `runtime_model` (the same weights at the deployment's precision, e.g. fp16)."""
+    and call shapes of `runtime_model` (the same weights at the deployment's precision, e.g. fp16).
+
+    `encoder_windows`: score encoder groups on the first N windows only (each needs an encoder
+    re-run, about 10x a teacher-forced decoder pass); decoder groups always use every window."""
     trace, calls = trace_calls(runtime_model, manifest, names, options, progress)
     windows, transcripts = reference_pass(model, manifest, options, progress)
     runtime = runtime_model.info.precision
-    return Reference(trace, calls, runtime_model.dtype, windows, transcripts, _key(model, manifest, options, runtime))
+    key = _key(model, manifest, options, runtime, encoder_windows)
+    return Reference(trace, calls, runtime_model.dtype, windows, transcripts, key, encoder_windows)
 
 
 def _layer_of(group: Group) -> int | None:
@@ -157,7 +164,8 @@ def score(model, reference: Reference, group: Group) -> dict[str, float]:
     kl = drop = 0.0
     positions = 0
     in_encoder, layer = group.component == "encoder", _layer_of(group)
-    for w in reference.windows:
+    windows = reference.windows[:reference.encoder_windows] if in_encoder else reference.windows
+    for w in windows:
         if not in_encoder:
             encoder_out = w.encoder_out
         elif layer is not None:

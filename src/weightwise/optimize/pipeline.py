@@ -44,6 +44,7 @@ class OptimizeOptions:
     uniform: bool = True  # also measure the uniform baselines on the evaluation audio
     decoding: DecodingOptions = DECODING
     runtime_precision: str = "fp16"  # the dense baseline, and how compressed models run (activations)
+    encoder_windows: int | None = 8  # encoder groups' KL on the first N calibration windows (None: all)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def validate(model: str, device: str | Path, wer_budget: float, calib, eval_set,
                          "the optimizer never saw")
     if options.runtime_precision not in ("fp32", "fp16", "bf16"):
         raise InputError(f"runtime precision must be fp32, fp16 or bf16, got {options.runtime_precision!r}")
+    if options.encoder_windows is not None and options.encoder_windows < 1:
+        raise InputError(f"encoder_windows must be >= 1 or None, got {options.encoder_windows}")
     if options.rounds < 1 or options.bins < 10:
         raise InputError(f"rounds must be >= 1 and bins >= 10, got {options.rounds} and {options.bins}")
     out_dir = Path(out)

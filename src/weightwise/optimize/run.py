@@ -154,7 +154,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     planned = options.space.planned(groups)
     runtime = load_model(inputs.model, precision=options.runtime_precision)
     reference = build_reference(model, runtime, inputs.calib, [m for g in groups for m in g.modules],
-                                options.decoding, _bar(progress, len(inputs.calib)))
+                                options.decoding, _bar(progress, len(inputs.calib)), options.encoder_windows)
     lap("reference_s")
     context = CompressContext(model, inputs.calib)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context,
