@@ -17,7 +17,9 @@ demo: setup
 	$(WW) transcribe src/weightwise/data/samples/*.flac
 	$(WW) eval --model whisper-tiny.en --data samples --peer faster-whisper --out results/demo.json
 
+# lint-imports: the layers contract in pyproject.toml ([tool.importlinter])
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --durations=10
 
 bench-foundation: setup

@@ -20,7 +20,7 @@ from statistics import mean
 
 from weightwise.audio.noise import noise_label
 from weightwise.errors import InputError
-from weightwise.evaluate.bench_row import BenchRow
+from weightwise.bench.row import BenchRow
 from weightwise.report.bench_report import load_rows
 
 TOLERANCE = 0.15  # "about": within +-15% of the paper's ratio

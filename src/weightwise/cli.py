@@ -92,38 +92,27 @@ def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
 def _load(args):
     """The model, compressed on the fly when --plan is given (calibrating on --calib, fine-tuning
     csp rules on --finetune for --finetune-steps)."""
+    from weightwise.compress.loading import load_model_with_plan
     from weightwise.evaluate.runtime import set_threads
-    from weightwise.models import load_model
 
     set_threads(args.threads)
-    plan = calib = train = None
-    if getattr(args, "plan", None):
-        from weightwise.compress import Plan
-
-        plan = Plan.from_json(args.plan)  # validate before the (slow) model load
-        calib = _manifest(args.calib, None) if args.calib else None
-        train = _manifest(args.finetune, None) if args.finetune else None
-        if args.finetune_steps and train is None:
-            raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
-    model = load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
-    if plan is not None:
-        from weightwise.compress import compress_
-
-        compress_(model, plan, calib, train, args.finetune_steps, args.finetune_lr)
-    return model
+    plan = getattr(args, "plan", None)
+    return load_model_with_plan(args.model, args.precision, args.cache_dir, plan=plan,
+                                calib=args.calib if plan else None, train=args.finetune if plan else None,
+                                finetune_steps=args.finetune_steps if plan else 0,
+                                finetune_lr=args.finetune_lr if plan else 1e-5)
 
 
 def _manifest(data: str, limit: int | None):
-    from weightwise.data import load_manifest, sample_manifest
+    from weightwise.data import open_manifest
 
-    manifest = sample_manifest() if data == "samples" else load_manifest(data)
-    return manifest.head(limit) if limit else manifest
+    return open_manifest(data, limit)
 
 
 def cmd_transcribe(args) -> int:
     from weightwise.data import Manifest
     from weightwise.decode import transcribe
-    from weightwise.evaluate.evaluate import iter_audio
+    from weightwise.data import iter_audio
     from weightwise.outputs import check_output_path, write_json_atomic
 
     manifest = Manifest.from_paths(args.files)
@@ -222,7 +211,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def cmd_bench(args) -> int:
     from weightwise.decode import DecodingOptions
-    from weightwise.evaluate.bench import BenchConfig, run_bench
+    from weightwise.bench import BenchConfig, run_bench
     from weightwise.evaluate.runtime import set_threads
 
     set_threads(args.threads)

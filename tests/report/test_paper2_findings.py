@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-from weightwise.evaluate.bench_row import BenchRow
+from weightwise.bench.row import BenchRow
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper2_findings.py"
 spec = importlib.util.spec_from_file_location("paper2_findings", SCRIPT)
