@@ -1,6 +1,7 @@
 """`weightwise` command line: a thin shell over the Python API, one subcommand per verb.
 
 Bad input (files, manifests, model names, options) prints one line and exits with status 2.
+It imports only the top-level `weightwise` API (inside each command, so `--help` stays fast).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from weightwise.errors import InputError
+from weightwise import InputError
 
 DEFAULT_MODEL = "whisper-tiny.en"
 
@@ -41,7 +42,7 @@ def _positive_int(text: str) -> int:
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    from weightwise.models import PRECISIONS
+    from weightwise import PRECISIONS
 
     # fmt: off
     parser.add_argument("--model", default=DEFAULT_MODEL, help="registered name, checkpoint path or hub id")
@@ -61,7 +62,7 @@ def _decode_args(parser: argparse.ArgumentParser) -> None:
 
 def _options(args, **overrides):
     """DecodingOptions from --beam-size, --max-new-tokens and --no-repetition-guard."""
-    from weightwise.decode import DecodingOptions
+    from weightwise import DecodingOptions
 
     options = DecodingOptions(beam_size=args.beam_size, max_new_tokens=args.max_new_tokens, **overrides)
     return options.without_guard() if args.no_repetition_guard else options
@@ -92,8 +93,7 @@ def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
 def _load(args):
     """The model, compressed on the fly when --plan is given (calibrating on --calib, fine-tuning
     csp rules on --finetune for --finetune-steps)."""
-    from weightwise.compress.loading import load_model_with_plan
-    from weightwise.evaluate.runtime import set_threads
+    from weightwise import load_model_with_plan, set_threads
 
     set_threads(args.threads)
     plan = getattr(args, "plan", None)
@@ -104,16 +104,13 @@ def _load(args):
 
 
 def _manifest(data: str, limit: int | None):
-    from weightwise.data import open_manifest
+    from weightwise import open_manifest
 
     return open_manifest(data, limit)
 
 
 def cmd_transcribe(args) -> int:
-    from weightwise.data import Manifest
-    from weightwise.decode import transcribe
-    from weightwise.data import iter_audio
-    from weightwise.outputs import check_output_path, write_json_atomic
+    from weightwise import Manifest, check_output_path, iter_audio, transcribe, write_json_atomic
 
     manifest = Manifest.from_paths(args.files)
     if args.out is not None:
@@ -144,9 +141,7 @@ def _note_stops(name: str, out) -> None:
 
 
 def cmd_eval(args) -> int:
-    from weightwise.evaluate import evaluate, run_faster_whisper
-    from weightwise.outputs import check_output_path
-    from weightwise.report.tables import print_eval
+    from weightwise import check_output_path, evaluate, print_eval, run_faster_whisper
 
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
@@ -164,9 +159,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from weightwise.outputs import check_output_path
-    from weightwise.profile import get_meter, load_device, profile
-    from weightwise.report.tables import print_profile
+    from weightwise import check_output_path, get_meter, load_device, print_profile, profile
 
     device = load_device(args.device)  # validate cheap inputs before loading the model
     manifest = _manifest(args.data, args.limit)
@@ -178,12 +171,13 @@ def cmd_profile(args) -> int:
     manifest.check_audio()
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
-    result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
-                     meter=get_meter(args.meter), kv_dtype=args.kv_precision)
+    with get_meter(args.meter) as meter:  # closed (its sampler, its handles) when the profile ends
+        result = profile(model, manifest, device, options, progress=_progress(len(manifest)), meter=meter,
+                         kv_dtype=args.kv_precision)
     result.save(args.out)
     print_profile(result)
     if args.plot:
-        from weightwise.report.plots import plot_profile
+        from weightwise import plot_profile
 
         plot_profile(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -192,7 +186,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from weightwise.compress import check_compressed_out, save_compressed, unique_storage
+    from weightwise import check_compressed_out, save_compressed, unique_storage
 
     inputs = (args.model, args.plan, args.calib, args.finetune)
     check_compressed_out(args.out, inputs)  # before the slow load: never delete what we did not write
@@ -210,9 +204,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from weightwise.decode import DecodingOptions
-    from weightwise.bench import BenchConfig, run_bench
-    from weightwise.evaluate.runtime import set_threads
+    from weightwise import BenchConfig, DecodingOptions, run_bench, set_threads
 
     set_threads(args.threads)
     try:
@@ -229,8 +221,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from weightwise.outputs import check_output_path
-    from weightwise.report.bench_report import write_report
+    from weightwise import check_output_path, write_report
 
     check_output_path(args.output, inputs=[args.results], flag="--output")
     out = write_report(args.results, args.output)
@@ -239,15 +230,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from weightwise.models import available_models
+    from weightwise import available_models
 
     print(json.dumps(available_models()) if args.json else "\n".join(available_models()))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from weightwise.evaluate.peer import PEERS
-    from weightwise.profile.traffic import KV_BYTES_PER_VALUE
+    from weightwise import KV_BYTES_PER_VALUE, PEERS
 
     parser = argparse.ArgumentParser(prog="weightwise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
