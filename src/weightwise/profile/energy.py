@@ -13,7 +13,7 @@ not fit in it, goes through DRAM. Rates are per second of real audio (the trace'
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.placement import knapsack
@@ -178,6 +178,3 @@ def traffic_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = No
     """Key/value-cache rows, then activation rows."""
     return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device)
 
-
-def as_dicts(rows: list[TensorProfile]) -> list[dict]:
-    return [asdict(r) for r in rows]
