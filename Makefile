@@ -17,7 +17,11 @@ demo: setup
 	$(WW) transcribe src/weightwise/data/samples/*.flac
 	$(WW) eval --model whisper-tiny.en --data samples --peer faster-whisper --out results/demo.json
 
+# lint-imports: the layers contract in pyproject.toml ([tool.importlinter]); ruff: [tool.ruff] there
+# (`ruff format --check src tests benchmarks` joins them once the tree has had its one format pass)
 test: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q --durations=10
 
 bench-foundation: setup

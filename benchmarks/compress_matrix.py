@@ -13,8 +13,6 @@ import json
 import time
 from pathlib import Path
 
-from _common import SHARED_SPEECH, benchmark_parser
-
 from weightwise.compress import Plan, compress_, unique_storage
 from weightwise.data import load_manifest
 from weightwise.decode import DecodingOptions
@@ -22,6 +20,8 @@ from weightwise.evaluate import evaluate
 from weightwise.evaluate.runtime import set_threads
 from weightwise.models import load_model
 from weightwise.outputs import write_json_atomic
+
+from _common import SHARED_SPEECH, benchmark_parser
 
 HERE = Path(__file__).resolve().parent
 # openai-whisper's default sample length (n_text_ctx // 2): never reached by a normal <= 30 s
@@ -38,13 +38,15 @@ def run_plan(model_name: str, plan_path: Path | None, manifest, calib) -> dict:
     result = evaluate(model, manifest, OPTIONS)
     sizes = unique_storage(model.network)
     return {"plan": plan_path.stem if plan_path else "fp32", "wer": result.wer, "rtf": result.rtf,
-            "compress_s": compress_s, "max_new_tokens": OPTIONS.max_new_tokens, **sizes, "n_utterances": result.n_utterances,
+            "compress_s": compress_s, "max_new_tokens": OPTIONS.max_new_tokens, **sizes,
+            "n_utterances": result.n_utterances,
             "utterances": [{"id": u.id, "hyp": u.hyp} for u in result.utterances]}
 
 
 def main() -> None:
     parser = benchmark_parser(__doc__, limit=100)
-    parser.add_argument("--calib", default=str(SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"))
+    calib = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"
+    parser.add_argument("--calib", default=str(calib))
     parser.add_argument("--calib-limit", type=int, default=16)
     parser.add_argument("--plans", default="*", help="glob over benchmarks/plans/*.json stems")
     parser.add_argument("--out-dir", default=str(HERE / "results" / "compress"))
@@ -72,7 +74,8 @@ def print_table(out: Path) -> None:
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         delta = f"{100 * (r['wer'] - base['wer']):+.2f}" if base else ""
-        print(f"| {r['plan']} | {100 * r['wer']:.2f} | {delta} | {r['unique_params']:,} | {r['unique_bytes'] / 1e6:.2f} |")
+        print(f"| {r['plan']} | {100 * r['wer']:.2f} | {delta} | {r['unique_params']:,} "
+              f"| {r['unique_bytes'] / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

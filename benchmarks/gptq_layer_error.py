@@ -23,7 +23,7 @@ from weightwise.compress.configs import Gptq
 from weightwise.compress.gptq import gptq_quantize
 from weightwise.compress.quantize import dequantize_weight, quantize_weight
 from weightwise.data import load_manifest
-from weightwise.evaluate.evaluate import write_json_atomic
+from weightwise.outputs import write_json_atomic
 from weightwise.evaluate.runtime import set_threads
 from weightwise.models import load_model
 

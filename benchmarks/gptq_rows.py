@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _common import SHARED_SPEECH, benchmark_parser
 
-from weightwise.evaluate.evaluate import write_json_atomic
+from weightwise.outputs import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 CALIB_SOURCE = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import benchmark_parser
-
 from weightwise.data import load_manifest
 from weightwise.evaluate.evaluate import score
 from weightwise.evaluate.runtime import set_threads, versions
@@ -20,6 +18,8 @@ from weightwise.models import load_model
 from weightwise.outputs import write_json_atomic
 from weightwise.profile import analyze, available_devices, load_device, trace_manifest
 from weightwise.report.plots import plot_profile
+
+from _common import benchmark_parser
 
 DETAILED = ("jetson-orin-nano", "mcu-npu")
 

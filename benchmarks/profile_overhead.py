@@ -8,19 +8,18 @@ so foreign load on the machine hits both alike. Target (issue 3): traced / plain
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from _common import benchmark_parser
-
-from weightwise.data import load_manifest
+from weightwise.audio import SAMPLE_RATE
+from weightwise.data import iter_audio, load_manifest
 from weightwise.decode import transcribe
-from weightwise.evaluate.evaluate import iter_audio
 from weightwise.evaluate.runtime import set_threads, versions
+from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.models import load_model
 from weightwise.outputs import write_json_atomic
 from weightwise.profile.trace import Tracer
 
+from _common import benchmark_parser
 
 
 def main() -> None:
@@ -32,23 +31,17 @@ def main() -> None:
     items = list(iter_audio(load_manifest(args.data).head(args.limit)))
     tracer = Tracer(model.network)
 
-    def plain(samples):
+    def plain(samples, _id):
         transcribe(model, samples)
 
-    def traced(samples):
+    def traced(samples, _id):
         with tracer:
             transcribe(model, samples, observer=tracer)
 
-    runners = {"plain": plain, "traced": traced}
-    for run in runners.values():
-        run(items[0][1])  # warm-up
-    seconds = dict.fromkeys(runners, 0.0)
-    for i, (_utt, samples) in enumerate(items):
-        for name in (("plain", "traced") if i % 2 == 0 else ("traced", "plain")):
-            start = time.perf_counter()
-            runners[name](samples)
-            seconds[name] += time.perf_counter() - start
-    audio_s = sum(len(s) for _, s in items) / 16000
+    seconds = {"plain": 0.0, "traced": 0.0}
+    for call in warm_up_and_time({"plain": plain, "traced": traced}, items):  # order swapped every utterance
+        seconds[call.runner] += call.compute_s
+    audio_s = sum(len(s) for _, s in items) / SAMPLE_RATE
     ratio = seconds["traced"] / seconds["plain"]
     write_json_atomic(Path(args.out), {"model": args.model, "n_utterances": len(items), "audio_s": audio_s,
                                        "plain_s": seconds["plain"], "traced_s": seconds["traced"],

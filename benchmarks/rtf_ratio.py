@@ -10,21 +10,20 @@ samples in memory to text (features included), after one untimed warm-up per sys
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from _common import benchmark_parser
-
-from weightwise.data import load_manifest
+from weightwise.audio import SAMPLE_RATE
+from weightwise.data import iter_audio, load_manifest
 from weightwise.decode import transcribe
-from weightwise.evaluate.evaluate import iter_audio
 from weightwise.evaluate.normalize import normalize
 from weightwise.evaluate.peer import faster_whisper_runner
 from weightwise.evaluate.runtime import set_threads, versions
+from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import word_errors
 from weightwise.models import load_model
 from weightwise.outputs import write_json_atomic
 
+from _common import benchmark_parser
 
 
 def systems(model_name: str, threads: int) -> dict:
@@ -40,16 +39,14 @@ def systems(model_name: str, threads: int) -> dict:
 
 
 def measure(runners: dict, items: list) -> dict:
-    compute_s = {name: 0.0 for name in runners}
+    """Warm every system up, then time each utterance through all of them, rotating the order."""
+    timed = warm_up_and_time({name: lambda samples, _id, run=run: run(samples) for name, run in runners.items()},
+                             items)
+    compute_s = dict.fromkeys(runners, 0.0)
     hyps = {name: [] for name in runners}
-    for name, run in runners.items():  # warm-up, untimed
-        run(items[0][1])
-    names = list(runners)
-    for i, (_utt, samples) in enumerate(items):
-        for name in names[i % len(names):] + names[: i % len(names)]:
-            start = time.perf_counter()
-            hyps[name].append(runners[name](samples))
-            compute_s[name] += time.perf_counter() - start
+    for call in timed:
+        compute_s[call.runner] += call.compute_s
+        hyps[call.runner].append(call.output)
     return {"compute_s": compute_s, "hyps": hyps}
 
 
@@ -60,7 +57,7 @@ def main() -> None:
     set_threads(args.threads)
     manifest = load_manifest(args.data).head(args.limit)
     items = list(iter_audio(manifest))
-    audio_s = sum(len(s) for _, s in items) / 16000
+    audio_s = sum(len(s) for _, s in items) / SAMPLE_RATE
     measured = measure(systems(args.model, args.threads), items)
     refs = [normalize(u.text) for u, _ in items]
     rows = {}

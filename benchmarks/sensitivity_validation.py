@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 from weightwise.compress.candidates import Candidate, applied, weight_groups
 from weightwise.data import Manifest, load_manifest
 from weightwise.evaluate import evaluate
-from weightwise.evaluate.evaluate import write_json_atomic
+from weightwise.outputs import write_json_atomic
 from weightwise.evaluate.runtime import set_threads
 from weightwise.models import load_model
 from weightwise.optimize.pipeline import DECODING

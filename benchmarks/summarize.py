@@ -27,13 +27,3 @@ def main(paths: list[str]) -> None:
 if __name__ == "__main__":
     main(sys.argv[1:])
 
-
-def rtf_table(paths: list[str]) -> str:
-    """Markdown rows from benchmarks/rtf_ratio.py result files."""
-    lines = ["| model | system | RTF | RTF / faster-whisper int8 | WER % |", "|---|---|---:|---:|---:|"]
-    for path in paths:
-        r = json.load(open(path))
-        for name, row in r["systems"].items():
-            lines.append(f"| {r['model']} | {name} | {row['rtf']:.4f} | {row['rtf_vs_faster_whisper_int8']:.2f} "
-                         f"| {100 * row['wer']:.2f} |")
-    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """`weightwise` command line: a thin shell over the Python API, one subcommand per verb.
 
 Bad input (files, manifests, model names, options) prints one line and exits with status 2.
+It imports only the top-level `weightwise` API (inside each command, so `--help` stays fast).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import dataclasses
 import json
 import signal
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from weightwise.errors import InputError
+from weightwise import InputError
 
 DEFAULT_MODEL = "whisper-tiny.en"
 
@@ -42,7 +43,7 @@ def _positive_int(text: str) -> int:
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    from weightwise.models import PRECISIONS
+    from weightwise import PRECISIONS
 
     # fmt: off
     parser.add_argument("--model", default=DEFAULT_MODEL, help="registered name, checkpoint path or hub id")
@@ -62,7 +63,7 @@ def _decode_args(parser: argparse.ArgumentParser) -> None:
 
 def _options(args, **overrides):
     """DecodingOptions from --beam-size, --max-new-tokens and --no-repetition-guard."""
-    from weightwise.decode import DecodingOptions
+    from weightwise import DecodingOptions
 
     options = DecodingOptions(beam_size=args.beam_size, max_new_tokens=args.max_new_tokens, **overrides)
     return options.without_guard() if args.no_repetition_guard else options
@@ -93,39 +94,24 @@ def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
 def _load(args):
     """The model, compressed on the fly when --plan is given (calibrating on --calib, fine-tuning
     csp rules on --finetune for --finetune-steps)."""
-    from weightwise.evaluate.runtime import set_threads
-    from weightwise.models import load_model
+    from weightwise import load_model_with_plan, set_threads
 
     set_threads(args.threads)
-    plan = calib = train = None
-    if getattr(args, "plan", None):
-        from weightwise.compress import Plan
-
-        plan = Plan.from_json(args.plan)  # validate before the (slow) model load
-        calib = _manifest(args.calib, None) if args.calib else None
-        train = _manifest(args.finetune, None) if args.finetune else None
-        if args.finetune_steps and train is None:
-            raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
-    model = load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
-    if plan is not None:
-        from weightwise.compress import compress_
-
-        compress_(model, plan, calib, train, args.finetune_steps, args.finetune_lr)
-    return model
+    plan = getattr(args, "plan", None)
+    return load_model_with_plan(args.model, args.precision, args.cache_dir, plan=plan,
+                                calib=args.calib if plan else None, train=args.finetune if plan else None,
+                                finetune_steps=args.finetune_steps if plan else 0,
+                                finetune_lr=args.finetune_lr if plan else 1e-5)
 
 
 def _manifest(data: str, limit: int | None):
-    from weightwise.data import load_manifest, sample_manifest
+    from weightwise import open_manifest
 
-    manifest = sample_manifest() if data == "samples" else load_manifest(data)
-    return manifest.head(limit) if limit else manifest
+    return open_manifest(data, limit)
 
 
 def cmd_transcribe(args) -> int:
-    from weightwise.data import Manifest
-    from weightwise.decode import transcribe
-    from weightwise.evaluate.evaluate import iter_audio
-    from weightwise.outputs import check_output_path, write_json_atomic
+    from weightwise import Manifest, check_output_path, iter_audio, transcribe, write_json_atomic
 
     manifest = Manifest.from_paths(args.files)
     if args.out is not None:
@@ -156,9 +142,7 @@ def _note_stops(name: str, out) -> None:
 
 
 def cmd_eval(args) -> int:
-    from weightwise.evaluate import evaluate, run_faster_whisper
-    from weightwise.outputs import check_output_path
-    from weightwise.report.tables import print_eval
+    from weightwise import check_output_path, evaluate, print_eval, run_faster_whisper
 
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
@@ -176,10 +160,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from weightwise.outputs import check_output_path
-    from weightwise.profile import get_meter, load_device, profile
-    from weightwise.profile.traffic import check_act_dtype
-    from weightwise.report.tables import print_profile
+    from weightwise import check_act_dtype, check_output_path, get_meter, load_device, print_profile, profile
 
     device = load_device(args.device)  # validate cheap inputs before loading the model
     if args.activation_precision is not None:
@@ -193,13 +174,14 @@ def cmd_profile(args) -> int:
     manifest.check_audio()
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
-    result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
-                     meter=get_meter(args.meter), kv_dtype=args.kv_precision,
-                     act_dtype=args.activation_precision, fused_attention=args.fused_attention)
+    with get_meter(args.meter) as meter:  # closed (its sampler, its handles) when the profile ends
+        result = profile(model, manifest, device, options, progress=_progress(len(manifest)), meter=meter,
+                         kv_dtype=args.kv_precision, act_dtype=args.activation_precision,
+                         fused_attention=args.fused_attention)
     result.save(args.out)
     print_profile(result)
     if args.plot:
-        from weightwise.report.plots import plot_profile
+        from weightwise import plot_profile
 
         plot_profile(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -208,7 +190,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from weightwise.compress import check_compressed_out, save_compressed, unique_storage
+    from weightwise import check_compressed_out, save_compressed, unique_storage
 
     inputs = (args.model, args.plan, args.calib, args.finetune)
     check_compressed_out(args.out, inputs)  # before the slow load: never delete what we did not write
@@ -222,9 +204,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_optimize(args) -> int:
-    from weightwise.compress.candidates import CandidateSpace
-    from weightwise.evaluate.runtime import set_threads
-    from weightwise.optimize import OptimizeOptions, optimize
+    from weightwise import CandidateSpace, OptimizeOptions, optimize, set_threads
 
     set_threads(args.threads)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill runs the clean-up: nothing half-written in --out
@@ -260,9 +240,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from weightwise.decode import DecodingOptions
-    from weightwise.evaluate.bench import BenchConfig, run_bench
-    from weightwise.evaluate.runtime import set_threads
+    from weightwise import BenchConfig, DecodingOptions, run_bench, set_threads
 
     set_threads(args.threads)
     try:
@@ -279,8 +257,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from weightwise.outputs import check_output_path
-    from weightwise.report.bench_report import write_report
+    from weightwise import check_output_path, write_report
 
     check_output_path(args.output, inputs=[args.results], flag="--output")
     out = write_report(args.results, args.output)
@@ -289,15 +266,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from weightwise.models import available_models
+    from weightwise import available_models
 
     print(json.dumps(available_models()) if args.json else "\n".join(available_models()))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from weightwise.evaluate.peer import PEERS
-    from weightwise.profile.traffic import KV_BYTES_PER_VALUE
+    from weightwise import KV_BYTES_PER_VALUE, PEERS
 
     parser = argparse.ArgumentParser(prog="weightwise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

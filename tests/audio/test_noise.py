@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -21,9 +20,7 @@ from weightwise.audio import (
     mix_at_snr,
     noise_for,
     noise_label,
-    resolve_noise,
 )
-from weightwise.audio import noise as noise_module
 from weightwise.errors import InputError
 
 BABBLE = "noise/babble_librispeech_derived"
@@ -100,7 +97,7 @@ def test_pink_falls_10_db_per_decade_and_white_is_flat():
 
 def test_same_seed_same_noise_other_seed_other_noise(tmp_path: Path):
     clip = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * SAMPLE_RATE).astype(np.float32)
-    recorded = resolve_noise(str(_write_clip(tmp_path / "hum.wav", clip)))
+    recorded = NoiseSource("hum", "recorded", (_write_clip(tmp_path / "hum.wav", clip),))
     for source in (WHITE, PINK, recorded):
         a, b, c = (noise_for(source, SAMPLE_RATE, seed=s) for s in (5, 5, 6))
         np.testing.assert_array_equal(a, b)
@@ -109,7 +106,7 @@ def test_same_seed_same_noise_other_seed_other_noise(tmp_path: Path):
 
 def test_short_clip_is_looped_to_the_speech_length(tmp_path: Path):
     clip = np.random.default_rng(1).uniform(-0.5, 0.5, SAMPLE_RATE).astype(np.float32)  # 1 s
-    source = resolve_noise(str(_write_clip(tmp_path / "one_second.wav", clip)))
+    source = NoiseSource("one_second", "recorded", (_write_clip(tmp_path / "one_second.wav", clip),))
     speech = _speech(3.5)
     mix = add_noise(speech, source, 0.0, seed=2)
     added = mix.astype(np.float64) - speech.astype(np.float64)
@@ -125,7 +122,7 @@ def test_short_clip_is_looped_to_the_speech_length(tmp_path: Path):
 
 def test_long_clip_is_cropped_without_wrapping(tmp_path: Path):
     clip = np.linspace(-0.9, 0.9, 5 * SAMPLE_RATE, dtype=np.float32)  # every sample distinct
-    source = resolve_noise(str(_write_clip(tmp_path / "ramp.wav", clip)))
+    source = NoiseSource("ramp", "recorded", (_write_clip(tmp_path / "ramp.wav", clip),))
     starts = set()
     for seed in range(5):
         segment = noise_for(source, SAMPLE_RATE, seed=seed)
@@ -136,70 +133,10 @@ def test_long_clip_is_cropped_without_wrapping(tmp_path: Path):
     assert len(starts) > 1  # the offset is drawn, not always 0
 
 
-def test_file_manifest_and_folder_specs(tmp_path: Path):
-    folder = tmp_path / "street"
-    (folder / "audio").mkdir(parents=True)
-    records = []
-    for i in range(3):
-        samples = np.full(SAMPLE_RATE, 0.1 * (i + 1), dtype=np.float32)
-        _write_clip(folder / "audio" / f"c{i}.wav", samples)
-        records.append({"id": f"c{i}", "audio": f"audio/c{i}.wav", "kind": "recorded"})
-    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    expected = tuple((folder / "audio" / f"c{i}.wav").resolve() for i in range(3))
-    for spec in (folder, folder / "manifest.jsonl"):
-        source = resolve_noise(str(spec))
-        assert (source.name, source.kind, source.paths) == ("street", "recorded", expected)
-    single = resolve_noise(str(folder / "audio" / "c1.wav"))
-    assert (single.name, single.kind, single.paths) == ("c1", "recorded", (expected[1],))
-    drawn = {float(noise_for(source, 100, seed=s)[0]) for s in range(20)}
-    assert len(drawn) > 1  # the clip itself is drawn per seed
-
-
 @pytest.mark.parametrize("spec, name", [("white", "white"), ("babble", "babble"), ("n/street/manifest.jsonl", "street"),
                                         ("n/street", "street"), ("clips/running_tap.flac", "running_tap")])
-def test_noise_label_is_the_short_name_resolve_noise_gives(spec, name):
+def test_noise_label_is_the_short_name_of_a_spec(spec, name):
     assert noise_label(spec) == name
-
-
-def test_babble_resolves_to_the_four_shared_clips(shared_data_dir: Path):
-    lines = (shared_data_dir / BABBLE / "manifest.jsonl").read_text().splitlines()
-    expected = tuple((shared_data_dir / BABBLE / json.loads(x)["audio"]).resolve() for x in lines)
-    source = resolve_noise("babble", shared_data_dir)
-    assert len(expected) == 4
-    assert (source.name, source.kind, source.paths) == ("babble", "derived", expected)
-    speech = _speech(1.0)
-    assert abs(_snr_db(speech, add_noise(speech, source, 5.0, seed=cell_seed("u", 5))) - 5) < 1e-6
-
-
-def test_babble_finds_shared_data_from_the_environment(tmp_path: Path, monkeypatch):
-    folder = tmp_path / BABBLE
-    (folder / "audio").mkdir(parents=True)
-    _write_clip(folder / "audio" / "b.wav", np.full(100, 0.1, dtype=np.float32))
-    record = {"id": "b", "audio": "audio/b.wav", "kind": "derived"}
-    (folder / "manifest.jsonl").write_text(json.dumps(record) + "\n")
-    monkeypatch.setenv("WEIGHTWISE_SHARED_DATA", str(tmp_path))
-    assert resolve_noise("babble").paths == ((folder / "audio" / "b.wav").resolve(),)
-
-
-def test_babble_without_shared_data_is_an_input_error(tmp_path: Path, monkeypatch):
-    monkeypatch.delenv("WEIGHTWISE_SHARED_DATA", raising=False)
-    monkeypatch.setattr(noise_module, "_DEFAULT_SHARED_DATA", tmp_path / "missing")
-    with pytest.raises(InputError, match="WEIGHTWISE_SHARED_DATA"):
-        resolve_noise("babble")
-
-
-def test_unknown_spec_lists_the_choices():
-    with pytest.raises(InputError) as err:
-        resolve_noise("traffic")
-    for word in ("traffic", "white", "pink", "babble"):
-        assert word in str(err.value)
-
-
-def test_missing_noise_file_is_an_input_error(tmp_path: Path):
-    with pytest.raises(InputError, match="not found"):
-        resolve_noise(str(tmp_path / "nope.wav"))
-    with pytest.raises(InputError, match="not found"):
-        resolve_noise(str(tmp_path / "manifest.jsonl"))
 
 
 @pytest.mark.parametrize("silent", ["speech", "noise"])

@@ -48,7 +48,7 @@ def finetuned(weightwise_cache, one_thread):
     hard_mask(weights, CONFIG.sparsity)  # reference: magnitude pruning of the original weights
     magnitude_loss = mean_loss(model, train)
     with torch.no_grad():
-        for name, weight in zip(NAMES, weights):
+        for name, weight in zip(NAMES, weights, strict=True):
             weight.copy_(before[f"{name}.weight"])
     stats = csp_finetune_(model, NAMES, CONFIG, train, STEPS, LR)
     assert {n: p.requires_grad for n, p in network.named_parameters()} == grad_flags

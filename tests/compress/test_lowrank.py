@@ -14,8 +14,7 @@ from safetensors.torch import save_model
 from torch import nn
 
 from weightwise.compress.configs import LowRank
-from weightwise.compress.lowrank import (LowRankEmbedding, LowRankLinear, LowRankWarning, lowrank_,
-                                         lowrank_factors)
+from weightwise.compress.lowrank import LowRankEmbedding, LowRankLinear, LowRankWarning, lowrank_, lowrank_factors
 from weightwise.compress.modules import CompressedModule, rebuild, replace_module
 from weightwise.compress.share import tie_shared, unique_storage
 from weightwise.errors import InputError

@@ -58,7 +58,7 @@ def test_full_sharing_stores_one_mean_weight():
     torch.testing.assert_close(layers[0].weight.detach(), sum(originals) / 3)
     x = torch.randn(5, 10)
     assert len({id(m.bias) for m in layers}) == 3  # each keeps its own bias
-    for module, bias in zip(layers, own_biases):
+    for module, bias in zip(layers, own_biases, strict=True):
         assert torch.equal(module.bias, bias)
         torch.testing.assert_close(module(x), F.linear(x, sum(originals) / 3, bias))
     keys = [module_storage(m)["weight"].key for m in layers]
@@ -83,7 +83,7 @@ def test_tracer_counts_a_shared_weight_once():
 
 
 def concatenated_error(originals, approximations) -> float:
-    return float(sum(((w.double() - a.double()) ** 2).sum() for w, a in zip(originals, approximations)))
+    return float(sum(((w.double() - a.double()) ** 2).sum() for w, a in zip(originals, approximations, strict=True)))
 
 
 def test_lowrank_u_shares_u_and_keeps_one_v_per_layer():
@@ -96,7 +96,7 @@ def test_lowrank_u_shares_u_and_keeps_one_v_per_layer():
     assert len({id(m.v) for m in layers}) == 3 and layers[0].v.shape == (rank, 10)
     u = layers[0].u.detach()
     torch.testing.assert_close(u.T @ u, torch.eye(rank), atol=1e-5, rtol=0)
-    for module, w in zip(layers, originals):
+    for module, w in zip(layers, originals, strict=True):
         torch.testing.assert_close(module.v.detach(), u.T @ w, atol=1e-5, rtol=1e-5)  # least squares
     s = np.linalg.svd(torch.cat(originals, dim=1).double().numpy(), compute_uv=False)  # [W1 W2 W3]
     approximations = [(m.u @ m.v).detach() for m in layers]
@@ -121,7 +121,7 @@ def test_lowrank_v_shares_v_and_keeps_one_u_per_layer():
     discarded = float((s[rank:] ** 2).sum())
     assert concatenated_error(originals, approximations) == pytest.approx(discarded, rel=1e-5)
     x = torch.randn(4, 10)
-    for module, approx in zip(layers, approximations):
+    for module, approx in zip(layers, approximations, strict=True):
         torch.testing.assert_close(module(x), F.linear(x, approx, module.bias))
     assert unique_storage(network)["unique_params"] == 3 * 12 * rank + rank * 10 + 3 * 12 + 48
 
@@ -143,7 +143,7 @@ def test_share_rank_above_the_maximum_is_an_error(what, limit):
     with pytest.raises(InputError, match=rf"^layers\.0, layers\.1: share {what} rank 50 is above the "
                                          rf"maximum rank {limit} "):
         share_(network, ["layers.0", "layers.1"], Share(what, rank=50))
-    assert all(torch.equal(a, b) for a, b in zip(before, weights(network)))  # nothing replaced
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(network), strict=True))  # nothing replaced
 
 
 def test_share_rejects_non_linear():

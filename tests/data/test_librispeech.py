@@ -39,7 +39,7 @@ def test_matches_the_shared_manifest(shared_data_dir: Path, tmp_path: Path, with
     expected = _records(shared_data_dir)
     assert [u.id for u in manifest] == [r["id"] for r in expected]
     assert [u.text for u in manifest] == [r["text"] for r in expected]
-    for utt, record in zip(manifest, expected):
+    for utt, record in zip(manifest, expected, strict=True):
         assert utt.speaker == "1089"
         assert utt.duration_s == pytest.approx(record["duration"], abs=1e-3)
         assert utt.audio_path.is_absolute() and utt.audio_path.name == f"{utt.id}.flac"

@@ -209,7 +209,7 @@ def test_long_form_text_covers_both_halves(long_form):
 def test_beam_search(tiny_model, tiny_greedy, sample_audio, samples):
     options = DecodingOptions(beam_size=3)
     hyps = []
-    for utt, audio in sample_audio:
+    for _utt, audio in sample_audio:
         rec = Recorder()
         out = transcribe(tiny_model, audio, options, observer=rec)
         hyps.append(out.text)

@@ -47,7 +47,7 @@ def test_utterances_follow_the_manifest(tiny_eval, samples, tiny_greedy):
 def test_audio_seconds_and_rtf(tiny_eval, samples):
     result, _ = tiny_eval
     assert result.audio_s == pytest.approx(sum(u.duration_s for u in samples), abs=1e-3)
-    for utt, u in zip(samples, result.utterances):
+    for utt, u in zip(samples, result.utterances, strict=True):
         info = sf.info(utt.audio_path)
         assert info.samplerate == 16000
         assert u.audio_s == info.frames / 16000
@@ -92,7 +92,7 @@ def test_json_round_trip(tiny_eval, tmp_path):
     assert data["wer"] == result.wer and data["rtf"] == result.rtf
     assert data["audio_s"] == result.audio_s and data["peak_rss_mb"] == result.peak_rss_mb
     assert isinstance(data["utterances"], list) and len(data["utterances"]) == 4
-    for row, u in zip(data["utterances"], result.utterances):
+    for row, u in zip(data["utterances"], result.utterances, strict=True):
         assert {"id", "ref", "hyp"} <= row.keys()
         assert (row["id"], row["ref"], row["hyp"]) == (u.id, u.ref, u.hyp)
     assert data == json.loads(json.dumps(dataclasses.asdict(result)))

@@ -36,7 +36,7 @@ def test_peer_scores(with_peer, samples):
 
 def test_peer_comparison_fields(with_peer, tiny_eval):
     ours, peer = tiny_eval[0], with_peer.peer
-    same = [_norm(a.hyp) == _norm(b.hyp) for a, b in zip(ours.utterances, peer.utterances)]
+    same = [_norm(a.hyp) == _norm(b.hyp) for a, b in zip(ours.utterances, peer.utterances, strict=True)]
     assert peer.same_normalized_fraction == pytest.approx(sum(same) / len(same))
     assert peer.same_normalized_fraction >= 0.5  # same weights, same decoding settings
     assert peer.rtf_ratio == pytest.approx(ours.rtf / peer.rtf, rel=1e-12)

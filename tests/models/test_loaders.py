@@ -207,7 +207,7 @@ def test_name_mapping_round_trips_every_key(tiny_model):
     keys = [k for k in tiny_model.network.state_dict() if k != "proj_out.weight"]  # dropped on export
     openai_names = [hf_to_openai_name(k) for k in keys]
     assert len(set(openai_names)) == len(keys)
-    for key, name in zip(keys, openai_names):
+    for key, name in zip(keys, openai_names, strict=True):
         assert openai_to_hf_name(name) == key
     assert hf_to_openai_name("model.decoder.layers.2.encoder_attn_layer_norm.weight") == \
         "decoder.blocks.2.cross_attn_ln.weight"

@@ -43,7 +43,7 @@ def _valid() -> dict:
         },
         "compute": {
             "peak_macs_per_s": _c(1.0e12, "MAC/s"),
-            "pj_per_mac": {d: _c(v, "pJ/MAC") for d, v in zip(DTYPES, (4.0, 1.5, 1.0, 0.3, 0.15))},
+            "pj_per_mac": {d: _c(v, "pJ/MAC") for d, v in zip(DTYPES, (4.0, 1.5, 1.0, 0.3, 0.15), strict=True)},
         },
     }
 
@@ -219,7 +219,7 @@ def test_user_toml_inline_tables_and_extra_dtype(tmp_path):
         lines.append(f'{key} = {{ value = {v}, unit = "{u}", source = "made up" }}')
     lines += ["[compute]", 'peak_macs_per_s = { value = 1e9, unit = "MAC/s", source = "made up" }',
               "[compute.pj_per_mac]"]
-    for d, v in zip(DTYPES + ("fp8",), (4.0, 1.5, 1.0, 0.3, 0.15, 0.5)):
+    for d, v in zip(DTYPES + ("fp8",), (4.0, 1.5, 1.0, 0.3, 0.15, 0.5), strict=True):
         lines.append(f'{d} = {{ value = {v}, unit = "pJ/MAC", source = "made up" }}')
     spec = load_device(_write(tmp_path, "\n".join(lines) + "\n"))
     assert spec.onchip_weight_bytes == 4096 and spec.onchip_activation_bytes == 2048

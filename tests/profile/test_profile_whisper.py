@@ -95,8 +95,11 @@ def test_cli_profile_contract(tmp_path, tiny_model, capsys):
     out, plot = tmp_path / "p.json", tmp_path / "p.png"
     assert main(["profile", "--model", "whisper-tiny.en", "--device", "mcu-npu", "--data", "samples",
                  "--limit", "1", "--kv-precision", "int8", "--activation-precision", "fp16", "--fused-attention",
-                 "--out", str(out), "--plot", str(plot)]) == 0
+                 "--meter", "null", "--out", str(out), "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
+    # the meter's name, why it measured nothing, and its energy are separate fields; `measured` stays
+    assert (data["meter"], data["measured_energy_j"]) == ("null", None)
+    assert "disabled" in data["meter_reason"] and data["measured"]["reason"] == data["meter_reason"]
     for key in ("device", "audio_s", "energy_j_per_audio_s", "offchip_bytes_per_audio_s",
                 "baseline_offchip_bytes_per_audio_s", "components", "tensors", "traffic",
                 "component_energy_j_per_audio_s", "component_offchip_bytes_per_audio_s"):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from weightwise.bench.row import ROW_VERSION, BenchRow
 from weightwise.cli import main
-from weightwise.evaluate.bench_row import BenchRow
 from weightwise.report.bench_report import load_rows, pareto_front, summary_table, wer_table, write_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,12 +58,12 @@ def test_summary_and_wer_tables_by_hand(results):
     assert body[0] == ["weightwise m fp32", "10.00", "50.00", "20.00"]
     assert body[1] == ["weightwise m int8", "12.00", "", ""]
     header, body = summary_table(rows)
-    line = dict(zip(header, body[0]))
+    line = dict(zip(header, body[0], strict=True))
     assert line["mean noisy WER %"] == "35.00" and line["cells"] == "3" and line["energy vs fp32"] == ""
-    int8 = dict(zip(header, body[1]))
+    int8 = dict(zip(header, body[1], strict=True))
     assert int8["mJ/audio-s"] == "6" and int8["energy vs fp32"] == "0.30x" and int8["RTF vs fp32"] == "1.00x"
     assert int8["RTF vs peer"] == "0.25x" and line["RTF vs peer"] == ""  # no float32 peer row for fp32
-    peer = dict(zip(header, body[3]))
+    peer = dict(zip(header, body[3], strict=True))
     assert peer["variant"] == "faster-whisper m int8" and peer["mJ/audio-s"] == "" and peer["energy vs fp32"] == ""
 
 
@@ -107,12 +107,12 @@ def test_a_cell_twice_is_refused_not_counted_twice(results, tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_version_0_and_1_rows_together_and_a_torn_tail(results, tmp_path):
+def test_rows_of_older_versions_together_and_a_torn_tail(results, tmp_path):
     old = {k: v for k, v in json.loads(results.read_text().splitlines()[0]).items() if k not in ("version",)}
     lines = results.read_text().splitlines(keepends=True)[1:]
     results.write_text(json.dumps(old) + "\n" + "".join(lines) + '{"cell": "[\\"weightwise\\", \\"m')
     rows = load_rows(results)
-    assert [r.version for r in rows] == [0, 1, 1, 1, 1, 1]
+    assert [r.version for r in rows] == [0, ROW_VERSION, ROW_VERSION, ROW_VERSION, ROW_VERSION, ROW_VERSION]
     text = write_report(results, tmp_path / "report.md").read_text()
     assert text.count("| weightwise |") == 5  # the torn last write (a bench still running) is left out
 

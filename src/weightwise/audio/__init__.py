@@ -1,4 +1,8 @@
-"""Audio in: files or arrays -> mono float32 at 16 kHz (see `io`); noise at an SNR (see `noise`)."""
+"""Audio in: files or arrays -> mono float32 at `SAMPLE_RATE` (see `io`); noise at an SNR (see `noise`).
+
+Every audio constant lives here (`SAMPLE_RATE`); this package imports nothing from weightwise but
+`errors`: finding noise clips by name or manifest is `weightwise.data.resolve_noise`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from weightwise.audio.noise import (
     NoiseSource,
     add_noise,
     cell_seed,
+    load_clip,
     mix_at_snr,
     noise_for,
     noise_label,
-    resolve_noise,
 )
 
 __all__ = [
@@ -22,9 +26,9 @@ __all__ = [
     "audio_duration_s",
     "cell_seed",
     "load_audio",
+    "load_clip",
     "mix_at_snr",
     "noise_for",
     "noise_label",
-    "resolve_noise",
     "to_mono_16k",
 ]

@@ -1,7 +1,8 @@
 """Noise for robustness runs: where it comes from, and mixing it in at an exact SNR.
 
 A `NoiseSource` is either generated (white, pink) or a set of clips on disk (the derived babble
-in shared/data, any audio file, any manifest). `noise_for` draws a seeded segment of the length
+in shared/data, any audio file, any manifest); `weightwise.data.resolve_noise` turns a user's noise
+name or path into one (reading a manifest is the data layer's job). `noise_for` draws a seeded segment of the length
 asked for, and `mix_at_snr` scales it so that speech power over noise power, measured over the
 whole utterance, is the requested SNR. Seeds come from `cell_seed(utterance id, noise, snr)`, so
 every benchmark cell hears the same noise in every run and process (lhotse's seeded `mix`).
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,17 +25,16 @@ Decibels = float  # unit alias, as in lhotse
 SYNTHETIC = ("white", "pink")  # generated here, no files
 NAMED_SETS = {"babble": "noise/babble_librispeech_derived"}  # relative to shared/data
 KINDS = ("synthetic", "recorded", "derived")
-# src/weightwise/audio/noise.py -> parents[3] is the repository root; shared/ sits beside it.
-_DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 __all__ = [
     "Decibels",
     "NoiseSource",
     "add_noise",
     "cell_seed",
+    "load_clip",
     "mix_at_snr",
     "noise_for",
-    "resolve_noise",
+    "noise_label",
 ]
 
 
@@ -62,34 +61,6 @@ class NoiseSource:
             raise InputError(f"noise '{self.name}' has no clips and is not one of {SYNTHETIC}")
 
 
-def resolve_noise(spec: str, shared_data: Path | None = None) -> NoiseSource:
-    """Turn a user's noise name or path into a `NoiseSource`.
-
-    Args:
-        spec: "white", "pink", "babble", an audio file, a manifest.jsonl, or its folder.
-        shared_data: the shared/data folder for named sets; defaults to $WEIGHTWISE_SHARED_DATA,
-            else shared/data beside the repository.
-
-    Raises:
-        InputError: unknown name, missing file, no shared data folder, or a bad manifest.
-    """
-    if spec in SYNTHETIC:
-        return NoiseSource(spec, "synthetic")
-    if spec in NAMED_SETS:
-        return _from_manifest(_shared_data_dir(spec, shared_data) / NAMED_SETS[spec], spec)
-    path = Path(spec).expanduser()
-    if path.is_dir() or path.suffix == ".jsonl":
-        return _from_manifest(path, noise_label(spec))
-    if path.is_file():
-        return NoiseSource(noise_label(spec), "recorded", (path.resolve(),))
-    if path.suffix or os.sep in spec:
-        raise InputError(f"{path}: noise file not found")
-    choices = ", ".join((*SYNTHETIC, *NAMED_SETS))
-    raise InputError(
-        f"unknown noise '{spec}' (choose {choices}, an audio file, or a manifest.jsonl/its folder)"
-    )
-
-
 def noise_label(spec: str) -> str:
     """The short name of a noise spec: the spec itself for a named noise, the folder of a
     manifest.jsonl, else the file or folder name without suffix."""
@@ -111,7 +82,7 @@ def noise_for(source: NoiseSource, n_samples: int, seed: int) -> np.ndarray:
     if not source.paths:
         white = rng.standard_normal(int(n_samples))
         return _unit_rms(_pinked(white) if source.name == "pink" else white)
-    clip = _load_clip(source.paths[int(rng.integers(len(source.paths)))])
+    clip = load_clip(source.paths[int(rng.integers(len(source.paths)))])
     if n_samples <= len(clip):
         start = int(rng.integers(len(clip) - n_samples + 1))
         return clip[start : start + n_samples].copy()
@@ -179,29 +150,8 @@ def _unit_rms(samples: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _load_clip(path: Path) -> np.ndarray:
+def load_clip(path: Path) -> np.ndarray:
     """A noise clip as 16 kHz mono float32, read once per process and frozen (it is shared)."""
     clip = load_audio(path)
     clip.flags.writeable = False
     return clip
-
-
-def _shared_data_dir(spec: str, shared_data: Path | None) -> Path:
-    """The explicit folder, else $WEIGHTWISE_SHARED_DATA, else shared/data beside the repo."""
-    if shared_data is not None:
-        return Path(shared_data)
-    if os.environ.get("WEIGHTWISE_SHARED_DATA"):
-        return Path(os.environ["WEIGHTWISE_SHARED_DATA"])
-    if _DEFAULT_SHARED_DATA.is_dir():
-        return _DEFAULT_SHARED_DATA
-    raise InputError(f"noise '{spec}' needs the shared data folder (set WEIGHTWISE_SHARED_DATA)")
-
-
-def _from_manifest(path: Path, name: str) -> NoiseSource:
-    """All clips of a manifest (a .jsonl or its folder); kind from its entries when they agree."""
-    from weightwise.data.manifest import load_manifest  # data.manifest imports weightwise.audio
-
-    manifest = load_manifest(path)
-    kinds = {str(u.extra.get("kind", "recorded")) for u in manifest}
-    kind = kinds.pop() if len(kinds) == 1 and kinds <= set(KINDS) else "recorded"
-    return NoiseSource(name, kind, tuple(u.audio_path for u in manifest))

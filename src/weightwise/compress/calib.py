@@ -11,9 +11,8 @@ from typing import NamedTuple
 
 import torch
 
-from weightwise.data import Manifest
+from weightwise.data import Manifest, iter_audio
 from weightwise.decode import transcribe
-from weightwise.evaluate.evaluate import iter_audio
 
 ROWS_PER_CALL = 128  # encoder calls carry 1500 frames; keep an even subsample of them
 MAX_ROWS = 4096  # per module

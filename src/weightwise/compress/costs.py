@@ -21,7 +21,7 @@ import torch
 
 from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions, transcribe
-from weightwise.evaluate.evaluate import iter_audio
+from weightwise.data import iter_audio
 from weightwise.profile.trace import TensorTrace, Trace, Tracer
 
 Shape = tuple[tuple[int, ...], str]  # (input shape, "float" | "long")

@@ -38,6 +38,8 @@ import math
 import numpy as np
 import torch
 
+from weightwise.compress.masks import nm_mask, topk_mask
+
 ITERATIONS = 100
 RAMP_FRACTION = 0.7
 DAMPING = 0.01
@@ -159,8 +161,6 @@ def csp_prune(weight: torch.Tensor, g: torch.Tensor, sparsity: float, nm: tuple[
     Unstructured: exactly floor(sparsity * in) zeros per row. N:M: the N largest of every M
     consecutive inputs of the final iterate (the iterations ramp to sparsity 1 - N/M).
     """
-    from weightwise.compress.prune import nm_mask, topk_mask
-
     weight, gd = weight.float(), damped(g.float())
     target = 1.0 - nm[0] / nm[1] if nm else sparsity
     final = fista(weight, gd, target, iterations, threshold)

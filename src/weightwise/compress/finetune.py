@@ -40,7 +40,7 @@ from torch import nn
 from weightwise.audio import load_audio
 from weightwise.compress import csp
 from weightwise.compress.configs import Prune
-from weightwise.compress.prune import topk_mask
+from weightwise.compress.masks import topk_mask
 from weightwise.data import Manifest, Utterance
 from weightwise.decode.features import SAMPLE_RATE, log_mel_spectrogram, split_windows
 from weightwise.errors import InputError

@@ -29,6 +29,8 @@ from torch import nn
 
 from weightwise.compress import csp
 from weightwise.compress.configs import Prune
+from weightwise.compress.finetune import csp_finetune_
+from weightwise.compress.masks import nm_mask, topk_mask
 from weightwise.compress.modules import register_handler, register_module
 from weightwise.compress.weightop import (WeightOpModule, flat_weight, frozen, op_of, replace_group,
                                           tied_groups)
@@ -56,20 +58,6 @@ def magnitude_mask(weight: torch.Tensor, config: Prune) -> torch.Tensor:
         channels = torch.topk(weight.norm(dim=1), keep).indices
         return torch.zeros(rows, dtype=torch.bool).index_fill_(0, channels, True)[:, None].expand(rows, cols)
     return topk_mask(weight.abs(), keep)
-
-
-def topk_mask(score: torch.Tensor, keep: int) -> torch.Tensor:
-    """Bool mask of the `keep` largest scores in every row."""
-    mask = torch.zeros(score.shape, dtype=torch.bool)
-    return mask.scatter_(1, torch.topk(score, keep, dim=1).indices, True)
-
-
-def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Bool mask of the `n` largest |score| in every `m` consecutive elements of a row."""
-    rows, cols = score.shape
-    groups = score.abs().reshape(rows, cols // m, m)
-    mask = torch.zeros(groups.shape, dtype=torch.bool)
-    return mask.scatter_(2, torch.topk(groups, n, dim=2).indices, True).reshape(rows, cols)
 
 
 @register_module
@@ -205,8 +193,6 @@ def _finetune(network: nn.Module, groups: list[list[str]], csp_groups: list[list
               context: Any) -> None:
     """CSP's fine-tuning form (`weightwise.compress.finetune`): train all the rule's CSP layers
     together, then store each sparsified weight; the other groups are pruned by magnitude."""
-    from weightwise.compress.finetune import csp_finetune_
-
     csp_finetune_(context.model, [g[0] for g in csp_groups], config, context.train,
                   context.finetune_steps, context.finetune_lr)
     for group in groups:  # fine-tuned weights already hold exactly floor(s * in) zeros per row

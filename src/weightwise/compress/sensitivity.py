@@ -41,7 +41,7 @@ from weightwise.compress.lowrank import LowRankWarning
 from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions, transcribe
 from weightwise.errors import InputError
-from weightwise.evaluate.evaluate import iter_audio
+from weightwise.data import iter_audio
 from weightwise.profile.trace import TensorTrace, Trace
 
 SCORE_VERSION = 1  # bump when the score's definition changes (invalidates caches)

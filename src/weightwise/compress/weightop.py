@@ -1,6 +1,6 @@
 """`WeightOpModule`: the base of quantized and pruned modules, and helpers for replacing modules.
 
-The replaced module's op (linear, conv1d, embedding, Whisper positions) runs with a float weight
+The replaced module's op (linear, conv1d, embedding) runs with a float weight
 rebuilt from the compressed state and cached in the non-persistent buffer ``weight``.
 
 Tied weights: when a rule claims every module sharing one Parameter (Whisper's
@@ -33,8 +33,6 @@ def op_of(module: nn.Module, name: str) -> tuple[str, dict[str, Any]]:
         return "conv1d", {"stride": module.stride[0], "padding": module.padding[0],
                           "dilation": module.dilation[0], "groups": module.groups}
     if isinstance(module, nn.Embedding):
-        if type(module).__name__ == "WhisperPositionalEmbedding":
-            return "positions", {}
         if type(module) is not nn.Embedding or module.max_norm is not None:
             raise InputError(f"{name}: embedding type {type(module).__name__} (or max_norm) not supported")
         return "embedding", {"padding_idx": module.padding_idx}
@@ -96,14 +94,12 @@ class WeightOpModule(CompressedModule):
                 self._parameters[name] = param
         self._buffers["weight"] = owner._buffers["weight"]
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.op == "linear":
             return F.linear(x, self.weight, self.effective_bias)
         if self.op == "conv1d":
             return F.conv1d(x, self.weight, self.effective_bias, **self.op_args)
-        if self.op == "embedding":
-            return F.embedding(x, self.weight, self.padding_idx)
-        return _positions(self.weight, x, *args, **kwargs)
+        return F.embedding(x, self.weight, self.padding_idx)
 
     def dense_macs(self, out: torch.Tensor) -> int:
         """MACs of the dense op for an output: one dot product of `cols` terms per element."""
@@ -115,7 +111,7 @@ class WeightOpModule(CompressedModule):
     def weightwise_bytes_read(self, name: str, storage: TensorStorage, inp: torch.Tensor | None,
                               out: torch.Tensor) -> int:
         """Bytes of stored tensor `name` one call reads: embeddings only the rows they return."""
-        if name == "weight" and self.op in ("embedding", "positions"):
+        if name == "weight" and self.op == "embedding":
             return round(out.numel() * storage.bytes_per_element)
         return storage.nbytes
 
@@ -126,14 +122,6 @@ class WeightOpModule(CompressedModule):
 
 def _refresh_after_load(module: WeightOpModule, _keys: Any) -> None:  # load_state_dict post-hook
     module.refresh()
-
-
-def _positions(weight: torch.Tensor, input_ids: torch.Tensor, past_key_values_length: int = 0,
-               position_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """transformers' WhisperPositionalEmbedding.forward on a given table."""
-    if position_ids is None:
-        return weight[past_key_values_length: past_key_values_length + input_ids.shape[1]]
-    return weight[position_ids]
 
 
 def frozen(tensor: torch.Tensor) -> nn.Parameter:

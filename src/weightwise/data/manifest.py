@@ -17,6 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from weightwise.audio import audio_duration_s, load_audio
 from weightwise.data._records import (
     CORE_FIELDS,
@@ -28,7 +30,7 @@ from weightwise.data._records import (
 )
 from weightwise.errors import InputError
 
-__all__ = ["Manifest", "Utterance", "load_manifest"]
+__all__ = ["Manifest", "Utterance", "iter_audio"]
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,8 @@ class Manifest:
             InputError: the first bad file, as "<source>:<line>: <file>: <problem>" for a
                 manifest line, or "<file>: <problem>" for ad-hoc files.
         """
-        for utt in self.utterances:
-            try:
-                load_audio(utt.audio_path)
-            except InputError as err:
-                where = "" if utt.line is None else f"{self.source}:{utt.line}: "
-                raise InputError(f"{where}{err}") from None
+        for _utt, _samples in iter_audio(self):
+            pass
 
     def to_jsonl(self, path: str | os.PathLike) -> None:
         """Write the manifest atomically (temp file + rename), in the shared format.
@@ -186,27 +184,20 @@ class Manifest:
         return cls(tuple(utterances), f"audio files: {shown}")
 
 
-def load_manifest(path: str | os.PathLike) -> Manifest:
-    """Open whatever the user pointed at: a .jsonl, a folder with manifest.jsonl, or LibriSpeech.
+def iter_audio(manifest: Manifest) -> Iterator[tuple[Utterance, np.ndarray]]:
+    """(utterance, mono float32 samples at `weightwise.audio.SAMPLE_RATE`) for every utterance, in
+    order, each file decoded when its turn comes.
 
     Raises:
-        InputError: the path is missing or is none of those.
+        InputError: the first file that does not decode, as "<source>:<line>: <file>: <problem>"
+            for a manifest line, or "<file>: <problem>" for ad-hoc files.
     """
-    from weightwise.data.librispeech import read_librispeech_dir  # it imports this module
-
-    target = Path(path)
-    if target.is_file() and target.suffix == ".jsonl":
-        return Manifest.from_jsonl(target)
-    if target.is_dir() and (target / "manifest.jsonl").is_file():
-        return Manifest.from_jsonl(target / "manifest.jsonl")
-    if target.is_dir() and next(target.rglob("*.trans.txt"), None) is not None:
-        return read_librispeech_dir(target)
-    if not target.exists():
-        raise InputError(f"{target}: manifest not found")
-    raise InputError(
-        f"{target}: not a manifest (expected a .jsonl file, a folder with manifest.jsonl, "
-        "or a LibriSpeech folder with *.trans.txt)"
-    )
+    for utt in manifest:
+        try:
+            yield utt, load_audio(utt.audio_path)
+        except InputError as err:
+            where = "" if utt.line is None else f"{manifest.source}:{utt.line}: "
+            raise InputError(f"{where}{err}") from None
 
 
 def _parse_lines(file: Path) -> list[Utterance]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000  # Hz
+from weightwise.audio import SAMPLE_RATE  # Hz; defined once, in weightwise.audio
+
 N_FFT = 400  # 25 ms STFT window at 16 kHz
 HOP_LENGTH = 160  # 10 ms hop: 100 frames per second
 N_FRAMES = 3000  # frames in one 30 s window (the encoder's fixed input)
@@ -25,7 +26,7 @@ FRAME_S = HOP_LENGTH / SAMPLE_RATE  # 0.01 s per frame
 @functools.lru_cache(maxsize=4)
 def mel_filters(n_mels: int) -> torch.Tensor:
     """Slaney-style mel filterbank (n_mels, 201), as in openai-whisper and librosa."""
-    from transformers.audio_utils import mel_filter_bank
+    from transformers.audio_utils import mel_filter_bank  # lazy: transformers takes seconds to import
 
     bank = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=n_mels, min_frequency=0.0,
                            max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney",

@@ -38,7 +38,7 @@ class DecodingOptions:
         if self.repetition_min_tokens < 1:
             raise ValueError(f"repetition_min_tokens must be >= 1, got {self.repetition_min_tokens}")
 
-    def without_guard(self) -> "DecodingOptions":
+    def without_guard(self) -> DecodingOptions:
         """These options with the repetition guard off (decode every window to eot or the limit)."""
         return dataclasses.replace(self, repetition_stop_repeats=None, compression_ratio_threshold=None)
 

@@ -122,7 +122,7 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
         candidates = []
         for b, (seq, score) in enumerate(beams[: 1 if step == 0 else n_beams]):
             top = logprobs[b].topk(n_beams + 1)
-            candidates += [(score + float(v), seq, int(t), b) for v, t in zip(top.values, top.indices)]
+            candidates += [(score + float(v), seq, int(t), b) for v, t in zip(top.values, top.indices, strict=True)]
         candidates.sort(key=lambda c: -c[0])
         beams, sources = [], []
         for total, seq, token, source in candidates:  # eot below the kept beams is not an ending

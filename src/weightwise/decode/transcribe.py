@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from weightwise.decode.features import SAMPLE_RATE, log_mel_spectrogram, split_windows
+from weightwise.audio import SAMPLE_RATE
+from weightwise.decode.features import log_mel_spectrogram, split_windows
 from weightwise.decode.options import DecodeObserver, DecodingOptions
 from weightwise.decode.search import beam_search, greedy_search, max_new_tokens
 from weightwise.errors import InputError

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from weightwise.audio import load_audio
-from weightwise.data import Manifest, Utterance
+from weightwise.data import Manifest, Utterance, iter_audio
 from weightwise.decode import DecodingOptions, Transcript, transcribe
-from weightwise.errors import InputError
 from weightwise.evaluate.normalize import normalize, normalizer_name
 from weightwise.evaluate.runtime import peak_rss_mb, threads, versions
+from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import WerCounts, word_errors
 from weightwise.models.whisper import WhisperASR
 from weightwise.outputs import write_json_atomic
@@ -98,16 +97,6 @@ class EvalResult:
         write_json_atomic(path, self.to_dict())
 
 
-def iter_audio(manifest: Manifest) -> Iterator[tuple[Utterance, np.ndarray]]:
-    """(utterance, 16 kHz samples) pairs; errors name the manifest line."""
-    for utt in manifest:
-        try:
-            yield utt, load_audio(utt.audio_path)
-        except InputError as err:
-            where = f"{manifest.source}:{utt.line}: " if utt.line else ""
-            raise InputError(f"{where}{err}") from None
-
-
 def score(utterances: list[UtteranceResult]) -> WerCounts | None:
     """Corpus WER after normalization; None when any reference is missing."""
     if any(u.ref is None for u in utterances):
@@ -126,20 +115,13 @@ def timed_run(manifest: Manifest,
               run_one: Callable[[np.ndarray, str], Transcript | tuple[str, int | None, int | None]],
               progress: Callable[[Iterable, str], Iterable] | None = None, label: str = ""
               ) -> list[UtteranceResult]:
-    """Run `run_one(samples, id)` on every utterance, timing each call; it returns our `Transcript`
-    or, for a peer, `(text, n_tokens, n_windows)`."""
-    first = next(iter_audio(manifest.head(1)))[1]
-    run_one(first, "warm-up")  # untimed: first-call allocations and lazy inits
+    """Run `run_one(samples, id)` on every utterance, timing each call (`warm_up_and_time`); it
+    returns our `Transcript` or, for a peer, `(text, n_tokens, n_windows)`."""
     items = iter_audio(manifest)
     if progress is not None:
         items = progress(items, label)
-    results = []
-    for utt, samples in items:
-        start = time.perf_counter()
-        out = run_one(samples, utt.id)
-        elapsed = time.perf_counter() - start
-        results.append(utterance_result(utt, out, len(samples) / 16000, elapsed))
-    return results
+    return [utterance_result(t.utterance, t.output, t.audio_s, t.compute_s)
+            for t in warm_up_and_time({label: run_one}, items)]
 
 
 def utterance_result(utt: Utterance, out: Transcript | tuple[str, int | None, int | None], audio_s: float,

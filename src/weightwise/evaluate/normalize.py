@@ -13,7 +13,7 @@ from importlib.metadata import version
 
 @functools.lru_cache(maxsize=1)
 def _normalizer():
-    from whisper_normalizer.english import EnglishTextNormalizer
+    from whisper_normalizer.english import EnglishTextNormalizer  # lazy: only runs that score need it
 
     return EnglishTextNormalizer()
 

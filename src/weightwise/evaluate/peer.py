@@ -8,8 +8,8 @@ zero-pads the log-mel features of each 30 s window, the convention our features 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def check_peer(compute_type: str, model_dir: Path | None = None) -> None:
     """faster-whisper is installed, runs `compute_type` on this CPU, and `model_dir` (if given)
     is a CTranslate2 model directory; else a one-line `InputError`."""
     try:
-        import ctranslate2
+        import ctranslate2  # lazy: the optional `peer` extra
         import faster_whisper  # noqa: F401
     except ImportError:
         raise InputError("peer faster-whisper is not installed (pip install 'weightwise[peer]')") from None
@@ -44,7 +44,7 @@ def check_peer(compute_type: str, model_dir: Path | None = None) -> None:
 
 def _faster_whisper_model(model_dir: Path, compute_type: str, cpu_threads: int):
     check_peer(compute_type, model_dir)
-    from faster_whisper import WhisperModel
+    from faster_whisper import WhisperModel  # lazy: the optional `peer` extra
 
     return WhisperModel(str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
 
@@ -76,7 +76,7 @@ def run_faster_whisper(ours: EvalResult, manifest: Manifest, compute_type: str |
                            f"faster-whisper {compute_type}")
     compute_s = sum(u.compute_s for u in utterances)
     rtf = compute_s / sum(u.audio_s for u in utterances)
-    same = sum(normalize(a.hyp) == normalize(b.hyp) for a, b in zip(ours.utterances, utterances))
+    same = sum(normalize(a.hyp) == normalize(b.hyp) for a, b in zip(ours.utterances, utterances, strict=True))
     peer = PeerResult(
         name="faster-whisper", compute_type=compute_type, rtf=rtf, compute_s=compute_s,
         **{k: v for k, v in score_fields(utterances).items() if k != "n_ref_words"},

@@ -6,7 +6,8 @@ conversion; a cached conversion that is missing, truncated or altered is rebuilt
 
 Packages above `models` teach `load_model` new kinds of checkpoint folders with `register_loader`
 (`weightwise.compress` registers the folders `weightwise compress` writes), so `models` never
-imports them.
+imports them. transformers, safetensors and huggingface_hub are imported inside the functions that
+use them (transformers alone takes seconds), so a command with a bad input fails before that cost.
 """
 
 from __future__ import annotations
@@ -15,16 +16,24 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from weightwise.errors import InputError
 from weightwise.models import openai_ckpt
+from weightwise.models.ct2 import read_ct2_model
 from weightwise.models.registry import (
-    available_models, bundled_side_files, ct2_model_dir, default_cache_dir, file_sha256, resolve_name)
+    available_models,
+    bundled_side_files,
+    ct2_model_dir,
+    default_cache_dir,
+    file_sha256,
+    resolve_name,
+)
 from weightwise.models.whisper import WhisperASR, build_whisper, read_suppress_lists
+from weightwise.models.whisper_ct2 import hf_state_dict, whisper_config
 
 # load_fn(path, precision, cache_dir) -> model, for the paths whose predicate(path) is true
 PathLoader = Callable[[Path, str, Path], WhisperASR]
@@ -95,9 +104,6 @@ def load_ct2_dir(model_dir: Path, name: str, precision: str, cache: Path) -> Whi
 
 def _convert_ct2(model_dir: Path, out: Path) -> None:
     from safetensors.torch import save_file
-
-    from weightwise.models.ct2 import read_ct2_model
-    from weightwise.models.whisper_ct2 import hf_state_dict, whisper_config
 
     ct2 = read_ct2_model(model_dir / "model.bin")
     config = whisper_config(ct2)

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 from weightwise.errors import InputError
+from weightwise.models.registry import bundled_side_files, file_sha256
+from weightwise.models.whisper import build_whisper, read_suppress_lists
 
 # (openai fragment, transformers fragment): applied in this order going to transformers and in
 # reverse order coming back; the order keeps e.g. `cross_attn_ln` from matching `attn_ln`.
@@ -46,7 +48,7 @@ def hf_to_openai_name(name: str) -> str:
 
 
 def _config_from_dims(dims: dict):
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # lazy: transformers takes seconds to import
 
     eot = 50256 if dims["n_vocab"] == 51864 else 50257
     return WhisperConfig(
@@ -61,10 +63,7 @@ def _config_from_dims(dims: dict):
 
 def load_openai_checkpoint(path: Path, precision: str, cache_dir: Path | None = None):
     """Load an openai-whisper checkpoint file into the transformers network."""
-    from transformers import WhisperForConditionalGeneration
-
-    from weightwise.models.registry import bundled_side_files, file_sha256
-    from weightwise.models.whisper import build_whisper, read_suppress_lists
+    from transformers import WhisperForConditionalGeneration  # lazy: transformers takes seconds to import
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

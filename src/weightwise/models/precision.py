@@ -40,9 +40,14 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
     check_precision(precision)
     if precision in _FLOAT_DTYPES:
         return network.to(_FLOAT_DTYPES[precision])
-    with warnings.catch_warnings():  # torch 2.13 marks torch.ao dynamic quantization deprecated
+    # torch 2.13 marks torch.ao.quantization (and quantized tensors) deprecated and points to torchao's
+    # `quantize_(model, Int8DynamicActivationInt8WeightConfig())`. torch itself has no replacement, and
+    # torchao's kernels quantize activations differently (per token, not fbgemm's per-tensor scale per
+    # call), so its int8 results would differ from every committed int8 number. Kept until torch drops
+    # it; the import sits here so its deprecation warning is silenced with the call.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         return quantize_dynamic(network.float(), {torch.nn.Linear: per_channel_dynamic_qconfig},
                                 dtype=torch.qint8)

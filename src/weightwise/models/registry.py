@@ -79,7 +79,7 @@ def ct2_model_dir(spec: PackagedWhisper, cache_dir: Path | None = None) -> Path:
     first = _package_dir(spec, spec.packages[0])
     if not spec.parts:
         return first
-    parts = [_package_dir(spec, pkg) / part for pkg, part in zip(spec.packages, spec.parts)]
+    parts = [_package_dir(spec, pkg) / part for pkg, part in zip(spec.packages, spec.parts, strict=True)]
     out = (cache_dir or default_cache_dir()) / "ct2" / spec.name
     target = out / "model.bin"
     if not target.is_file() or target.stat().st_size != sum(p.stat().st_size for p in parts):

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from weightwise.audio import SAMPLE_RATE
 from weightwise.errors import InputError
 from weightwise.models.precision import PRECISIONS, apply_precision
 
@@ -31,7 +32,7 @@ class WhisperTokens:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Tokenizer, vocab_size: int, suppress: list[int],
-                       suppress_begin: list[int]) -> "WhisperTokens":
+                       suppress_begin: list[int]) -> WhisperTokens:
         ids = {t: tokenizer.token_to_id(t) for t in (
             "<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|en|>", "<|transcribe|>")}
         if None in (ids["<|endoftext|>"], ids["<|startoftranscript|>"], ids["<|notimestamps|>"]):
@@ -66,7 +67,7 @@ class WhisperASR:
         info: provenance (`ModelInfo`).
     """
 
-    sample_rate = 16000  # Hz
+    sample_rate = SAMPLE_RATE  # Hz
 
     def __init__(self, network, tokenizer: Tokenizer, tokens: WhisperTokens, info: ModelInfo):
         self.network, self.tokenizer, self.tokens, self.info = network.eval(), tokenizer, tokens, info

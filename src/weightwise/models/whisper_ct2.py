@@ -39,7 +39,7 @@ def _layer_count(ct2: CT2Model, side: str) -> int:
 
 def whisper_config(ct2: CT2Model):
     """Build a `transformers.WhisperConfig` from the shapes and scalars in the CT2 file."""
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # lazy: transformers takes seconds to import
 
     if ct2.spec_name != "WhisperSpec":
         raise InputError(f"CTranslate2 spec {ct2.spec_name!r} is not a Whisper model")

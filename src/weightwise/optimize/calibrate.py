@@ -25,7 +25,7 @@ from weightwise.compress.candidates import Candidate, Group, applied
 from weightwise.compress.sensitivity import Reference
 from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions, transcribe
-from weightwise.evaluate.evaluate import iter_audio
+from weightwise.data import iter_audio
 from weightwise.evaluate.normalize import normalize
 from weightwise.evaluate.wer import word_errors
 

@@ -17,7 +17,7 @@ keeps attention score matrices on-chip (not charged).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.placement import knapsack
@@ -211,6 +211,3 @@ def traffic_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = No
     return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device, act_dtype,
                                                                             fused_attention)
 
-
-def as_dicts(rows: list[TensorProfile]) -> list[dict]:
-    return [asdict(r) for r in rows]

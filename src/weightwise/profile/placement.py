@@ -9,7 +9,7 @@ counted. The baseline ("streaming") keeps nothing resident: every invocation fet
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def knapsack(sizes: Sequence[int], values: Sequence[float], capacity: int,
     weights = [math.ceil(s / unit) for s in sizes]
     best = np.zeros(cap + 1)
     take = np.zeros((len(sizes), cap + 1), dtype=bool)
-    for i, (w, v) in enumerate(zip(weights, values)):
+    for i, (w, v) in enumerate(zip(weights, values, strict=True)):
         if w > cap or v <= 0:
             continue
         candidate = best[: cap + 1 - w] + v

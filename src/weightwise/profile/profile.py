@@ -9,23 +9,33 @@ that is not weights, `kv_cache` and `activations` (see `weightwise.profile.traff
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from weightwise.data import Manifest
+from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
-from weightwise.evaluate.evaluate import UtteranceResult, iter_audio, score, stop_counts, utterance_result
+from weightwise.evaluate.evaluate import UtteranceResult, score, stop_counts, utterance_result
 from weightwise.evaluate.runtime import versions
 from weightwise.models.whisper import WhisperASR
 from weightwise.outputs import write_json_atomic
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.energy import (
-    ASSUMPTIONS, TensorProfile, TrafficProfile, assumptions, component_of, op_energy_j_per_audio_s, place,
-    tensor_profiles, traffic_profiles)
-from weightwise.profile.meters import Meter
+    ASSUMPTIONS,
+    TensorProfile,
+    TrafficProfile,
+    assumptions,
+    component_of,
+    op_energy_j_per_audio_s,
+    place,
+    tensor_profiles,
+    traffic_profiles,
+)
+from weightwise.profile.meters import Meter, MeterWindow
 from weightwise.profile.trace import Trace, Tracer
 from weightwise.profile.traffic import check_act_dtype, check_kv_dtype
 
@@ -66,7 +76,10 @@ class ModelProfile:
     traffic: list[TrafficProfile] = field(default_factory=list)  # key/value cache and activations, per part
     wer: float | None = None
     plan: str | None = None  # compression plan applied to the model, if any
-    measured: dict[str, Any] | None = None  # meter window over the whole trace, or why none
+    measured: dict[str, Any] | None = None  # meter window over the whole trace, or why none (kept as it was)
+    meter: str | None = None  # the meter's name ("rapl", "nvml", "jetson", "null"); None: no meter given
+    meter_reason: str | None = None  # why that meter measured nothing (None when it measured)
+    measured_energy_j: float | None = None  # the meter's whole-run energy on this host, not the modeled device
     device_spec: dict[str, Any] = field(default_factory=dict)
     assumptions: tuple[str, ...] = ASSUMPTIONS
     versions: dict[str, str] = field(default_factory=dict)
@@ -87,24 +100,32 @@ def trace_manifest(model: WhisperASR, manifest: Manifest, options: DecodingOptio
     if progress is not None:
         items = progress(items, f"profiling {model.info.name} {model.info.precision}")
     tracer, results = Tracer(model.network, use_cache=options.use_cache), []
-    if meter is not None and meter.available:
-        meter.begin_window("profile")
-    with tracer:
+    window = meter.window("profile") if meter is not None else None
+    with window or contextlib.nullcontext(), tracer:
         for utt, samples in items:
             out = transcribe(model, samples, options, observer=tracer, file_id=utt.id)
             results.append(utterance_result(utt, out, out.audio_s, 0.0))
-    measured = _measured(meter)
+    measured = _measured(meter, window)
     return tracer.result(model.info.name, model.info.precision, options.use_cache), results, measured
 
 
-def _measured(meter: Meter | None) -> dict | None:
-    if meter is None:
+def _measured(meter: Meter | None, window: MeterWindow | None) -> dict | None:
+    if meter is None or window is None:
         return None
-    if not meter.available:
+    m = window.measurement
+    if m is None:
         return {"meter": meter.name, "energy_j": None, "reason": meter.reason}
-    m = meter.end_window("profile")
     return {"meter": m.meter, "energy_j": m.energy_j, "duration_s": m.duration_s,
             "domains_j": dict(m.domains_j), "note": "whole-run window on this host, not the modeled device"}
+
+
+def meter_fields(meter: Meter | None, measured: dict | None) -> dict[str, Any]:
+    """`meter` (name), `meter_reason` and `measured_energy_j` of a run measured by `meter`."""
+    if meter is None:
+        return {"meter": None, "meter_reason": None, "measured_energy_j": None}
+    energy_j = (measured or {}).get("energy_j")
+    return {"meter": meter.name, "meter_reason": None if energy_j is not None else meter.reason or None,
+            "measured_energy_j": energy_j}
 
 
 def _shares(energy: dict[str, float]) -> dict[str, float]:
@@ -196,7 +217,8 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
     """Trace `model` on `manifest` and model its energy on `device`.
 
     Example:
-        >>> p = profile(load_model("whisper-tiny.en"), sample_manifest(), load_device("jetson-orin-nano"))  # doctest: +SKIP
+        >>> device = load_device("jetson-orin-nano")  # doctest: +SKIP
+        >>> p = profile(load_model("whisper-tiny.en"), sample_manifest(), device)  # doctest: +SKIP
         >>> p.components  # doctest: +SKIP
         {'decoder': 0.5, 'token_embedding_projection': 0.3, 'encoder': 0.2}
     """
@@ -208,4 +230,5 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
     counts = score(results)
     result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype,
                      act_dtype, fused_attention)
-    return dataclasses.replace(result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)})
+    return dataclasses.replace(result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)},
+                               **meter_fields(meter, measured))

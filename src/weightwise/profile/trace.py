@@ -132,7 +132,7 @@ class _Usage:
 
 
 class _AttentionCounter(TorchFunctionMode):
-    def __init__(self, tracer: "Tracer"):
+    def __init__(self, tracer: Tracer):
         super().__init__()
         self.tracer = tracer
 
@@ -246,7 +246,7 @@ class Tracer(DecodeCounter):
                 use.users.add(name)
         return hook
 
-    def __enter__(self) -> "Tracer":
+    def __enter__(self) -> Tracer:
         """Hook weight-bearing modules (counts, bytes, MACs), attention modules (to attribute
         attention MACs) and the parents of weight-bearing modules (call counts only); fewer hooks
         keep the tracing overhead down."""

@@ -1,1 +1,2 @@
-"""Reports: terminal tables now; HTML/Markdown writers and plots come with the bench issue."""
+"""Reports: terminal tables (`tables`), figures (`plots`), HTML/Markdown bench reports (`bench_report`) and
+paper 2's findings checked against bench rows (`findings`)."""

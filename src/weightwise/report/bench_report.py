@@ -15,8 +15,8 @@ from statistics import mean
 from typing import Any
 
 from weightwise.audio.noise import noise_label
+from weightwise.bench.row import BenchRow, read_rows
 from weightwise.errors import InputError
-from weightwise.evaluate.bench_row import BenchRow, read_rows
 from weightwise.report.plots import _pyplot
 
 CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
@@ -156,7 +156,7 @@ def wer_vs_snr_figure(rows: list[BenchRow]) -> bytes:
     can pass 200% at 0 dB and would flatten every other curve; such points sit on the top edge as
     triangles (their values are in the tables). Rows without a WER (no reference texts) are left out."""
     plt = _pyplot()
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # lazy: the optional `plots` extra (see plots._pyplot)
 
     rows = [r for r in rows if r.wer is not None] or rows
     noises = sorted({r.noise for r in rows if r.noise}, key=noise_label) or [None]
@@ -164,7 +164,7 @@ def wer_vs_snr_figure(rows: list[BenchRow]) -> bytes:
     clean = {label(r): r.wer for r in rows if r.noise is None}
     style, first = _style(rows), {label(r): r for r in rows}
     top = min(WER_CAP_PCT, max((100 * r.wer for r in rows if r.wer is not None), default=100.0) * 1.05)
-    for ax, noise in zip(axes[0], noises):
+    for ax, noise in zip(axes[0], noises, strict=True):
         series = defaultdict(list)
         for r in rows:
             if r.noise == noise and r.snr_db is not None and r.wer is not None:
@@ -204,14 +204,14 @@ def pareto_figure(rows: list[BenchRow]) -> bytes:
     panels = [("clean speech", lambda r: r.noise is None)]
     if has_noise:
         panels.append(("mean over noisy conditions", lambda r: r.noise is not None))
-    for ax, (title, keep) in zip(axes[0], panels):
+    for ax, (title, keep) in zip(axes[0], panels, strict=True):
         groups = defaultdict(list)
         for r in rows:
             if keep(r) and r.energy_j_per_audio_s is not None and r.wer is not None:
                 groups[label(r)].append(r)
         points = [(1e3 * mean(r.energy_j_per_audio_s for r in g), 100 * mean(r.wer for r in g), name)
                   for name, g in groups.items()]
-        for (energy, wer, name), g in zip(points, groups.values()):
+        for (energy, wer, name), g in zip(points, groups.values(), strict=True):
             ax.scatter(energy, wer, color=style(g[0])["color"])
             ax.annotate(name.removeprefix("weightwise "), (energy, wer), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
@@ -237,7 +237,7 @@ def components_figure(rows: list[BenchRow]) -> bytes:
     for component in names:
         values = [1e3 * r.energy_j_per_audio_s * r.components.get(component, 0.0) for r in clean]
         ax.barh([label(r) for r in clean], values, left=left, label=component)
-        left = [a + b for a, b in zip(left, values)]
+        left = [a + b for a, b in zip(left, values, strict=True)]
     ax.set_xlabel("modeled energy, mJ per audio-second (clean)")
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     data = _png(fig)

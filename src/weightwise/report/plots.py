@@ -11,7 +11,7 @@ from weightwise.outputs import write_bytes_atomic
 
 def _pyplot():
     try:
-        import matplotlib
+        import matplotlib  # lazy: the optional `plots` extra, and slow to import
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -33,7 +33,7 @@ def plot_profile(p, path: str | Path, top: int = 20) -> None:
                                ("compute", "compute_j_per_audio_s", "#1f77b4")):
         values = [1e3 * getattr(r, attr) for r in rows]
         ax_t.barh(names, values, left=left, color=color, label=label)
-        left = [a + b for a, b in zip(left, values)]
+        left = [a + b for a, b in zip(left, values, strict=True)]
     ax_t.set_xlabel("modeled energy, mJ per audio-second")
     ax_t.set_title(f"{p.model} {p.precision} on {p.device}: top {len(rows)} weight tensors")
     ax_t.legend(loc="lower right")

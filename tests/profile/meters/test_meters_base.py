@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import time
 import warnings
 
 import pytest
 
 from weightwise.profile.meters import Measurement, Meter, MeterError, NullMeter, ShortWindowWarning
-from weightwise.profile.meters._sampler import integrate_trapezoid
+from weightwise.profile.meters._sampler import PowerSampler, integrate_trapezoid
 
 
 class _StepClock:
@@ -94,6 +96,73 @@ def test_window_ends_even_when_the_block_raises():
         raise RuntimeError("model crashed")
     assert w.measurement is not None and w.measurement.energy_j == 2.0
     meter.begin_window("boom")  # the key is free again
+
+
+class _FailingSamplerMeter(Meter):
+    """A sampling meter (a real `PowerSampler` thread) whose power reads fail after `good_reads`."""
+
+    name = "failing"
+
+    def __init__(self, good_reads: int):
+        super().__init__()
+        self.reads_left = good_reads
+
+    def _probe(self) -> tuple[bool, str]:
+        return True, ""
+
+    def _read(self) -> dict[str, float]:
+        self.reads_left -= 1
+        if self.reads_left < 0:
+            raise OSError("rail vanished")
+        return {"rail": 1.0}
+
+    def _begin(self, key: str) -> PowerSampler:
+        sampler = PowerSampler(self._read, 0.001, time.monotonic)
+        sampler.start()
+        return sampler
+
+    def _end(self, state: PowerSampler) -> Measurement:
+        samples = state.stop()
+        return Measurement(integrate_trapezoid(samples)["rail"], samples[-1][0] - samples[0][0], "failing")
+
+    def _abandon(self, state: PowerSampler) -> None:
+        state.abandon()
+
+
+def _sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "weightwise-power-sampler"]
+
+
+@pytest.mark.parametrize("good_reads", [1_000_000, 3])  # the end reads fine / the sampler fails too
+def test_a_failing_block_leaks_no_sampler_thread_and_keeps_its_own_error(good_reads):
+    meter = _FailingSamplerMeter(good_reads)
+    with pytest.raises(RuntimeError, match="model crashed"), meter.window("w"):
+        assert len(_sampler_threads()) == 1
+        time.sleep(0.02)
+        raise RuntimeError("model crashed")
+    assert _sampler_threads() == []
+    meter.reads_left = 1_000_000
+    meter.begin_window("w")  # the key is free again
+    meter.close()
+    assert _sampler_threads() == []
+
+
+def test_a_failing_read_at_the_end_raises_and_stops_the_sampler():
+    meter = _FailingSamplerMeter(3)
+    with pytest.raises(OSError, match="rail vanished"), meter.window("w"):
+        time.sleep(0.02)
+    assert _sampler_threads() == []
+
+
+def test_an_unavailable_meter_opens_no_window():
+    class Unavailable(_CountingMeter):
+        def _probe(self) -> tuple[bool, str]:
+            return False, "no counter here"
+
+    meter = Unavailable(_StepClock(1.0))
+    with meter.window("w") as w:
+        pass
+    assert w.measurement is None and meter.reason == "no counter here"
 
 
 def test_overlapping_windows_are_independent():

@@ -7,7 +7,14 @@ in every field name and the unit conversion done once, inside each adapter.
 
 Windows shorter than a meter's update period read too little energy (often 0 J), so
 `Meter.end_window` warns with `ShortWindowWarning`; per-tensor energy comes from the analytic
-model, and meters only validate totals over long windows (see docs/DESIGN.md).
+model, and meters only validate totals over long windows (`weightwise.profile.energy`).
+
+Callers use `with meter.window(key) as w:` (never a bare begin/end pair): the window is closed on
+any exit, so a failure inside it cannot leave a sampler thread running; on a meter that cannot
+measure here (`available` is False, `NullMeter` included) the window measures nothing and
+`w.measurement` stays None, with `meter.reason` saying why. Results record `meter` (the name),
+`meter_reason` and `measured_energy_j` as separate fields. Whoever creates a meter closes it
+(`close()`, or `with get_meter(...) as meter:`).
 
 Example:
     >>> from weightwise.profile.meters import get_meter
@@ -20,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import types
 import warnings
@@ -84,21 +92,31 @@ class MeterWindow:
     Attributes:
         key: The window's key.
         measurement: ``None`` inside the block; after exit, what ``end_window`` returned
-            (still ``None`` for a `NullMeter`).
+            (still ``None`` for a meter that cannot measure here, such as a `NullMeter`).
     """
 
     def __init__(self, meter: Meter, key: str):
         self._meter = meter
         self.key = key
         self.measurement: Measurement | None = None
+        self._open = False
 
     def __enter__(self) -> MeterWindow:
-        self._meter.begin_window(self.key)
+        if self._meter.available:  # an unavailable meter measures nothing; its reason says why
+            self._meter.begin_window(self.key)
+            self._open = True
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         # End the window even when the block raised, so no sampler thread is left running.
-        self.measurement = self._meter.end_window(self.key)
+        if not self._open:
+            return
+        self._open = False
+        if exc_type is None:
+            self.measurement = self._meter.end_window(self.key)
+            return
+        with contextlib.suppress(Exception):  # the block's own error is the one to report
+            self.measurement = self._meter.end_window(self.key)
 
 
 class Meter(ABC):
@@ -160,13 +178,22 @@ class Meter(ABC):
                 f"meter {self.name!r}: no open window {key!r} (open windows: {open_keys}); "
                 f"call begin_window({key!r}) first"
             )
-        measurement = self._end(self._windows.pop(key))
+        state = self._windows.pop(key)
+        try:
+            measurement = self._end(state)
+        except BaseException:
+            self._abandon(state)  # a failed read must not leave a sampler thread running
+            raise
         if measurement is not None:
             self._warn_if_short(key, measurement)
         return measurement
 
     def window(self, key: str) -> MeterWindow:
-        """Measure a ``with`` block; read ``.measurement`` from the returned object afterwards."""
+        """Measure a ``with`` block; read ``.measurement`` from the returned object afterwards.
+
+        The window is ended however the block exits. A meter that cannot measure here
+        (`available` False) opens no window: ``.measurement`` stays ``None``.
+        """
         return MeterWindow(self, key)
 
     def close(self) -> None:

@@ -74,7 +74,7 @@ class NvmlMeter(Meter):
 
     def _probe(self) -> tuple[bool, str]:
         try:
-            import pynvml
+            import pynvml  # lazy: optional, present only on NVIDIA machines
         except ImportError:
             return False, "NVML not available: pynvml is not installed (pip install nvidia-ml-py)"
         try:

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weightwise.data import Manifest, Utterance
+from weightwise.audio.noise import NoiseSource, load_clip
+from weightwise.compress import Plan
+from weightwise.compress.configs import Prune
+from weightwise.data import Manifest, Utterance, iter_audio, open_manifest, resolve_noise
 from weightwise.errors import InputError
-from weightwise.evaluate.evaluate import iter_audio
+from weightwise.evaluate.peer import check_peer
 from weightwise.evaluate.runtime import threads
+from weightwise.models import load_model
+from weightwise.models.registry import file_sha256
+from weightwise.profile import DeviceSpec, load_device
 
-if TYPE_CHECKING:
-    from weightwise.audio.noise import NoiseSource
-    from weightwise.compress import Plan
-    from weightwise.evaluate.bench import BenchConfig, Cell
-    from weightwise.profile.device import DeviceSpec
+if TYPE_CHECKING:  # matrix.py imports this module: these names are for annotations only
+    from weightwise.bench.matrix import BenchConfig, Cell
 
 RUN_KEYS = ("data_sha256", "limit", "seed", "device", "device_sha256", "decoding", "threads")
 CELL_KEYS = ("weights_sha256", "plan_sha256", "calib_sha256", "noise_sha256")
@@ -62,10 +66,6 @@ class BenchInputs:
 def load_inputs(config: BenchConfig) -> BenchInputs:
     """Read and check every input of `config` (see the module docstring); InputError on the first
     bad one."""
-    from weightwise.audio.noise import resolve_noise
-    from weightwise.compress import Plan
-    from weightwise.profile import load_device
-
     device = load_device(config.device)
     manifest = open_manifest(config.data, config.limit)
     audio = tuple(iter_audio(manifest))
@@ -89,17 +89,7 @@ def differing(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], ke
     return [k for k in keys if k not in recorded or recorded[k] != current[k]]
 
 
-def open_manifest(data: str, limit: int | None) -> Manifest:
-    """A manifest path/folder or 'samples' (the bundled set), cut to its first `limit` utterances."""
-    from weightwise.data import load_manifest, sample_manifest
-
-    manifest = sample_manifest() if data == "samples" else load_manifest(data)
-    return manifest.head(limit) if limit else manifest
-
-
 def _needs_calib(plan: Plan) -> bool:
-    from weightwise.compress.configs import Prune
-
     return any(isinstance(rule.config, Prune) and rule.config.method == "csp" for rule in plan.rules)
 
 
@@ -130,9 +120,6 @@ def _calib(config: BenchConfig, plans: Mapping[str, Plan]) -> Manifest | None:
 def _model_sha256(name: str, config: BenchConfig, plans: Mapping[str, Plan]) -> str:
     """Load `name` once at fp32: it resolves, every plan matches its modules, peers can run it.
     Returns the hash of its weights (a compressed folder: also of its saved state)."""
-    from weightwise.evaluate.peer import check_peer
-    from weightwise.models import load_model
-
     model = load_model(name)
     identity = model.info.weights_sha256
     source = Path(model.info.source)
@@ -156,10 +143,8 @@ def _model_sha256(name: str, config: BenchConfig, plans: Mapping[str, Plan]) -> 
 
 def _noise_sha256(source: NoiseSource) -> str | None:
     """Hash of the clips in order (a seeded pick indexes them); each is read and checked now."""
-    from weightwise.audio.noise import _load_clip
-
     for path in source.paths:
-        clip = _load_clip(path)
+        clip = load_clip(path)
         if clip.size == 0 or not np.isfinite(clip).all() or not np.any(clip):
             raise InputError(f"noise {source.name}: {path} is empty, silent or not finite")
     return _json_sha256([_file_sha256(p) for p in source.paths]) if source.paths else None
@@ -171,8 +156,6 @@ def _utterances_sha256(manifest: Manifest) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    from weightwise.models.registry import file_sha256
-
     try:
         return file_sha256(path)
     except OSError as err:

@@ -1,14 +1,7 @@
-"""benchmarks/paper2_findings.py: each verdict follows the numbers it is given."""
+"""weightwise.report.findings: each verdict of paper 2's findings follows the numbers it is given."""
 
-import importlib.util
-from pathlib import Path
-
-from weightwise.evaluate.bench_row import BenchRow
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper2_findings.py"
-spec = importlib.util.spec_from_file_location("paper2_findings", SCRIPT)
-paper2 = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(paper2)
+from weightwise.bench.row import BenchRow
+from weightwise.report.findings import paper2_findings
 
 
 def cell(model, precision, energy, wer, noise=None, snr=None, nbytes=100):
@@ -31,7 +24,7 @@ def lines_with(text, start):
 
 
 def test_int8_at_fp16_energy_holds_and_base_more_robust_everywhere_refutes_finding_3():
-    text = paper2.findings(matrix(int8_energy=0.0095, base_noisy_wer=0.30), 5, 10, "r.jsonl")
+    text = paper2_findings(matrix(int8_energy=0.0095, base_noisy_wer=0.30), 5, 10, "r.jsonl")
     assert "**holds**" in lines_with(text, "1. ")[0] and "0.50" in lines_with(text, "1. ")[0]
     assert "**holds**" in lines_with(text, "2. ")[0]
     assert "3 of 3 noisy cells" in lines_with(text, "3. ")[0] and "**does not hold**" in lines_with(text, "3. ")[0]
@@ -39,12 +32,12 @@ def test_int8_at_fp16_energy_holds_and_base_more_robust_everywhere_refutes_findi
 
 
 def test_int8_far_below_fp16_does_not_hold_and_a_less_robust_base_holds():
-    text = paper2.findings(matrix(int8_energy=0.004, base_noisy_wer=0.50), 5, 10, "r.jsonl")
+    text = paper2_findings(matrix(int8_energy=0.004, base_noisy_wer=0.50), 5, 10, "r.jsonl")
     assert "**does not hold**" in lines_with(text, "2. ")[0]
     assert "0 of 3 noisy cells" in lines_with(text, "3. ")[0] and "**holds**" in lines_with(text, "3. ")[0]
 
 
 def test_missing_cells_are_not_tested():
     rows = [r for r in matrix(0.0095, 0.3) if r.precision == "fp32"]
-    text = paper2.findings(rows, 5, 10, "r.jsonl")
+    text = paper2_findings(rows, 5, 10, "r.jsonl")
     assert "not tested" in lines_with(text, "1. ")[0] and "not tested" in lines_with(text, "2. ")[0]

@@ -128,7 +128,7 @@ def test_a_new_cell_joins_a_file_that_answers_the_same_question(copy_of):
     assert out.read_bytes().startswith(before)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["snr_db"] for r in rows] == [None, 10.0, 0.0]
-    assert rows[2]["inputs"] == rows[1]["inputs"] and rows[2]["version"] == 1
+    assert rows[2]["inputs"] == rows[1]["inputs"] and rows[2]["version"] == 2
 
 
 def test_changed_noise_clip_is_refused(finished, copy_of, capsys):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from weightwise.bench.row import ROW_VERSION, BenchRow, read_rows
 from weightwise.errors import InputError
-from weightwise.evaluate.bench_row import ROW_VERSION, BenchRow, read_rows
 
 FULL_MATRIX = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench" / "full_matrix.jsonl"
 
@@ -17,7 +17,7 @@ def test_a_row_survives_json():
                    data="samples", inputs={"seed": 0, "decoding": {"beam_size": 1}}, extra={"future": [1]})
     data = json.loads(json.dumps(row.to_dict()))
     assert data["cell"] == '["weightwise", "whisper-tiny.en", "fp32", "int4-group64", "white", 10.0]'
-    assert data["version"] == ROW_VERSION == 1 and data["future"] == [1]
+    assert data["version"] == ROW_VERSION == 2 and data["future"] == [1]
     assert BenchRow.from_dict(data) == row
 
 
@@ -30,7 +30,7 @@ def test_committed_version_0_rows_read_as_version_0():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"version": 2}, "row version 2 is newer than this weightwise reads (1)"),
+    ({"version": 3}, "row version 3 is newer than this weightwise reads (2)"),
     ({"wer": "low"}, "field 'wer' must be a number or null, got 'low'"),
     ({"substitutions": True}, "field 'substitutions' must be an integer or null, got True"),
     ({"model": None}, "field 'model' must be a string, got None"),

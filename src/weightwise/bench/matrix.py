@@ -2,8 +2,8 @@
 
 Each cell transcribes the same utterances (noise mixed outside the timer, seeded per utterance,
 noise and SNR) and appends one typed row (`BenchRow`, one JSON line) to the results file as soon as
-it finishes. Every input is read and checked before the first cell (`bench_inputs`), and the file
-is locked against a second bench (`bench_file`). A rerun of the same command skips every cell
+it finishes. Every input is read and checked before the first cell (`weightwise.bench.inputs`), and
+the file is locked against a second bench (`weightwise.bench.file`). A rerun of the same command skips every cell
 already in the file, so a killed run resumes without recomputing or losing a finished cell; a torn
 last line (killed mid-write) is dropped. A row is reused only when it answers the same question:
 each row records its inputs (data, weights, plan, calibration and noise content, device profile,
@@ -21,19 +21,27 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
+from weightwise.audio.noise import add_noise, cell_seed, noise_label
+from weightwise.bench.file import append_row, check_out_path, exclusive_lock, repair_tail
+from weightwise.bench.inputs import CELL_KEYS, RUN_KEYS, BenchInputs, differing, load_inputs
+from weightwise.bench.row import ROW_VERSION, BenchRow, cell_key, read_rows
+from weightwise.compress.loading import load_model_with_plan
 from weightwise.decode import DecodeCounter, DecodingOptions, transcribe
 from weightwise.errors import InputError
-from weightwise.evaluate.bench_file import append_row, check_out_path, exclusive_lock, repair_tail
-from weightwise.evaluate.bench_inputs import CELL_KEYS, RUN_KEYS, BenchInputs, differing, load_inputs
-from weightwise.evaluate.bench_row import ROW_VERSION, BenchRow, cell_key, read_rows
 from weightwise.evaluate.evaluate import UtteranceResult, score_fields
-from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss
+from weightwise.evaluate.peer import faster_whisper_runner
+from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss, threads
+from weightwise.evaluate.timing import warm_up_and_time
+from weightwise.models import PRECISIONS, load_model
+from weightwise.profile import analyze, get_meter, trace_manifest
+from weightwise.profile.trace import scale_trace
 
 PEER_COMPUTE_TYPES = ("int8", "float32")
 
@@ -76,8 +84,6 @@ class BenchConfig:
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
 
     def __post_init__(self) -> None:
-        from weightwise.models import PRECISIONS
-
         if not self.models:
             raise InputError("--model: give at least one model")
         if not self.precisions and not self.plans:
@@ -119,8 +125,6 @@ class BenchConfig:
 
 def _check_labels(flag: str, specs: tuple[str, ...]) -> None:
     """Reports name a noise by its short label: two different specs may not share one."""
-    from weightwise.audio.noise import noise_label
-
     seen: dict[str, str] = {}
     for spec in specs:
         label = noise_label(spec)
@@ -132,28 +136,10 @@ def _check_labels(flag: str, specs: tuple[str, ...]) -> None:
 def noisy_items(audio: Iterable[tuple[Any, np.ndarray]], noise, snr_db: float | None, seed: int
                 ) -> Iterator[tuple[Any, np.ndarray]]:
     """(utterance, samples) with noise mixed at `snr_db` (seeded per utterance/noise/SNR)."""
-    from weightwise.audio.noise import add_noise, cell_seed
-
     for utt, samples in audio:
         if noise is not None:
             samples = add_noise(samples, noise, snr_db, cell_seed(utt.id, noise.name, snr_db, seed))
         yield utt, samples
-
-
-def timed_cell(run_one: Callable[[np.ndarray], str], items: Iterable,
-               after_warmup: Callable[[], None] | None = None) -> list[UtteranceResult]:
-    """Warm up on the first utterance, then time `run_one` per utterance (audio already in memory)."""
-    items = list(items)
-    run_one(items[0][1])
-    if after_warmup is not None:
-        after_warmup()
-    results = []
-    for utt, samples in items:
-        start = time.perf_counter()
-        text = run_one(samples)
-        results.append(UtteranceResult(utt.id, utt.text, text, len(samples) / 16000,
-                                       time.perf_counter() - start))
-    return results
 
 
 def cell_row(cell: Cell, results: list[UtteranceResult], extra: dict[str, Any]) -> BenchRow:
@@ -180,31 +166,18 @@ class _Variants:
         return self.value
 
     def _load(self, cell: Cell):
-        from weightwise.models import load_model
-
         options = self.config.decoding
         if cell.system == "faster-whisper":
-            from weightwise.evaluate.peer import faster_whisper_runner
-            from weightwise.evaluate.runtime import threads
-
             model_dir = Path(load_model(cell.model).info.source)
             return faster_whisper_runner(model_dir, cell.precision, threads(), options), None
-        from weightwise.profile import trace_manifest
-
-        model = load_model(cell.model, precision=cell.precision)
-        if cell.plan:
-            from weightwise.compress import compress_
-
-            calib = self.inputs.calib if self.inputs.needs_calib(cell.plan) else None
-            compress_(model, self.inputs.plans[cell.plan], calib)  # the plan parsed and hashed up front
+        plan = self.inputs.plans[cell.plan] if cell.plan else None  # parsed and hashed up front
+        calib = self.inputs.calib if self.inputs.needs_calib(cell.plan) else None
+        model = load_model_with_plan(cell.model, cell.precision, plan=plan, calib=calib)
         reference, _, _ = trace_manifest(model, self.inputs.manifest.head(5), options)
         return model, reference
 
 
 def _energy(reference, counter: DecodeCounter, audio_s: float, n_files: int, device) -> dict[str, Any]:
-    from weightwise.profile import analyze
-    from weightwise.profile.trace import scale_trace
-
     trace = scale_trace(reference, counter.n_windows, counter.n_decoder_calls, counter.n_tokens, audio_s, n_files)
     p = analyze(trace, device)
     return {"energy_j_per_audio_s": p.energy_j_per_audio_s, "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
@@ -218,20 +191,17 @@ def run_cell(cell: Cell, variants: _Variants, meter) -> BenchRow:
     runner, reference = variants.get(cell)
     counter = DecodeCounter()
 
-    def run_one(samples):
+    def run_one(samples, _id):
         if reference is None:
             return runner(samples)
         return transcribe(runner, samples, config.decoding, observer=counter).text
 
-    def after_warmup():  # the counts and the meter window cover the timed utterances only
-        counter.reset()
-        if meter.available:
-            meter.begin_window(cell.key)
-
-    results = timed_cell(run_one, items, after_warmup)
-    measured = meter.end_window(cell.key) if meter.available else None
+    window = meter.window(cell.key)  # entered after the warm-up: it covers the timed utterances only
+    results = [UtteranceResult(t.utterance.id, t.utterance.text, t.output, t.audio_s, t.compute_s)
+               for t in warm_up_and_time({cell.key: run_one}, items, counter.reset, window)]
+    measured = window.measurement
     extra: dict[str, Any] = {"measured_energy_j": measured.energy_j if measured else None,
-                             "meter": meter.name if meter.available else meter.reason,
+                             "meter": meter.name, "meter_reason": None if measured else meter.reason or None,
                              "peak_rss_scope": "cell" if since_cell_start else "process",
                              "data": config.data, "inputs": inputs.of(cell), "version": ROW_VERSION}
     if reference is not None:
@@ -270,8 +240,6 @@ def run_bench(config: BenchConfig, out: str | os.PathLike,
     Before the first cell: `out` is checked and locked, every input is read and checked, and the
     rows already in `out` must answer the same question (see `resumable_rows`).
     """
-    from weightwise.profile import get_meter
-
     path = Path(out)
     check_out_path(path)
     with exclusive_lock(path):
@@ -280,12 +248,13 @@ def run_bench(config: BenchConfig, out: str | os.PathLike,
         finished = resumable_rows(path, cells, inputs)
         repair_tail(path)  # only now: `path` holds this bench's rows, whatever its tail is
         todo = [cell for cell in cells if cell.key not in finished]
-        variants, meter, rows = _Variants(config, inputs), get_meter("auto"), list(finished.values())
-        for cell in (progress(todo, "bench cells") if progress else todo):
-            start = time.perf_counter()
-            row = run_cell(cell, variants, meter)
-            # the whole cell: load/trace if new, mixing, warm-up
-            row = dataclasses.replace(row, wall_s=time.perf_counter() - start)
-            append_row(path, row.to_dict())
-            rows.append(row)
+        variants, rows = _Variants(config, inputs), list(finished.values())
+        with get_meter("auto") as meter:
+            for cell in (progress(todo, "bench cells") if progress else todo):
+                start = time.perf_counter()
+                row = run_cell(cell, variants, meter)
+                # the whole cell: load/trace if new, mixing, warm-up
+                row = dataclasses.replace(row, wall_s=time.perf_counter() - start)
+                append_row(path, row.to_dict())
+                rows.append(row)
     return rows

@@ -14,11 +14,11 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+from weightwise.bench.row import is_torn_write
 from weightwise.errors import InputError
-from weightwise.evaluate.bench_row import is_torn_write
 
 
 def check_out_path(path: Path) -> None:

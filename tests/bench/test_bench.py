@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from weightwise.evaluate.bench import BenchConfig, run_bench
-from weightwise.evaluate.bench_file import append_row, repair_tail
-from weightwise.evaluate.bench_row import BenchRow, read_rows
+from weightwise.bench import BenchConfig, run_bench
+from weightwise.bench.file import append_row, repair_tail
+from weightwise.bench.row import BenchRow, read_rows
 
 
 def test_cells_enumerate_the_matrix():
@@ -84,6 +84,9 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
             assert key in row, key
         assert row["energy_j_per_audio_s"] > 0 and row["model_bytes"] == 4 * tiny_model.info.n_params
         assert {"kv_cache", "activations"} <= set(row["components"])  # traffic that is not weights
+        # the meter's name, why it measured nothing (or null), and its energy are separate fields
+        assert row["meter"] in ("jetson", "nvml", "rapl", "null")
+        assert (row["measured_energy_j"] is None) == isinstance(row["meter_reason"], str)
     clean = next(r for r in rows if r["noise"] is None)
     noisy = next(r for r in rows if r["snr_db"] == 0.0)
     assert noisy["wer"] >= clean["wer"]
@@ -97,7 +100,7 @@ def test_peer_rows(tmp_path):
     assert peer.precision == "int8" and peer.energy_j_per_audio_s is None
     assert peer.audio_s == pytest.approx(ours.audio_s)
     assert 0 <= peer.wer <= 0.3
-    assert peer.inputs == ours.inputs and peer.version == ours.version == 1  # the same question
+    assert peer.inputs == ours.inputs and peer.version == ours.version == 2  # the same question
     assert len(out.read_text().splitlines()) == 2
 
 

@@ -7,6 +7,9 @@ Row versions (the `version` field; a row without one is version 0):
        (content hashes of the data, the weights, the plan, the calibration audio, the noise clips
        and the device profile; limit, seed, decoding options, threads). `bench` resumes a cell only
        when the row's inputs equal the command's.
+    2  `meter` is the meter's name ("rapl", "nvml", "jetson", "null") and the new `meter_reason` says
+       why it measured nothing (null when it measured). Versions 0 and 1 wrote that reason into
+       `meter` when no meter was available; such rows are read as written (`meter_reason` null).
 
 `cell` is the JSON list [system, model, precision, plan, noise, snr_db] of the row's coordinates;
 it is derived from the fields and checked against them when read.
@@ -23,7 +26,7 @@ from typing import Any
 
 from weightwise.errors import InputError
 
-ROW_VERSION = 1
+ROW_VERSION = 2
 REQUIRED = ("cell", "system", "model", "precision", "noise", "snr_db", "wer")
 
 _NUMBER, _INT, _TEXT, _OBJECT, _LIST = "a number", "an integer", "a string", "an object", "a list"
@@ -50,8 +53,8 @@ class BenchRow:
     peak_rss_mb: float | None = None  # MiB
     peak_rss_scope: str | None = None  # "cell" | "process" | None (version-0 rows: per utterance)
     host: dict[str, Any] | None = None  # cpu, cores, threads
-    measured_energy_j: float | None = None
-    meter: str | None = None  # meter name, or why there is none
+    measured_energy_j: float | None = None  # on this host, over the timed utterances
+    meter: str | None = None  # the meter's name (versions < 2: its name, or why there was none)
     energy_j_per_audio_s: float | None = None  # modeled
     offchip_bytes_per_audio_s: float | None = None
     components: dict[str, float] | None = None  # share of the modeled energy by component
@@ -62,6 +65,7 @@ class BenchRow:
     utterances: tuple[dict[str, Any], ...] = ()  # {"id", "hyp"} per utterance
     data: str | None = None  # the manifest as given (version >= 1)
     inputs: dict[str, Any] | None = None  # what the result depends on (version >= 1)
+    meter_reason: str | None = None  # why `meter` measured nothing (version >= 2)
     version: int = ROW_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
 
@@ -114,7 +118,7 @@ _TYPES = {"system": _TEXT, "model": _TEXT, "precision": _TEXT, "plan": _TEXT, "n
           "peak_rss_mb": _NUMBER, "peak_rss_scope": _TEXT, "host": _OBJECT, "measured_energy_j": _NUMBER,
           "meter": _TEXT, "energy_j_per_audio_s": _NUMBER, "offchip_bytes_per_audio_s": _NUMBER,
           "components": _OBJECT, "model_bytes": _INT, "device": _TEXT, "energy_note": _TEXT,
-          "wall_s": _NUMBER, "utterances": _LIST, "data": _TEXT, "inputs": _OBJECT}
+          "wall_s": _NUMBER, "utterances": _LIST, "data": _TEXT, "inputs": _OBJECT, "meter_reason": _TEXT}
 _NOT_NULL = ("system", "model", "precision")
 
 

@@ -1,0 +1,56 @@
+"""`load_model_with_plan`: load a model and compress it by a plan in one call (the CLI's `--plan`,
+`--calib`, `--finetune` and the bench's plan cells both come here).
+
+It lives in `compress`, not `models`: `models` sits below `compress` and never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from weightwise.compress.api import compress_
+from weightwise.compress.plan import Plan
+from weightwise.data import Manifest, open_manifest
+from weightwise.errors import InputError
+from weightwise.models import WhisperASR, load_model
+
+__all__ = ["load_model_with_plan"]
+
+
+def load_model_with_plan(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None, *,
+                         plan: Plan | str | os.PathLike | None = None,
+                         calib: Manifest | str | os.PathLike | None = None,
+                         train: Manifest | str | os.PathLike | None = None,
+                         finetune_steps: int = 0, finetune_lr: float = 1e-5) -> WhisperASR:
+    """`load_model(name_or_path, precision, cache_dir)`, then `compress_` by `plan` when one is given.
+
+    The cheap inputs are checked before the slow model load: the plan is parsed (a path) and the
+    manifests are opened (a path, a folder or "samples", see `weightwise.data.open_manifest`).
+    `calib` and `train` are used only with a plan.
+
+    Args:
+        plan: a `Plan` or a plan JSON file; None loads the model as it is.
+        calib: calibration audio for csp pruning (no transcripts needed).
+        train: transcribed audio on which csp rules fine-tune for `finetune_steps` steps (Adam at
+            `finetune_lr`); 0 steps: the post-training form.
+
+    Raises:
+        InputError: a bad plan or manifest, `finetune_steps` without `train`, or what `load_model`
+            and `compress_` raise.
+    """
+    if plan is None:
+        return load_model(name_or_path, precision=precision, cache_dir=cache_dir)
+    if not isinstance(plan, Plan):
+        plan = Plan.from_json(plan)
+    calib = _opened(calib)
+    train = _opened(train)
+    if finetune_steps and train is None:
+        raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
+    model = load_model(name_or_path, precision=precision, cache_dir=cache_dir)
+    compress_(model, plan, calib, train, finetune_steps, finetune_lr)
+    return model
+
+
+def _opened(data: Manifest | str | os.PathLike | None) -> Manifest | None:
+    return data if data is None or isinstance(data, Manifest) else open_manifest(data)
