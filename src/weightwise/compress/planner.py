@@ -80,6 +80,7 @@ class Problem:
     fixed: tuple[Item, ...] = ()
     onchip_bytes: int = 0
     extra_j: float = 0.0
+    extra_offchip_bytes: float = 0.0  # per audio-second, charged whatever the choice (cache, activations)
 
     def __post_init__(self) -> None:
         if len(self.groups) != len(self.options) or any(not opts for opts in self.options):
@@ -120,7 +121,7 @@ def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str 
     values = [i.dram_j - i.onchip_j for i in items]
     resident = set(knapsack([i.nbytes for i in items], values, problem.onchip_bytes))
     energy = problem.extra_j + sum(i.onchip_j if k in resident else i.dram_j for k, i in enumerate(items))
-    offchip = sum(i.read_bytes for k, i in enumerate(items) if k not in resident)
+    offchip = problem.extra_offchip_bytes + sum(i.read_bytes for k, i in enumerate(items) if k not in resident)
     cost = sum(problem.options[g][o].cost for g, o in enumerate(choice))
     return Solution(tuple(choice), cost, energy, offchip, sum(items[k].nbytes for k in resident),
                     method, steps)

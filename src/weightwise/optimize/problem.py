@@ -3,8 +3,8 @@
 Energy per (group, candidate) is the profiler's own arithmetic (`profile.energy.tensor_profiles`)
 applied to the candidate's traced tensors, once with every tensor streamed from DRAM and once with
 every tensor resident; the planner re-solves the on-chip placement for each choice it considers.
-Whatever the profiler charges beyond weight tensors (attention MACs, and any traffic later
-versions count) enters as the constant `extra_j`, measured from `analyze()` on the all-keep model.
+Whatever the profiler charges beyond weight tensors (attention MACs, key/value-cache and activation
+traffic) enters as the constants `extra_j` and `extra_offchip_bytes`, measured from `analyze()` on the all-keep model.
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ def build_problem(table: Table, device: DeviceSpec, alpha_points_per_nat: float
     fixed = table.fixed_tensors() + tuple(unplanned)
     full = analyze(table.trace_for(keep_all), device)
     extra = full.energy_j_per_audio_s - sum(r.energy_j_per_audio_s for r in full.tensors)
+    # key/value-cache and activation traffic: its own budget, so independent of the weights' placement
+    extra_offchip = full.offchip_bytes_per_audio_s - sum(r.bytes_read_per_audio_s for r in full.tensors
+                                                         if r.placement == "dram")
     options, behind = [], []
     for g in table.planned:
         usable = table.usable(g)
@@ -110,7 +113,7 @@ def build_problem(table: Table, device: DeviceSpec, alpha_points_per_nat: float
                              for c, e in usable))
         behind.append([c for c, _ in usable])
     problem = Problem(tuple(g.name for g in table.planned), tuple(options), items_of(fixed, table.base, device),
-                      int(device.onchip_weight_bytes), extra)
+                      int(device.onchip_weight_bytes), extra, extra_offchip)
     return problem, behind
 
 
