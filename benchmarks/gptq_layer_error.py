@@ -16,16 +16,17 @@ import time
 from pathlib import Path
 
 import torch
-from _common import SHARED_SPEECH, TEST_OTHER, benchmark_parser
 
 from weightwise.compress.calib import Moments, collect_hessians
 from weightwise.compress.configs import Gptq
 from weightwise.compress.gptq import gptq_quantize
 from weightwise.compress.quantize import dequantize_weight, quantize_weight
 from weightwise.data import load_manifest
-from weightwise.outputs import write_json_atomic
 from weightwise.evaluate.runtime import set_threads
 from weightwise.models import load_model
+from weightwise.outputs import write_json_atomic
+
+from _common import SHARED_SPEECH, TEST_OTHER, benchmark_parser
 
 HERE = Path(__file__).resolve().parent
 CALIB = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"

@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from _common import SHARED_SPEECH, benchmark_parser
-
 from weightwise.outputs import write_json_atomic
+
+from _common import SHARED_SPEECH, benchmark_parser
 
 HERE = Path(__file__).resolve().parent
 CALIB_SOURCE = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"

@@ -15,16 +15,17 @@ import json
 import time
 from pathlib import Path
 
-from _common import benchmark_parser
 from scipy.stats import spearmanr
 
 from weightwise.compress.candidates import Candidate, applied, weight_groups
 from weightwise.data import Manifest, load_manifest
 from weightwise.evaluate import evaluate
-from weightwise.outputs import write_json_atomic
 from weightwise.evaluate.runtime import set_threads
 from weightwise.models import load_model
 from weightwise.optimize.pipeline import DECODING
+from weightwise.outputs import write_json_atomic
+
+from _common import benchmark_parser
 
 
 def spread(rows: list[dict], n: int) -> list[dict]:
@@ -60,7 +61,7 @@ def main() -> None:
         candidate = Candidate.from_dict(labels[row["candidate"]], "candidate space")
         with applied(model.network, groups[row["group"]], candidate.config):
             result = evaluate(model, data, DECODING)
-        changed = sum(a.hyp != b.hyp for a, b in zip(base.utterances, result.utterances))
+        changed = sum(a.hyp != b.hyp for a, b in zip(base.utterances, result.utterances, strict=True))
         results.append({"group": row["group"], "candidate": row["candidate"], "kl": row["kl"],
                         "predicted_wer_points": row["predicted_wer_points"],
                         "wer_increase_points": 100 * (result.wer - base.wer), "utterances_changed": changed})

@@ -73,5 +73,5 @@ import weightwise.compress  # noqa: E402,F401
 # has loaded both subpackages, so binding the functions now makes `from weightwise import evaluate`
 # the function for good. Import from the subpackages with `from weightwise.evaluate.x import y`.
 from weightwise.evaluate import evaluate  # noqa: E402,F401  (exported: in __all__)
-from weightwise.profile import profile  # noqa: E402,F401  (exported: in __all__)
 from weightwise.optimize import optimize  # noqa: E402,F401  (exported: in __all__)
+from weightwise.profile import profile  # noqa: E402,F401  (exported: in __all__)

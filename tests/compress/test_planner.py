@@ -16,7 +16,7 @@ def item(nbytes, read_per_s, dram_pj=50.0, onchip_pj=4.0, compute_j=0.0):
 
 def random_problem(rng, n_groups, n_options, onchip_bytes=0, integer_costs=True):
     options = []
-    for g in range(n_groups):
+    for _ in range(n_groups):
         opts = [Option("keep", 0.0, (item(rng.randint(10, 100), rng.uniform(1e6, 1e8)),))]
         for o in range(1, n_options):
             cost = rng.randint(0, 6) if integer_costs else rng.uniform(0, 6)

@@ -33,7 +33,7 @@ def groups(tiny_model):
 def test_reference_keeps_every_window_and_the_models_own_tokens(tiny_model, reference):
     assert len(reference.windows) == 2 and [t[0] for t in reference.transcripts] == ["1089-134691-0000",
                                                                                       "1089-134686-0001"]
-    for window, (_id, text) in zip(reference.windows, reference.transcripts):
+    for window, (_id, text) in zip(reference.windows, reference.transcripts, strict=False):
         prompt = len(tiny_model.tokens.prompt)
         assert tiny_model.decode_text(window.ids[0, prompt:].tolist()) == text
         assert window.logprobs.shape == (window.ids.shape[1] - prompt + 1, 51864)
@@ -113,7 +113,9 @@ def test_killed_sweep_resumes_with_only_the_missing_entries(tiny_model, referenc
 def test_skipped_candidates_are_scored_once_another_device_wants_them(tiny_model, reference, groups, tmp_path):
     chosen = [groups["model.decoder.layers.2.fc2"]]
     path = tmp_path / "sens.jsonl"
-    skip_int4 = lambda group, keep, tensors: tensors[0].dtype == "int4"
+    def skip_int4(group, keep, tensors):
+        return tensors[0].dtype == "int4"
+
     table = sensitivity(tiny_model, reference, chosen, SPACE, SensitivityCache(path), skip=skip_int4)
     int4 = table[(chosen[0].name, INT4.key)]
     assert int4.applicable and int4.kl is None and "dominated" in int4.reason and int4.tensors

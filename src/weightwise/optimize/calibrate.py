@@ -23,9 +23,8 @@ import torch
 
 from weightwise.compress.candidates import Candidate, Group, applied
 from weightwise.compress.sensitivity import Reference
-from weightwise.data import Manifest
+from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
-from weightwise.data import iter_audio
 from weightwise.evaluate.normalize import normalize
 from weightwise.evaluate.wer import word_errors
 

@@ -30,7 +30,7 @@ def items_of(tensors: tuple[TensorTrace, ...], base: Trace, device: DeviceSpec) 
     streamed = tensor_profiles(sub, device, set())
     resident = tensor_profiles(sub, device, set(range(len(tensors))))
     return tuple(Item(t.nbytes, s.energy_j_per_audio_s, r.energy_j_per_audio_s, s.bytes_read_per_audio_s)
-                 for t, s, r in zip(tensors, streamed, resident))
+                 for t, s, r in zip(tensors, streamed, resident, strict=True))
 
 
 def dominated_on(device: DeviceSpec, base: Trace):
@@ -118,7 +118,7 @@ def build_problem(table: Table, device: DeviceSpec, alpha_points_per_nat: float
 
 
 def assignment_of(table: Table, behind: list[list[Candidate]], choice: tuple[int, ...]) -> dict[Group, Candidate]:
-    chosen = {g: behind[i][o] for i, (g, o) in enumerate(zip(table.planned, choice))}
+    chosen = {g: behind[i][o] for i, (g, o) in enumerate(zip(table.planned, choice, strict=True))}
     return {g: chosen.get(g, table.space.keep) for g in table.groups}
 
 
