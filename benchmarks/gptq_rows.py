@@ -40,7 +40,7 @@ def calib_manifest(limit: int) -> Path:
     out = []
     for line in lines:
         record = json.loads(line)
-        audio = (CALIB_SOURCE.parent / record["audio"]).resolve()
+        audio = os.path.normpath(CALIB_SOURCE.parent / record["audio"])  # keep ../shared as laid out
         record["audio"] = os.path.relpath(audio, target.parent.resolve())
         out.append(json.dumps(record))
     target.parent.mkdir(exist_ok=True)
@@ -103,7 +103,7 @@ def main() -> None:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     calib = calib_manifest(args.calib_limit)
-    for row in args.rows.split(","):
+    for row in filter(None, args.rows.split(",")):
         target = out_dir / f"{row}.json"
         if target.exists():
             continue
