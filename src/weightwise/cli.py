@@ -35,6 +35,16 @@ def _progress(total: int):
     return wrap
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse held to the CLI's error contract: a bad option prints one line, "weightwise: error:
+    ...", and exits 2 (argparse's own error() prints the usage block first). --help is unchanged."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("weightwise").strip()
+        see = f"weightwise {command} --help" if command else "weightwise --help"
+        self.exit(InputError.exit_code, f"weightwise: error: {' '.join(message.split())} (see {see})\n")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -275,7 +285,7 @@ def cmd_models(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from weightwise import KV_BYTES_PER_VALUE, PEERS
 
-    parser = argparse.ArgumentParser(prog="weightwise", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="weightwise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("files", nargs="+", help="WAV/FLAC/OGG/MP3 files (any rate; downmixed to mono)")
