@@ -305,6 +305,7 @@ def test_max_new_tokens_and_stop_reasons(capsys, workdir, tiny_model, tiny_greed
                            "max_new_tokens 447", "446 = 448 decoder positions - 2 prompt tokens")
 
 
+@pytest.mark.slow
 def test_eval_counts_windows_the_guard_stopped(capsys, tmp_path, broken_plan, looping_audio):
     plan = tmp_path / "broken.json"
     plan.write_text(json.dumps(broken_plan))

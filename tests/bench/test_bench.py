@@ -55,6 +55,7 @@ def _bench_cmd(out):
             "--limit", "2", "--noise", "white", "--snr", "10,0", "--peers", "", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny_model):
     out = tmp_path / "results.jsonl"
     proc = subprocess.Popen(_bench_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -92,6 +93,7 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
     assert noisy["wer"] >= clean["wer"]
 
 
+@pytest.mark.slow
 def test_peer_rows(tmp_path):
     out = tmp_path / "peer.jsonl"
     rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", peers=("int8",), limit=2), out)
@@ -104,6 +106,7 @@ def test_peer_rows(tmp_path):
     assert len(out.read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_plan_rows_carry_the_plan_and_its_smaller_weights(tmp_path):
     plan = Path(__file__).resolve().parents[2] / "benchmarks" / "plans" / "int4-group64.json"
     out = tmp_path / "plan.jsonl"

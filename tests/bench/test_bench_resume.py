@@ -16,6 +16,8 @@ import torch
 from weightwise.cli import main
 from weightwise.data import sample_manifest
 
+pytestmark = pytest.mark.slow  # the module's finished bench (a fixture) takes ~50 s
+
 REPO = Path(__file__).resolve().parents[2]
 JETSON = REPO / "src" / "weightwise" / "profile" / "devices" / "jetson-orin-nano.toml"
 

@@ -63,6 +63,7 @@ def test_changed_base_weights_are_refused(compressed, tmp_path):
         load_model(str(broken))
 
 
+@pytest.mark.slow
 def test_cli_compress_then_eval(tmp_path, capsys):
     plan = tmp_path / "int8.json"
     plan.write_text(json.dumps({"rules": [{"match": "re:.*", "quant": {"bits": 8}}]}))

@@ -183,6 +183,7 @@ def _wer(model, sample_audio) -> float:
     return word_errors(refs, [normalize(transcribe(model, audio).text) for _, audio in sample_audio]).wer
 
 
+@pytest.mark.slow
 def test_int8_per_channel_linears_keep_wer(base_model, sample_audio, tiny_greedy):
     model = fresh(base_model)
     compress_(model, Plan.from_dict({"rules": [{"match": LINEARS, "quant": {"bits": 8}}]}))

@@ -83,6 +83,7 @@ def test_clean_transcripts_do_not_change(tiny_model, tiny_greedy, sample_audio):
         assert [w.stop_reason for w in tiny_greedy[utt.id].windows] == ["eot"]
 
 
+@pytest.mark.slow
 def test_clean_beam_search_does_not_change(tiny_model, sample_audio):
     beam = DecodingOptions(beam_size=3)
     for _, audio in sample_audio[:2]:
@@ -93,6 +94,7 @@ def test_clean_beam_search_does_not_change(tiny_model, sample_audio):
 # ---------------------------------------------------------------- runaway windows are stopped
 
 
+@pytest.mark.slow
 def test_greedy_loop_is_stopped_and_only_cut_short(broken_tiny, looping_audio):
     _, audio = looping_audio
     off = transcribe(broken_tiny, audio, DecodingOptions(max_new_tokens=LIMIT).without_guard())
@@ -117,6 +119,7 @@ def test_compression_ratio_alone_stops_the_loop(broken_tiny, looping_audio):
     assert get_compression_ratio(broken_tiny.decode_text(list(out.tokens[:-1]))) <= 2.4  # stopped at once
 
 
+@pytest.mark.slow
 def test_beam_search_drops_looping_hypotheses(broken_tiny, looping_audio):
     _, audio = looping_audio
     options = DecodingOptions(beam_size=2, max_new_tokens=LIMIT)
