@@ -37,10 +37,16 @@ def run_plan(model_name: str, plan_path: Path | None, manifest, calib) -> dict:
     compress_s = time.perf_counter() - start
     result = evaluate(model, manifest, OPTIONS)
     sizes = unique_storage(model.network)
-    return {"plan": plan_path.stem if plan_path else "fp32", "wer": result.wer, "rtf": result.rtf,
-            "compress_s": compress_s, "max_new_tokens": OPTIONS.max_new_tokens, **sizes,
-            "n_utterances": result.n_utterances,
-            "utterances": [{"id": u.id, "hyp": u.hyp} for u in result.utterances]}
+    return {
+        "plan": plan_path.stem if plan_path else "fp32",
+        "wer": result.wer,
+        "rtf": result.rtf,
+        "compress_s": compress_s,
+        "max_new_tokens": OPTIONS.max_new_tokens,
+        **sizes,
+        "n_utterances": result.n_utterances,
+        "utterances": [{"id": u.id, "hyp": u.hyp} for u in result.utterances],
+    }
 
 
 def main() -> None:
@@ -62,8 +68,11 @@ def main() -> None:
             continue  # finished in an earlier run
         row = run_plan(args.model, plan_path, manifest, calib)
         write_json_atomic(target, row)
-        print(f"{row['plan']:26s} WER {100 * row['wer']:6.2f}%  {row['unique_bytes'] / 1e6:7.2f} MB  "
-              f"compress {row['compress_s']:.0f} s", flush=True)
+        print(
+            f"{row['plan']:26s} WER {100 * row['wer']:6.2f}%  {row['unique_bytes'] / 1e6:7.2f} MB  "
+            f"compress {row['compress_s']:.0f} s",
+            flush=True,
+        )
     print_table(out)
 
 
@@ -74,8 +83,9 @@ def print_table(out: Path) -> None:
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         delta = f"{100 * (r['wer'] - base['wer']):+.2f}" if base else ""
-        print(f"| {r['plan']} | {100 * r['wer']:.2f} | {delta} | {r['unique_params']:,} "
-              f"| {r['unique_bytes'] / 1e6:.2f} |")
+        print(
+            f"| {r['plan']} | {100 * r['wer']:.2f} | {delta} | {r['unique_params']:,} | {r['unique_bytes'] / 1e6:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ from _common import SHARED_SPEECH, TEST_OTHER, benchmark_parser
 HERE = Path(__file__).resolve().parent
 CALIB = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"
 VARIANTS = {  # name -> Gptq (int4, group 64, asymmetric; sequential does not apply: float-model inputs)
-    "damp0.01": Gptq(damp=0.01), "damp0.03": Gptq(damp=0.03), "damp0.1": Gptq(damp=0.1),
-    "damp0.3": Gptq(damp=0.3), "damp0.03-no-clip": Gptq(damp=0.03, clip_search=False),
+    "damp0.01": Gptq(damp=0.01),
+    "damp0.03": Gptq(damp=0.03),
+    "damp0.1": Gptq(damp=0.1),
+    "damp0.3": Gptq(damp=0.3),
+    "damp0.03-no-clip": Gptq(damp=0.03, clip_search=False),
     "damp0.03-no-act-order": Gptq(damp=0.03, act_order=False),
 }
 
@@ -42,12 +45,15 @@ def output_error(weight: torch.Tensor, rebuilt: torch.Tensor, h: torch.Tensor) -
     return float(((d @ h) * d).sum())
 
 
-def moments(model, names: list[str], calib_limit: int, held_out: int, cache: Path | None
-            ) -> tuple[dict[str, Moments], dict[str, Moments]]:
+def moments(
+    model, names: list[str], calib_limit: int, held_out: int, cache: Path | None
+) -> tuple[dict[str, Moments], dict[str, Moments]]:
     if cache is not None and cache.exists():
         return torch.load(cache, weights_only=False)
-    found = (collect_hessians(model, load_manifest(CALIB).head(calib_limit), names),
-             collect_hessians(model, load_manifest(TEST_OTHER).head(held_out), names))
+    found = (
+        collect_hessians(model, load_manifest(CALIB).head(calib_limit), names),
+        collect_hessians(model, load_manifest(TEST_OTHER).head(held_out), names),
+    )
     if cache is not None:
         torch.save(found, cache)
     return found
@@ -81,11 +87,18 @@ def main() -> None:
             by_kind.setdefault(kind, {}).setdefault(label, []).append(score)
         print(name, {k: round(v, 3) for k, v in scores.items()}, flush=True)
     mean = {kind: {label: sum(v) / len(v) for label, v in scores.items()} for kind, scores in by_kind.items()}
-    write_json_atomic(args.out, {
-        "model": args.model, "metric": "held-out ||X(W-Q)^T||^2 / same for RTN (int4 g64 asym)",
-        "calib_ids": [u.id for u in load_manifest(CALIB).head(args.calib_limit)],
-        "held_out_ids": [u.id for u in load_manifest(TEST_OTHER).head(args.held_out)],
-        "wall_s": time.perf_counter() - start, "mean_by_kind": mean, "layers": layers})
+    write_json_atomic(
+        args.out,
+        {
+            "model": args.model,
+            "metric": "held-out ||X(W-Q)^T||^2 / same for RTN (int4 g64 asym)",
+            "calib_ids": [u.id for u in load_manifest(CALIB).head(args.calib_limit)],
+            "held_out_ids": [u.id for u in load_manifest(TEST_OTHER).head(args.held_out)],
+            "wall_s": time.perf_counter() - start,
+            "mean_by_kind": mean,
+            "layers": layers,
+        },
+    )
     for kind, scores in mean.items():
         print(f"{kind:40s}", "  ".join(f"{label} {score:.3f}" for label, score in scores.items()))
 

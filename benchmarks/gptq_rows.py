@@ -29,8 +29,16 @@ from _common import SHARED_SPEECH, benchmark_parser
 
 HERE = Path(__file__).resolve().parent
 CALIB_SOURCE = SHARED_SPEECH / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"
-ROWS = ("fp32", "rtn-int4-g64-dec", "gptq-int4-g64-dec", "gptq-int4-g64-dec-tied0.3", "gptq-int4-g64-all",
-        "gptq-int4-g64-enc", "rtn-int4-g64-all", "rtn-int4-g64-enc")
+ROWS = (
+    "fp32",
+    "rtn-int4-g64-dec",
+    "gptq-int4-g64-dec",
+    "gptq-int4-g64-dec-tied0.3",
+    "gptq-int4-g64-all",
+    "gptq-int4-g64-enc",
+    "rtn-int4-g64-all",
+    "rtn-int4-g64-enc",
+)
 
 
 def calib_manifest(limit: int) -> Path:
@@ -49,8 +57,20 @@ def calib_manifest(limit: int) -> Path:
 
 
 def run_row(row: str, args, calib: Path, out: Path) -> dict:
-    command = [sys.executable, "-m", "weightwise", "eval", "--model", args.model, "--data", args.data,
-               "--threads", str(args.threads), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "weightwise",
+        "eval",
+        "--model",
+        args.model,
+        "--data",
+        args.data,
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(out),
+    ]
     if row != "fp32":
         command += ["--plan", str(HERE / "plans" / "gptq" / f"{row}.json")]
         if row.startswith("gptq"):
@@ -61,9 +81,12 @@ def run_row(row: str, args, calib: Path, out: Path) -> dict:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall_s = time.perf_counter() - start
     result = json.loads(out.read_text())
-    result.update(row=row, wall_s=wall_s, command=" ".join(_shown(c) for c in command),
-                  calib_ids=[json.loads(line)["id"] for line in calib.read_text().splitlines()]
-                  if row.startswith("gptq") else [])
+    result.update(
+        row=row,
+        wall_s=wall_s,
+        command=" ".join(_shown(c) for c in command),
+        calib_ids=[json.loads(line)["id"] for line in calib.read_text().splitlines()] if row.startswith("gptq") else [],
+    )
     write_json_atomic(out, result)
     return result
 
@@ -85,13 +108,24 @@ def summary(out_dir: Path) -> dict:
         if name not in rows:
             continue
         r = rows[name]
-        table.append({"row": name, "wer": r["wer"], "delta_wer_points": 100 * (r["wer"] - base["wer"]) if base else None,
-                      "wall_s": r["wall_s"], "compute_s": r["compute_s"],
-                      "calib_s": max(0.0, r["wall_s"] - r["compute_s"] - overhead) if name != "fp32" else 0.0,
-                      "n_utterances": r["n_utterances"], "command": r["command"]})
-    return {"model": base["model"] if base else None, "data": base["data"] if base else None,
-            "calib_ids": next((r["calib_ids"] for r in rows.values() if r.get("calib_ids")), []),
-            "rows": table}
+        table.append(
+            {
+                "row": name,
+                "wer": r["wer"],
+                "delta_wer_points": 100 * (r["wer"] - base["wer"]) if base else None,
+                "wall_s": r["wall_s"],
+                "compute_s": r["compute_s"],
+                "calib_s": max(0.0, r["wall_s"] - r["compute_s"] - overhead) if name != "fp32" else 0.0,
+                "n_utterances": r["n_utterances"],
+                "command": r["command"],
+            }
+        )
+    return {
+        "model": base["model"] if base else None,
+        "data": base["data"] if base else None,
+        "calib_ids": next((r["calib_ids"] for r in rows.values() if r.get("calib_ids")), []),
+        "rows": table,
+    }
 
 
 def main() -> None:

@@ -25,16 +25,24 @@ DETAILED = ("jetson-orin-nano", "mcu-npu")
 
 
 def summary_row(p) -> dict:
-    return {"energy_j_per_audio_s": p.energy_j_per_audio_s, "dram_j_per_audio_s": p.dram_j_per_audio_s,
-            "onchip_j_per_audio_s": p.onchip_j_per_audio_s, "compute_j_per_audio_s": p.compute_j_per_audio_s,
-            "baseline_energy_j_per_audio_s": p.baseline_energy_j_per_audio_s,
-            "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
-            "baseline_offchip_bytes_per_audio_s": p.baseline_offchip_bytes_per_audio_s,
-            "onchip_bytes_used": p.onchip_bytes_used, "model_bytes": p.model_bytes,
-            "components": p.components, "component_energy_j_per_audio_s": p.component_energy_j_per_audio_s,
-            "component_offchip_bytes_per_audio_s": p.component_offchip_bytes_per_audio_s,
-            "kv_dtype": p.kv_dtype, "onchip_activation_bytes": p.onchip_activation_bytes,
-            "roofline": p.roofline, "wer": p.wer}
+    return {
+        "energy_j_per_audio_s": p.energy_j_per_audio_s,
+        "dram_j_per_audio_s": p.dram_j_per_audio_s,
+        "onchip_j_per_audio_s": p.onchip_j_per_audio_s,
+        "compute_j_per_audio_s": p.compute_j_per_audio_s,
+        "baseline_energy_j_per_audio_s": p.baseline_energy_j_per_audio_s,
+        "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
+        "baseline_offchip_bytes_per_audio_s": p.baseline_offchip_bytes_per_audio_s,
+        "onchip_bytes_used": p.onchip_bytes_used,
+        "model_bytes": p.model_bytes,
+        "components": p.components,
+        "component_energy_j_per_audio_s": p.component_energy_j_per_audio_s,
+        "component_offchip_bytes_per_audio_s": p.component_offchip_bytes_per_audio_s,
+        "kv_dtype": p.kv_dtype,
+        "onchip_activation_bytes": p.onchip_activation_bytes,
+        "roofline": p.roofline,
+        "wer": p.wer,
+    }
 
 
 def main() -> None:
@@ -45,8 +53,13 @@ def main() -> None:
     set_threads(args.threads)
     out = Path(args.out_dir)
     manifest = load_manifest(args.data).head(args.limit)
-    summary = {"model": args.model, "data": args.data, "n_utterances": len(manifest), "rows": {},
-               "versions": versions()}
+    summary = {
+        "model": args.model,
+        "data": args.data,
+        "n_utterances": len(manifest),
+        "rows": {},
+        "versions": versions(),
+    }
     for precision in args.precisions.split(","):
         trace, results, _ = trace_manifest(load_model(args.model, precision=precision), manifest)
         counts = score(results)
@@ -62,20 +75,24 @@ def main() -> None:
 
 
 def print_summary(summary: dict) -> None:
-    print("| precision | device | mJ/audio-s | vs fp32 | off-chip MB/audio-s | streaming MB/audio-s | "
-          "encoder | decoder | tok emb/proj | KV cache | activations | roofline RTF |")
+    print(
+        "| precision | device | mJ/audio-s | vs fp32 | off-chip MB/audio-s | streaming MB/audio-s | "
+        "encoder | decoder | tok emb/proj | KV cache | activations | roofline RTF |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = summary["rows"]
     for key, r in rows.items():
         precision, device = key.split("/")
         ref = rows.get(f"fp32/{device}")
         c = r["components"]
-        print(f"| {precision} | {device} | {1e3 * r['energy_j_per_audio_s']:.2f} | "
-              f"{r['energy_j_per_audio_s'] / ref['energy_j_per_audio_s']:.2f} | "
-              f"{r['offchip_bytes_per_audio_s'] / 1e6:.1f} | {r['baseline_offchip_bytes_per_audio_s'] / 1e6:.1f} | "
-              f"{100 * c.get('encoder', 0):.0f}% | {100 * c.get('decoder', 0):.0f}% | "
-              f"{100 * c.get('token_embedding_projection', 0):.0f}% | {100 * c.get('kv_cache', 0):.0f}% | "
-              f"{100 * c.get('activations', 0):.0f}% | {r['roofline']['rtf_lower_bound']:.4f} |")
+        print(
+            f"| {precision} | {device} | {1e3 * r['energy_j_per_audio_s']:.2f} | "
+            f"{r['energy_j_per_audio_s'] / ref['energy_j_per_audio_s']:.2f} | "
+            f"{r['offchip_bytes_per_audio_s'] / 1e6:.1f} | {r['baseline_offchip_bytes_per_audio_s'] / 1e6:.1f} | "
+            f"{100 * c.get('encoder', 0):.0f}% | {100 * c.get('decoder', 0):.0f}% | "
+            f"{100 * c.get('token_embedding_projection', 0):.0f}% | {100 * c.get('kv_cache', 0):.0f}% | "
+            f"{100 * c.get('activations', 0):.0f}% | {r['roofline']['rtf_lower_bound']:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,23 @@ def main() -> None:
         seconds[call.runner] += call.compute_s
     audio_s = sum(len(s) for _, s in items) / SAMPLE_RATE
     ratio = seconds["traced"] / seconds["plain"]
-    write_json_atomic(Path(args.out), {"model": args.model, "n_utterances": len(items), "audio_s": audio_s,
-                                       "plain_s": seconds["plain"], "traced_s": seconds["traced"],
-                                       "overhead_ratio": ratio, "target_ratio": 1.5, "versions": versions()})
-    print(f"{len(items)} utterances, {audio_s:.1f} s audio: plain {seconds['plain']:.2f} s, "
-          f"traced {seconds['traced']:.2f} s, ratio {ratio:.2f} (target <= 1.5)")
+    write_json_atomic(
+        Path(args.out),
+        {
+            "model": args.model,
+            "n_utterances": len(items),
+            "audio_s": audio_s,
+            "plain_s": seconds["plain"],
+            "traced_s": seconds["traced"],
+            "overhead_ratio": ratio,
+            "target_ratio": 1.5,
+            "versions": versions(),
+        },
+    )
+    print(
+        f"{len(items)} utterances, {audio_s:.1f} s audio: plain {seconds['plain']:.2f} s, "
+        f"traced {seconds['traced']:.2f} s, ratio {ratio:.2f} (target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

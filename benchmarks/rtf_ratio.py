@@ -40,8 +40,7 @@ def systems(model_name: str, threads: int) -> dict:
 
 def measure(runners: dict, items: list) -> dict:
     """Warm every system up, then time each utterance through all of them, rotating the order."""
-    timed = warm_up_and_time({name: lambda samples, _id, run=run: run(samples) for name, run in runners.items()},
-                             items)
+    timed = warm_up_and_time({name: lambda samples, _id, run=run: run(samples) for name, run in runners.items()}, items)
     compute_s = dict.fromkeys(runners, 0.0)
     hyps = {name: [] for name in runners}
     for call in timed:
@@ -67,13 +66,24 @@ def main() -> None:
     base = rows["faster-whisper int8"]["rtf"]
     for row in rows.values():
         row["rtf_vs_faster_whisper_int8"] = row["rtf"] / base
-    write_json_atomic(Path(args.out), {"model": args.model, "data": args.data, "n_utterances": len(items),
-                                       "audio_s": audio_s, "threads": args.threads, "systems": rows,
-                                       "versions": versions()})
+    write_json_atomic(
+        Path(args.out),
+        {
+            "model": args.model,
+            "data": args.data,
+            "n_utterances": len(items),
+            "audio_s": audio_s,
+            "threads": args.threads,
+            "systems": rows,
+            "versions": versions(),
+        },
+    )
     print(f"{args.model}, {len(items)} utterances, {audio_s:.1f} s audio, {args.threads} threads")
     for name, row in rows.items():
-        print(f"{name:24s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of fw-int8  "
-              f"WER {100 * row['wer']:.2f}%")
+        print(
+            f"{name:24s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of fw-int8  "
+            f"WER {100 * row['wer']:.2f}%"
+        )
 
 
 if __name__ == "__main__":

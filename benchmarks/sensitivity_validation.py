@@ -48,7 +48,7 @@ def main() -> None:
     summary = json.loads(summary_path.read_text())
     rows = json.loads((summary_path.parent / "sensitivity.json").read_text())
     full = load_manifest(args.data)
-    data = Manifest(full.utterances[args.skip:args.skip + args.limit], full.source)
+    data = Manifest(full.utterances[args.skip : args.skip + args.limit], full.source)
     seen = set(summary["calib_ids"]) | set(summary["eval_ids"])
     assert not seen & {u.id for u in data}, "validation audio overlaps the run's audio"
     labels = {c["label"]: c for c in summary["candidate_space"]["candidates"]}
@@ -62,15 +62,32 @@ def main() -> None:
         with applied(model.network, groups[row["group"]], candidate.config):
             result = evaluate(model, data, DECODING)
         changed = sum(a.hyp != b.hyp for a, b in zip(base.utterances, result.utterances, strict=True))
-        results.append({"group": row["group"], "candidate": row["candidate"], "kl": row["kl"],
-                        "predicted_wer_points": row["predicted_wer_points"],
-                        "wer_increase_points": 100 * (result.wer - base.wer), "utterances_changed": changed})
-        print(f"{row['group']:45s} {row['candidate']:14s} KL {row['kl']:.2e}  "
-              f"WER {100 * (result.wer - base.wer):+6.2f} pts  changed {changed}", flush=True)
+        results.append(
+            {
+                "group": row["group"],
+                "candidate": row["candidate"],
+                "kl": row["kl"],
+                "predicted_wer_points": row["predicted_wer_points"],
+                "wer_increase_points": 100 * (result.wer - base.wer),
+                "utterances_changed": changed,
+            }
+        )
+        print(
+            f"{row['group']:45s} {row['candidate']:14s} KL {row['kl']:.2e}  "
+            f"WER {100 * (result.wer - base.wer):+6.2f} pts  changed {changed}",
+            flush=True,
+        )
     rho, p_value = spearmanr([r["kl"] for r in results], [r["wer_increase_points"] for r in results])
-    out = {"summary": str(summary_path), "data": full.source, "ids": [u.id for u in data],
-           "float32_wer": base.wer, "pairs": results, "spearman_rho": float(rho), "spearman_p": float(p_value),
-           "wall_s": time.perf_counter() - start}
+    out = {
+        "summary": str(summary_path),
+        "data": full.source,
+        "ids": [u.id for u in data],
+        "float32_wer": base.wer,
+        "pairs": results,
+        "spearman_rho": float(rho),
+        "spearman_p": float(p_value),
+        "wall_s": time.perf_counter() - start,
+    }
     write_json_atomic(Path(args.out), out)
     print(f"Spearman rho {rho:.3f} (p {p_value:.3g}) over {len(results)} pairs, {len(data)} utterances")
 

@@ -10,8 +10,22 @@ import pytest
 import weightwise
 from weightwise import cli
 
-CLI_NAMES = ("compress_", "Plan", "profile", "load_device", "run_bench", "write_report", "evaluate", "transcribe",
-             "load_model", "load_manifest", "save_compressed", "load_model_with_plan", "open_manifest", "BenchConfig")
+CLI_NAMES = (
+    "compress_",
+    "Plan",
+    "profile",
+    "load_device",
+    "run_bench",
+    "write_report",
+    "evaluate",
+    "transcribe",
+    "load_model",
+    "load_manifest",
+    "save_compressed",
+    "load_model_with_plan",
+    "open_manifest",
+    "BenchConfig",
+)
 
 
 @pytest.mark.parametrize("name", weightwise.__all__)
@@ -43,6 +57,10 @@ def test_the_cli_imports_only_the_top_level_package():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     ours = {name for name in imported if name and name.split(".")[0] == "weightwise"}
     assert ours == {"weightwise"}, sorted(ours)
-    used = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "weightwise"
-            for alias in node.names}
+    used = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "weightwise"
+        for alias in node.names
+    }
     assert used <= set(weightwise.__all__), sorted(used - set(weightwise.__all__))

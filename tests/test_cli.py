@@ -19,8 +19,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from weightwise.cli import main
 
-CONTRACT_KEYS = {"model", "precision", "n_utterances", "audio_s", "wer", "rtf", "peak_rss_mb",
-                 "utterances", "peer"}
+CONTRACT_KEYS = {"model", "precision", "n_utterances", "audio_s", "wer", "rtf", "peak_rss_mb", "utterances", "peer"}
 
 
 def _run(capsys, *argv):
@@ -45,8 +44,9 @@ def _assert_one_error_line(code, out, err, *names):
 
 def test_eval_writes_the_contract_json(capsys, tmp_path, samples):
     out_file = tmp_path / "f.json"
-    code, out, err = _run(capsys, "eval", "--model", "whisper-tiny.en", "--data", "samples",
-                          "--limit", "2", "--out", str(out_file))
+    code, out, err = _run(
+        capsys, "eval", "--model", "whisper-tiny.en", "--data", "samples", "--limit", "2", "--out", str(out_file)
+    )
     assert code == 0
     assert "Traceback" not in err and f"wrote {out_file}" in err
     data = json.loads(out_file.read_text())
@@ -84,12 +84,15 @@ def test_models_lists_the_registry(capsys):
 
 
 def test_python_dash_m_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "weightwise", "models"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "weightwise", "models"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["whisper-base", "whisper-tiny.en"]
-    bad = subprocess.run([sys.executable, "-m", "weightwise", "transcribe", "/nonexistent/x.wav"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "weightwise", "transcribe", "/nonexistent/x.wav"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert bad.stderr.splitlines() == ["weightwise: error: /nonexistent/x.wav: audio file not found"]
 
@@ -143,9 +146,11 @@ def test_malformed_manifest_line(capsys, tmp_path, samples):
 
 def test_manifest_entry_with_missing_audio(capsys, tmp_path, samples):
     manifest = tmp_path / "m.jsonl"
-    rows = [{"id": "a", "audio": str(samples[0].audio_path), "text": "x"},
-            {"id": "b", "audio": str(samples[1].audio_path), "text": "y"},
-            {"id": "c", "audio": "gone.flac", "text": "z"}]
+    rows = [
+        {"id": "a", "audio": str(samples[0].audio_path), "text": "x"},
+        {"id": "b", "audio": str(samples[1].audio_path), "text": "y"},
+        {"id": "c", "audio": "gone.flac", "text": "z"},
+    ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, err = _run(capsys, "eval", "--data", str(manifest), "--out", str(tmp_path / "r.json"))
     _assert_one_error_line(code, out, err, f"{manifest}:3", tmp_path / "gone.flac")
@@ -157,12 +162,15 @@ def test_missing_manifest(capsys, tmp_path):
     _assert_one_error_line(code, out, err, missing)
 
 
-@pytest.mark.parametrize("option, argv", [
-    ("--limit", ["eval", "--data", "samples", "--limit", "0", "--out", "x.json"]),
-    ("--limit", ["eval", "--data", "samples", "--limit", "-3", "--out", "x.json"]),
-    ("--beam-size", ["transcribe", "a.wav", "--beam-size", "0"]),
-    ("--precision", ["transcribe", "a.wav", "--precision", "fp8"]),
-])
+@pytest.mark.parametrize(
+    "option, argv",
+    [
+        ("--limit", ["eval", "--data", "samples", "--limit", "0", "--out", "x.json"]),
+        ("--limit", ["eval", "--data", "samples", "--limit", "-3", "--out", "x.json"]),
+        ("--beam-size", ["transcribe", "a.wav", "--beam-size", "0"]),
+        ("--precision", ["transcribe", "a.wav", "--precision", "fp8"]),
+    ],
+)
 def test_bad_options_exit_2(capsys, option, argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -188,16 +196,19 @@ def test_undecodable_file_found_mid_run(capsys, tmp_path, samples):
     junk = tmp_path / "junk.flac"
     junk.write_bytes(b"not audio" * 100)
     manifest = tmp_path / "m.jsonl"
-    rows = [{"id": "a", "audio": str(samples[0].audio_path), "text": "x"},
-            {"id": "b", "audio": "junk.flac", "text": "y"}]
+    rows = [
+        {"id": "a", "audio": str(samples[0].audio_path), "text": "x"},
+        {"id": "b", "audio": "junk.flac", "text": "y"},
+    ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, err = _run(capsys, "eval", "--data", str(manifest), "--out", str(tmp_path / "r.json"))
     assert code == 2 and f"{manifest}:2" in err and str(junk) in err  # this part already holds
     _assert_one_error_line(code, "", err, f"{manifest}:2", junk)
     # and it is found before the model load (an unknown model would fail first otherwise)
     for command in (["eval"], ["profile", "--device", "jetson-orin-nano"]):
-        code, out, err = _run(capsys, *command, "--data", str(manifest), "--model", "whisper-gigantic",
-                              "--out", str(tmp_path / "r.json"))
+        code, out, err = _run(
+            capsys, *command, "--data", str(manifest), "--model", "whisper-gigantic", "--out", str(tmp_path / "r.json")
+        )
         _assert_one_error_line(code, out, err, f"{manifest}:2", junk, "not a readable audio file")
 
 
@@ -207,8 +218,9 @@ def test_undecodable_file_found_mid_run(capsys, tmp_path, samples):
 
 
 def _folder_state(folder):
-    return {p.relative_to(folder): (p.is_dir(), p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder): (p.is_dir(), p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -233,26 +245,29 @@ UNKNOWN = ["--model", "whisper-gigantic"]
 PROFILE = ["profile", "--device", "jetson-orin-nano", "--data", "m.jsonl", *UNKNOWN]
 
 
-@pytest.mark.parametrize("argv, needles", [
-    (["transcribe", "clip.wav", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
-    (["transcribe", "clip.wav", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
-    (["transcribe", "clip.wav", "--out", "afile/t.json", *UNKNOWN], ["--out afile/t.json", "afile is a file"]),
-    (["transcribe", "clip.wav", "--out", "", *UNKNOWN], ["--out: empty output path"]),
-    (["transcribe", "clip.wav", "--out", "/dev/null", *UNKNOWN], ["--out /dev/null", "not a regular file"]),
-    (["eval", "--data", "m.jsonl", "--out", "m.jsonl", *UNKNOWN], ["--out m.jsonl", "is also an input"]),
-    (["eval", "--data", "m.jsonl", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
-    (["eval", "--data", "m.jsonl", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
-    (["eval", "--data", "m.jsonl", "--out", "afile/e.json", *UNKNOWN], ["afile is a file, not a directory"]),
-    ([*PROFILE, "--out", "m.jsonl"], ["--out m.jsonl", "is also an input"]),
-    ([*PROFILE, "--out", "adir"], ["--out adir", "existing directory"]),
-    ([*PROFILE, "--out", "p.json", "--plot", "p.json"], ["--plot p.json", "same path as --out"]),
-    ([*PROFILE, "--out", "p.json", "--plot", "clip.wav"], ["--plot clip.wav", "is also an input"]),
-    ([*PROFILE, "--out", "p.json", "--plot", "afile/p.png"], ["--plot afile/p.png", "afile is a file"]),
-    ([*PROFILE, "--out", "p.json", "--plot", "adir"], ["--plot adir", "existing directory"]),
-    (["report", "r.jsonl", "-o", "r.jsonl"], ["--output r.jsonl", "is also an input"]),
-    (["report", "r.jsonl", "-o", "adir"], ["--output adir", "existing directory"]),
-    (["report", "r.jsonl", "-o", "afile/r.html"], ["--output afile/r.html", "afile is a file"]),
-])
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["transcribe", "clip.wav", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
+        (["transcribe", "clip.wav", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
+        (["transcribe", "clip.wav", "--out", "afile/t.json", *UNKNOWN], ["--out afile/t.json", "afile is a file"]),
+        (["transcribe", "clip.wav", "--out", "", *UNKNOWN], ["--out: empty output path"]),
+        (["transcribe", "clip.wav", "--out", "/dev/null", *UNKNOWN], ["--out /dev/null", "not a regular file"]),
+        (["eval", "--data", "m.jsonl", "--out", "m.jsonl", *UNKNOWN], ["--out m.jsonl", "is also an input"]),
+        (["eval", "--data", "m.jsonl", "--out", "clip.wav", *UNKNOWN], ["--out clip.wav", "is also an input"]),
+        (["eval", "--data", "m.jsonl", "--out", "adir", *UNKNOWN], ["--out adir", "existing directory"]),
+        (["eval", "--data", "m.jsonl", "--out", "afile/e.json", *UNKNOWN], ["afile is a file, not a directory"]),
+        ([*PROFILE, "--out", "m.jsonl"], ["--out m.jsonl", "is also an input"]),
+        ([*PROFILE, "--out", "adir"], ["--out adir", "existing directory"]),
+        ([*PROFILE, "--out", "p.json", "--plot", "p.json"], ["--plot p.json", "same path as --out"]),
+        ([*PROFILE, "--out", "p.json", "--plot", "clip.wav"], ["--plot clip.wav", "is also an input"]),
+        ([*PROFILE, "--out", "p.json", "--plot", "afile/p.png"], ["--plot afile/p.png", "afile is a file"]),
+        ([*PROFILE, "--out", "p.json", "--plot", "adir"], ["--plot adir", "existing directory"]),
+        (["report", "r.jsonl", "-o", "r.jsonl"], ["--output r.jsonl", "is also an input"]),
+        (["report", "r.jsonl", "-o", "adir"], ["--output adir", "existing directory"]),
+        (["report", "r.jsonl", "-o", "afile/r.html"], ["--output afile/r.html", "afile is a file"]),
+    ],
+)
 def test_unwritable_outputs_fail_first(capsys, workdir, argv, needles):
     before = _folder_state(workdir)
     _assert_one_error_line(*_run(capsys, *argv), *needles)
@@ -260,8 +275,9 @@ def test_unwritable_outputs_fail_first(capsys, workdir, argv, needles):
 
 
 @pytest.mark.skipif(_locked() is None, reason="needs a location root cannot write (/proc)")
-@pytest.mark.parametrize("command", [["transcribe", "clip.wav"], ["eval", "--data", "m.jsonl"], PROFILE,
-                                     ["report", "r.jsonl"]])
+@pytest.mark.parametrize(
+    "command", [["transcribe", "clip.wav"], ["eval", "--data", "m.jsonl"], PROFILE, ["report", "r.jsonl"]]
+)
 def test_read_only_output_location_fails_first(capsys, workdir, command):
     out = f"{_locked()}/r.json"
     flag = "--output" if command[0] == "report" else "--out"
@@ -270,11 +286,14 @@ def test_read_only_output_location_fails_first(capsys, workdir, command):
     _assert_one_error_line(*_run(capsys, *argv), f"{flag} {out}", "cannot create files in /proc")
 
 
-@pytest.mark.parametrize("kind, needle", [
-    ("truncated", "not a readable audio file"),  # the FLAC header is whole: only decoding finds it
-    ("nan", "non-finite samples"),
-    ("huge", "samples up to 1e+30, beyond the accepted +-16"),
-])
+@pytest.mark.parametrize(
+    "kind, needle",
+    [
+        ("truncated", "not a readable audio file"),  # the FLAC header is whole: only decoding finds it
+        ("nan", "non-finite samples"),
+        ("huge", "samples up to 1e+30, beyond the accepted +-16"),
+    ],
+)
 def test_transcribe_decodes_every_file_before_the_model_load(capsys, workdir, samples, kind, needle):
     bad = workdir / f"{kind}.wav"
     if kind == "truncated":
@@ -299,10 +318,14 @@ def test_max_new_tokens_and_stop_reasons(capsys, workdir, tiny_model, tiny_greed
     assert row["n_tokens"] == 3 and row["stop_reasons"] == ["max_new_tokens"]
     assert row["text"] == tiny_model.decode_text(list(tiny_greedy[samples[0].id].tokens[:3]))
     assert data["decoding"]["max_new_tokens"] == 3 and data["decoding"]["repetition_stop_repeats"] == 4
-    assert err.splitlines() == ["weightwise: note: clip.wav: 1 of 1 windows stopped before end-of-text "
-                                "(0 on repetition, 1 at the token limit)"]
-    _assert_one_error_line(*_run(capsys, "transcribe", "clip.wav", "--max-new-tokens", "447"),
-                           "max_new_tokens 447", "446 = 448 decoder positions - 2 prompt tokens")
+    assert err.splitlines() == [
+        "weightwise: note: clip.wav: 1 of 1 windows stopped before end-of-text (0 on repetition, 1 at the token limit)"
+    ]
+    _assert_one_error_line(
+        *_run(capsys, "transcribe", "clip.wav", "--max-new-tokens", "447"),
+        "max_new_tokens 447",
+        "446 = 448 decoder positions - 2 prompt tokens",
+    )
 
 
 @pytest.mark.slow  # two evals of a pruned model (load, compress, warm-up, decode)
@@ -315,8 +338,19 @@ def test_eval_counts_windows_the_guard_stopped(capsys, tmp_path, broken_plan, lo
     results = {}
     for name, extra in (("on", []), ("off", ["--no-repetition-guard"])):
         out = tmp_path / f"{name}.json"
-        code, _, err = _run(capsys, "eval", "--data", str(manifest), "--plan", str(plan), "--max-new-tokens", "48",
-                            "--out", str(out), *extra)
+        code, _, err = _run(
+            capsys,
+            "eval",
+            "--data",
+            str(manifest),
+            "--plan",
+            str(plan),
+            "--max-new-tokens",
+            "48",
+            "--out",
+            str(out),
+            *extra,
+        )
         assert code == 0, err
         results[name] = json.loads(out.read_text())
     on, off = results["on"], results["off"]

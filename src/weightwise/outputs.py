@@ -24,14 +24,14 @@ from typing import IO, Any
 
 from weightwise.errors import InputError
 
-__all__ = ["atomic_writer", "check_output_path", "write_bytes_atomic", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["atomic_writer", "check_output_path", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 PathLike = str | os.PathLike
 
 
-def check_output_path(path: PathLike, *, inputs: Iterable[PathLike | None] = (), kind: str = "file",
-                      flag: str = "--out") -> Path:
+def check_output_path(
+    path: PathLike, *, inputs: Iterable[PathLike | None] = (), kind: str = "file", flag: str = "--out"
+) -> Path:
     """Fail now, in one line, if `path` cannot be written as a `kind` ("file" or "dir") output.
 
     Args:
@@ -76,8 +76,7 @@ def _check_same_as_inputs(out: Path, where: str, inputs: Iterable[PathLike | Non
         if not same and out.exists() and source.exists():
             same = os.path.samefile(out, source)
         if same:
-            raise InputError(f"{where}: is also an input of this command; writing it would overwrite "
-                             f"{source}")
+            raise InputError(f"{where}: is also an input of this command; writing it would overwrite {source}")
 
 
 def _check_writable_parent(out: Path, where: str) -> None:

@@ -133,8 +133,16 @@ def test_long_clip_is_cropped_without_wrapping(tmp_path: Path):
     assert len(starts) > 1  # the offset is drawn, not always 0
 
 
-@pytest.mark.parametrize("spec, name", [("white", "white"), ("babble", "babble"), ("n/street/manifest.jsonl", "street"),
-                                        ("n/street", "street"), ("clips/running_tap.flac", "running_tap")])
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        ("white", "white"),
+        ("babble", "babble"),
+        ("n/street/manifest.jsonl", "street"),
+        ("n/street", "street"),
+        ("clips/running_tap.flac", "running_tap"),
+    ],
+)
 def test_noise_label_is_the_short_name_of_a_spec(spec, name):
     assert noise_label(spec) == name
 

@@ -15,18 +15,27 @@ from weightwise.bench.row import BenchRow, read_rows
 
 
 def test_cells_enumerate_the_matrix():
-    config = BenchConfig(models=("a", "b"), data="x", precisions=("fp32", "int8"), plans=("p.json",),
-                         noises=("white", "pink"), snrs_db=(10.0, 0.0), peers=("int8",))
+    config = BenchConfig(
+        models=("a", "b"),
+        data="x",
+        precisions=("fp32", "int8"),
+        plans=("p.json",),
+        noises=("white", "pink"),
+        snrs_db=(10.0, 0.0),
+        peers=("int8",),
+    )
     cells = config.cells()
     conditions = 1 + 2 * 2
     assert len(cells) == 2 * (3 + 1) * conditions
     assert len({c.key for c in cells}) == len(cells)
     assert sum(c.system == "faster-whisper" for c in cells) == 2 * conditions
     assert {c.precision for c in cells if c.plan} == {"fp32"}
-    twice = BenchConfig(models=("a", "a"), data="x", precisions=("fp32", "fp32"), noises=("white",),
-                        snrs_db=(10.0, 10.0), peers=())
-    assert [c.key for c in twice.cells()] == [c.key for c in BenchConfig(
-        models=("a",), data="x", noises=("white",), snrs_db=(10.0,), peers=()).cells()]  # one cell each
+    twice = BenchConfig(
+        models=("a", "a"), data="x", precisions=("fp32", "fp32"), noises=("white",), snrs_db=(10.0, 10.0), peers=()
+    )
+    assert [c.key for c in twice.cells()] == [
+        c.key for c in BenchConfig(models=("a",), data="x", noises=("white",), snrs_db=(10.0,), peers=()).cells()
+    ]  # one cell each
 
 
 def _row(noise=None, snr=None, wer=0.1):
@@ -51,10 +60,29 @@ def test_torn_last_line_is_dropped_and_a_whole_unterminated_row_kept(tmp_path):
 
 
 def _bench_cmd(out):
-    return [sys.executable, "-m", "weightwise", "bench", "--model", "whisper-tiny.en", "--data", "samples",
-            "--limit", "2", "--noise", "white", "--snr", "10,0", "--peers", "", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "weightwise",
+        "bench",
+        "--model",
+        "whisper-tiny.en",
+        "--data",
+        "samples",
+        "--limit",
+        "2",
+        "--noise",
+        "white",
+        "--snr",
+        "10,0",
+        "--peers",
+        "",
+        "--out",
+        str(out),
+    ]
 
 
+@pytest.mark.slow
 def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny_model):
     out = tmp_path / "results.jsonl"
     proc = subprocess.Popen(_bench_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -78,9 +106,22 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
     assert len(rows) == 3 and len({r["cell"] for r in rows}) == 3  # clean, white@10, white@0
     assert {(r["noise"], r["snr_db"]) for r in rows} == {(None, None), ("white", 10.0), ("white", 0.0)}
     for row in rows:
-        for key in ("model", "precision", "plan", "noise", "snr_db", "wer", "substitutions", "deletions",
-                    "insertions", "rtf", "peak_rss_mb", "energy_j_per_audio_s", "measured_energy_j",
-                    "model_bytes"):
+        for key in (
+            "model",
+            "precision",
+            "plan",
+            "noise",
+            "snr_db",
+            "wer",
+            "substitutions",
+            "deletions",
+            "insertions",
+            "rtf",
+            "peak_rss_mb",
+            "energy_j_per_audio_s",
+            "measured_energy_j",
+            "model_bytes",
+        ):
             assert key in row, key
         assert row["energy_j_per_audio_s"] > 0 and row["model_bytes"] == 4 * tiny_model.info.n_params
         assert {"kv_cache", "activations"} <= set(row["components"])  # traffic that is not weights
@@ -92,6 +133,7 @@ def test_killed_bench_resumes_without_recomputing_or_losing_cells(tmp_path, tiny
     assert noisy["wer"] >= clean["wer"]
 
 
+@pytest.mark.slow
 def test_peer_rows(tmp_path):
     out = tmp_path / "peer.jsonl"
     rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", peers=("int8",), limit=2), out)
@@ -104,11 +146,13 @@ def test_peer_rows(tmp_path):
     assert len(out.read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_plan_rows_carry_the_plan_and_its_smaller_weights(tmp_path):
     plan = Path(__file__).resolve().parents[2] / "benchmarks" / "plans" / "int4-group64.json"
     out = tmp_path / "plan.jsonl"
-    rows = run_bench(BenchConfig(models=("whisper-tiny.en",), data="samples", plans=(str(plan),), peers=(),
-                                 limit=2), out)
+    rows = run_bench(
+        BenchConfig(models=("whisper-tiny.en",), data="samples", plans=(str(plan),), peers=(), limit=2), out
+    )
     fp32 = next(r for r in rows if r.plan is None)
     planned = next(r for r in rows if r.plan == "int4-group64")
     assert planned.precision == "fp32" and planned.system == "weightwise"

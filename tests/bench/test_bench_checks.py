@@ -32,16 +32,23 @@ def files(tmp_path):
 # (extra args, the end of the one-line error); {d} is the test's folder
 CASES = [
     (["--plan", "{d}/good.json", "--plan", "{d}/broken.json"], "broken.json: not valid JSON"),
-    (["--plan", "{d}/nomatch.json"], "--plan {d}/nomatch.json on --model whisper-tiny.en: plan nomatch rule 0 "
-     "(('model.decoder.layers.99.fc1',)) matches no Linear/Conv1d/Embedding module"),
-    (["--plan", "{d}/csp.json"], "--plan {d}/csp.json prunes with csp, which needs calibration audio "
-     "(--calib MANIFEST)"),
+    (
+        ["--plan", "{d}/nomatch.json"],
+        "--plan {d}/nomatch.json on --model whisper-tiny.en: plan nomatch rule 0 "
+        "(('model.decoder.layers.99.fc1',)) matches no Linear/Conv1d/Embedding module",
+    ),
+    (
+        ["--plan", "{d}/csp.json"],
+        "--plan {d}/csp.json prunes with csp, which needs calibration audio (--calib MANIFEST)",
+    ),
     (["--calib", "samples"], "--calib is used only by csp pruning plans, and no --plan prunes with csp"),
-    (["--peers", "int8,bogus"], "--peers bogus with --model whisper-tiny.en: peer compute type 'bogus' is not "
-     "supported on this CPU (supported: "),
+    (
+        ["--peers", "int8,bogus"],
+        "--peers bogus with --model whisper-tiny.en: peer compute type 'bogus' is not "
+        "supported on this CPU (supported: ",
+    ),
     (["--noise", "white,{d}/broken.wav", "--snr", "10"], "{d}/broken.wav: not a readable audio file"),
-    (["--noise", "white,{d}/silent.wav", "--snr", "10"], "noise silent: {d}/silent.wav is empty, silent or not "
-     "finite"),
+    (["--noise", "white,{d}/silent.wav", "--snr", "10"], "noise silent: {d}/silent.wav is empty, silent or not finite"),
     (["--noise", "white", "--snr", "nan"], "--snr nan: an SNR must be a finite number of dB"),
     (["--snr", "10"], "--snr needs --noise (e.g. --noise white)"),
     (["--model", "whisper-tiny.en,nope"], "unknown model 'nope': not one of "),
@@ -71,7 +78,27 @@ def test_a_csp_plan_runs_with_calibration_audio(files):
     shutil.copy(utt.audio_path, files / utt.audio_path.name)
     (files / "calib.jsonl").write_text(json.dumps({"id": utt.id, "audio": utt.audio_path.name}) + "\n")
     out = files / "r.jsonl"
-    assert main(["bench", "--data", "samples", "--limit", "1", "--peers", "", "--precision", "",
-                 "--plan", str(files / "csp.json"), "--calib", str(files / "calib.jsonl"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--data",
+                "samples",
+                "--limit",
+                "1",
+                "--peers",
+                "",
+                "--precision",
+                "",
+                "--plan",
+                str(files / "csp.json"),
+                "--calib",
+                str(files / "calib.jsonl"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["plan"] == "csp" and row["inputs"]["calib_sha256"] and row["wer"] <= 0.5

@@ -16,6 +16,8 @@ import torch
 from weightwise.cli import main
 from weightwise.data import sample_manifest
 
+pytestmark = pytest.mark.slow  # the module's finished bench (a fixture) takes ~50 s
+
 REPO = Path(__file__).resolve().parents[2]
 JETSON = REPO / "src" / "weightwise" / "profile" / "devices" / "jetson-orin-nano.toml"
 
@@ -47,8 +49,21 @@ def finished(tmp_path_factory):
     sf.write(folder / "hum.wav", (0.1 * rng.standard_normal(32000)).astype(np.float32), 16000)
     data = _manifest(folder / "data")
     out = folder / "r.jsonl"
-    args = ["bench", "--data", str(data), "--limit", "1", "--peers", "", "--noise", str(folder / "hum.wav"),
-            "--snr", "10", "--out", str(out)]
+    args = [
+        "bench",
+        "--data",
+        str(data),
+        "--limit",
+        "1",
+        "--peers",
+        "",
+        "--noise",
+        str(folder / "hum.wav"),
+        "--snr",
+        "10",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert len(out.read_text().splitlines()) == 2 and not (folder / "r.jsonl.lock").exists()
     return folder, args, out
@@ -88,17 +103,21 @@ def _other_device(folder: Path) -> Path:
     return folder / "jetson.toml"
 
 
-@pytest.mark.parametrize("change, differ", [
-    ({"limit": "2"}, "data_sha256, limit"),
-    ({"seed": "1"}, "seed"),
-    ({"device": "raspberry-pi-5"}, "device, device_sha256"),
-    ({"device": "OTHER_DEVICE"}, "device_sha256"),
-    ({"beam_size": "2"}, "decoding"),
-    ({"threads": "OTHER_THREADS"}, "threads"),
-    ({"data": "OTHER_TEXT"}, "data_sha256"),
-])
-def test_a_rerun_with_other_inputs_is_refused_and_leaves_the_file(copy_of, change, differ, tmp_path, capsys,
-                                                                    keep_threads):
+@pytest.mark.parametrize(
+    "change, differ",
+    [
+        ({"limit": "2"}, "data_sha256, limit"),
+        ({"seed": "1"}, "seed"),
+        ({"device": "raspberry-pi-5"}, "device, device_sha256"),
+        ({"device": "OTHER_DEVICE"}, "device_sha256"),
+        ({"beam_size": "2"}, "decoding"),
+        ({"threads": "OTHER_THREADS"}, "threads"),
+        ({"data": "OTHER_TEXT"}, "data_sha256"),
+    ],
+)
+def test_a_rerun_with_other_inputs_is_refused_and_leaves_the_file(
+    copy_of, change, differ, tmp_path, capsys, keep_threads
+):
     out, args = copy_of
     before = out.read_bytes()
     value = next(iter(change.values()))
@@ -109,8 +128,10 @@ def test_a_rerun_with_other_inputs_is_refused_and_leaves_the_file(copy_of, chang
     elif value == "OTHER_TEXT":  # the same audio, another reference text
         change = {"data": str(_manifest(tmp_path / "other", text="HE COULD NOT WAIT"))}
     assert main(_with(args, **change)) == 2
-    assert _error(capsys).endswith(f"r.jsonl:1: holds results for other inputs ({differ} differ); use another "
-                                   "--out, or rerun the command that wrote it")
+    assert _error(capsys).endswith(
+        f"r.jsonl:1: holds results for other inputs ({differ} differ); use another "
+        "--out, or rerun the command that wrote it"
+    )
     assert out.read_bytes() == before and not (tmp_path / "r.jsonl.lock").exists()
 
 
@@ -156,8 +177,11 @@ def test_plans_with_one_name_never_share_rows(tmp_path, capsys):
     assert main(args + ["--plan", str(tmp_path / "b" / "p.json")]) == 2
     assert "plan.jsonl:1: holds results for other inputs (plan_sha256 differ)" in _error(capsys)
     assert main(args + ["--plan", str(tmp_path / "a" / "p.json"), "--plan", str(tmp_path / "b" / "p.json")]) == 2
-    assert _error(capsys).endswith("b/p.json and --plan " + str(tmp_path / "a" / "p.json")
-                                   + " are both named 'p' (rows name plans by file stem); rename one")
+    assert _error(capsys).endswith(
+        "b/p.json and --plan "
+        + str(tmp_path / "a" / "p.json")
+        + " are both named 'p' (rows name plans by file stem); rename one"
+    )
     assert out.read_bytes() == before
 
 
@@ -166,8 +190,10 @@ def test_a_version_0_file_is_not_resumed(tmp_path, capsys):
     lines = (REPO / "benchmarks" / "results" / "bench" / "full_matrix.jsonl").read_text().splitlines()[:2]
     out.write_text("\n".join(lines) + "\n")
     assert main(["bench", "--data", "samples", "--limit", "1", "--peers", "", "--out", str(out)]) == 2
-    assert _error(capsys).endswith("old.jsonl:1: a version-0 row records none of its inputs, so a resume cannot "
-                                   "tell whether it answers this command; use another --out")
+    assert _error(capsys).endswith(
+        "old.jsonl:1: a version-0 row records none of its inputs, so a resume cannot "
+        "tell whether it answers this command; use another --out"
+    )
 
 
 def test_corrupted_line_is_named_by_file_and_line(copy_of, capsys):
@@ -180,12 +206,17 @@ def test_corrupted_line_is_named_by_file_and_line(copy_of, capsys):
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize("content, message", [
-    ("MANIFEST", "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, snr_db, wer)"),
-    ('{"rules": []}', "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, "
-     "snr_db, wer)"),  # one JSON line without its newline
-    ("my notes\nno newline at the end", "manifest.jsonl:1: not a JSON line (Expecting value, column 1)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("MANIFEST", "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, snr_db, wer)"),
+        (
+            '{"rules": []}',
+            "manifest.jsonl:1: not a bench row (missing cell, system, model, precision, noise, snr_db, wer)",
+        ),  # one JSON line without its newline
+        ("my notes\nno newline at the end", "manifest.jsonl:1: not a JSON line (Expecting value, column 1)"),
+    ],
+)
 def test_another_tools_file_is_not_a_results_file(tmp_path, capsys, content, message):
     out = tmp_path / "manifest.jsonl"
     if content == "MANIFEST":
@@ -209,8 +240,26 @@ def test_a_cell_twice_in_the_file_is_refused(copy_of, capsys):
 
 def test_a_second_bench_on_the_same_out_stops_at_once(tmp_path):
     out = tmp_path / "r.jsonl"
-    cmd = [sys.executable, "-m", "weightwise", "bench", "--data", "samples", "--limit", "4", "--peers", "",
-           "--noise", "white", "--snr", "10,5,0", "--threads", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "weightwise",
+        "bench",
+        "--data",
+        "samples",
+        "--limit",
+        "4",
+        "--peers",
+        "",
+        "--noise",
+        "white",
+        "--snr",
+        "10,5,0",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         lock = tmp_path / "r.jsonl.lock"
@@ -223,7 +272,8 @@ def test_a_second_bench_on_the_same_out_stops_at_once(tmp_path):
         assert second.returncode == 2
         assert second.stderr.splitlines() == [
             f"weightwise: error: --out {out} is locked by another bench (pid {first.pid}); "
-            "wait for it to finish or use another --out"]
+            "wait for it to finish or use another --out"
+        ]
     finally:
         first.kill()
         first.wait()

@@ -12,9 +12,22 @@ FULL_MATRIX = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "
 
 
 def test_a_row_survives_json():
-    row = BenchRow("weightwise", "whisper-tiny.en", "fp32", "int4-group64", "white", 10.0, 0.25,
-                   n_utterances=2, rtf=0.1, components={"encoder": 1.0}, utterances=({"id": "a", "hyp": "b"},),
-                   data="samples", inputs={"seed": 0, "decoding": {"beam_size": 1}}, extra={"future": [1]})
+    row = BenchRow(
+        "weightwise",
+        "whisper-tiny.en",
+        "fp32",
+        "int4-group64",
+        "white",
+        10.0,
+        0.25,
+        n_utterances=2,
+        rtf=0.1,
+        components={"encoder": 1.0},
+        utterances=({"id": "a", "hyp": "b"},),
+        data="samples",
+        inputs={"seed": 0, "decoding": {"beam_size": 1}},
+        extra={"future": [1]},
+    )
     data = json.loads(json.dumps(row.to_dict()))
     assert data["cell"] == '["weightwise", "whisper-tiny.en", "fp32", "int4-group64", "white", 10.0]'
     assert data["version"] == ROW_VERSION == 2 and data["future"] == [1]
@@ -29,13 +42,16 @@ def test_committed_version_0_rows_read_as_version_0():
     assert {k: v for k, v in row.to_dict().items() if k in raw} == raw  # every field read back as written
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"version": 3}, "row version 3 is newer than this weightwise reads (2)"),
-    ({"wer": "low"}, "field 'wer' must be a number or null, got 'low'"),
-    ({"substitutions": True}, "field 'substitutions' must be an integer or null, got True"),
-    ({"model": None}, "field 'model' must be a string, got None"),
-    ({"cell": "[]"}, "'cell' '[]' does not match the row's fields"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"version": 3}, "row version 3 is newer than this weightwise reads (2)"),
+        ({"wer": "low"}, "field 'wer' must be a number or null, got 'low'"),
+        ({"substitutions": True}, "field 'substitutions' must be an integer or null, got True"),
+        ({"model": None}, "field 'model' must be a string, got None"),
+        ({"cell": "[]"}, "'cell' '[]' does not match the row's fields"),
+    ],
+)
 def test_bad_rows_are_one_line_errors_naming_the_line(tmp_path, change, message):
     good = BenchRow("weightwise", "m", "fp32", None, None, None, 0.1).to_dict()
     bad = {**good, **change}

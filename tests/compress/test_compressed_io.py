@@ -12,14 +12,20 @@ from weightwise.decode import transcribe
 from weightwise.errors import InputError
 from weightwise.models import load_model
 
-PLAN = {"rules": [
-    {"match": ["model.decoder.embed_tokens", "proj_out"], "lowrank": {"rank": 368}},
-    {"match": "re:model\\.decoder\\.layers\\.\\d+\\.fc1", "quant": {"bits": 4, "granularity": "group",
-                                                                   "group_size": 64}},
-    {"match": "re:model\\.encoder\\.layers\\.\\d+\\.fc1", "prune": {"sparsity": 0.3, "pattern": "unstructured"}},
-    {"match": ["model.decoder.layers.0.fc2", "model.decoder.layers.1.fc2"], "share": {"what": "lowrank_u",
-                                                                                     "rank": 256}},
-]}
+PLAN = {
+    "rules": [
+        {"match": ["model.decoder.embed_tokens", "proj_out"], "lowrank": {"rank": 368}},
+        {
+            "match": "re:model\\.decoder\\.layers\\.\\d+\\.fc1",
+            "quant": {"bits": 4, "granularity": "group", "group_size": 64},
+        },
+        {"match": "re:model\\.encoder\\.layers\\.\\d+\\.fc1", "prune": {"sparsity": 0.3, "pattern": "unstructured"}},
+        {
+            "match": ["model.decoder.layers.0.fc2", "model.decoder.layers.1.fc2"],
+            "share": {"what": "lowrank_u", "rank": 256},
+        },
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +69,7 @@ def test_changed_base_weights_are_refused(compressed, tmp_path):
         load_model(str(broken))
 
 
+@pytest.mark.slow
 def test_cli_compress_then_eval(tmp_path, capsys):
     plan = tmp_path / "int8.json"
     plan.write_text(json.dumps({"rules": [{"match": "re:.*", "quant": {"bits": 8}}]}))
@@ -71,8 +78,24 @@ def test_cli_compress_then_eval(tmp_path, capsys):
     assert "unique parameters" in capsys.readouterr().out
     saved, on_the_fly = tmp_path / "saved.json", tmp_path / "fly.json"
     assert main(["eval", "--model", str(out), "--data", "samples", "--limit", "2", "--out", str(saved)]) == 0
-    assert main(["eval", "--model", "whisper-tiny.en", "--plan", str(plan), "--data", "samples", "--limit", "2",
-                 "--out", str(on_the_fly)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "whisper-tiny.en",
+                "--plan",
+                str(plan),
+                "--data",
+                "samples",
+                "--limit",
+                "2",
+                "--out",
+                str(on_the_fly),
+            ]
+        )
+        == 0
+    )
     a, b = json.loads(saved.read_text()), json.loads(on_the_fly.read_text())
     assert a["plan"] == b["plan"] == "int8"
     assert [u["hyp"] for u in a["utterances"]] == [u["hyp"] for u in b["utterances"]]
@@ -94,14 +117,17 @@ def _copy_saved(out, to):
     return to
 
 
-@pytest.mark.parametrize("damage,fragment", [
-    ("truncated weights", "model.safetensors: cannot load the saved weights"),
-    ("no weights", "model.safetensors: cannot load the saved weights"),
-    ("unknown kind", "module proj_out: cannot rebuild it (unknown compressed module kind 'future_kind')"),
-    ("bad spec", "module proj_out: cannot rebuild it"),
-    ("manifest not an object", "malformed compressed-model manifest"),
-    ("manifest without modules", "malformed compressed-model manifest (no 'modules')"),
-])
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        ("truncated weights", "model.safetensors: cannot load the saved weights"),
+        ("no weights", "model.safetensors: cannot load the saved weights"),
+        ("unknown kind", "module proj_out: cannot rebuild it (unknown compressed module kind 'future_kind')"),
+        ("bad spec", "module proj_out: cannot rebuild it"),
+        ("manifest not an object", "malformed compressed-model manifest"),
+        ("manifest without modules", "malformed compressed-model manifest (no 'modules')"),
+    ],
+)
 def test_a_damaged_saved_model_is_a_one_line_error(compressed, tmp_path, damage, fragment, capsys, samples):
     _model, out = compressed
     broken = _copy_saved(out, tmp_path / "broken")

@@ -22,8 +22,7 @@ ONE_LAYER = {"rules": [{"match": "model.decoder.layers.0.fc1", "quant": {"bits":
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
     """Every entry under `folder` (relative path -> bytes, None for folders)."""
-    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes())
-            for p in sorted(folder.rglob("*"))}
+    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
 
 
 @pytest.fixture()

@@ -92,8 +92,13 @@ def test_csp_on_whisper_fc1_keeps_transcribing(sample_audio):
     from weightwise.models import load_model
 
     model = load_model("whisper-tiny.en")  # our own: the session model is shared
-    plan = Plan.from_dict({"rules": [{"match": "re:model\\.(en|de)coder\\.layers\\.\\d+\\.fc1",
-                                      "prune": {"sparsity": 0.5, "method": "csp"}}]})
+    plan = Plan.from_dict(
+        {
+            "rules": [
+                {"match": "re:model\\.(en|de)coder\\.layers\\.\\d+\\.fc1", "prune": {"sparsity": 0.5, "method": "csp"}}
+            ]
+        }
+    )
     compress_(model, plan, calib=sample_manifest())
     pruned = [m for m in model.network.modules() if isinstance(m, SparseModule)]
     assert len(pruned) == 8

@@ -53,8 +53,11 @@ def finetuned(weightwise_cache, one_thread):
     stats = csp_finetune_(model, NAMES, CONFIG, train, STEPS, LR)
     assert {n: p.requires_grad for n, p in network.named_parameters()} == grad_flags
     for name in NAMES:  # as prune_handler stores a fine-tuned weight
-        replace_group(network, [name], lambda module, n: SparseModule.from_mask(
-            module, n, CONFIG, magnitude_mask(flat_weight(module), CONFIG)))
+        replace_group(
+            network,
+            [name],
+            lambda module, n: SparseModule.from_mask(module, n, CONFIG, magnitude_mask(flat_weight(module), CONFIG)),
+        )
     losses = {"dense": dense_loss, "magnitude": magnitude_loss, "finetuned": mean_loss(model, train)}
     print(f"\nteacher-forced loss on the 2 training utterances (nats/token): {losses}; stats {stats}")
     return model, before, stats, losses
@@ -112,8 +115,7 @@ def test_errors(finetuned, samples):
     with pytest.raises(InputError, match="blank.jsonl: no transcribed utterance"):
         csp_finetune_(model, ["model.decoder.layers.2.fc1"], CONFIG, blank, 2, LR)
     with pytest.raises(InputError, match="layers.2.fc1.*unstructured only.*2:4"):
-        csp_finetune_(model, ["model.decoder.layers.2.fc1"], Prune(method="csp", pattern="2:4"),
-                      samples, 2, LR)
+        csp_finetune_(model, ["model.decoder.layers.2.fc1"], Prune(method="csp", pattern="2:4"), samples, 2, LR)
 
 
 def test_cli_compress_with_finetune(tmp_path, capsys, weightwise_cache, one_thread):
@@ -122,8 +124,10 @@ def test_cli_compress_with_finetune(tmp_path, capsys, weightwise_cache, one_thre
     plan = tmp_path / "csp.json"
     plan.write_text(json.dumps({"rules": [{"match": NAMES[0], "prune": {"sparsity": 0.5, "method": "csp"}}]}))
     out = tmp_path / "tiny-csp-ft"
-    assert main(["compress", "--plan", str(plan), "--finetune", "samples", "--finetune-steps", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["compress", "--plan", str(plan), "--finetune", "samples", "--finetune-steps", "2", "--out", str(out)])
+        == 0
+    )
     assert "unique parameters" in capsys.readouterr().out
     module = load_model(str(out)).network.get_submodule(NAMES[0])
     assert isinstance(module, SparseModule) and int((module.weight == 0).sum()) == 1536 * 192

@@ -42,19 +42,20 @@ def rebuilt(state, config: Gptq) -> torch.Tensor:
 
 # -- a plain reference, written from the paper's equations ------------------------------------------
 
+
 def plain_params(values: torch.Tensor, weights: torch.Tensor, bits: int, symmetric: bool, clip: bool):
     """Per-row (scale, zero) of `values` (rows, n): range [min(w,0), max(w,0)] (or +-absmax) over the
     code range, shrunk by the factor in CLIP_SHRINKS with the least weighted squared error."""
     scales, zeros = [], []
     for row in values:
         best = None
-        for shrink in (CLIP_SHRINKS if clip else (1.0,)):
+        for shrink in CLIP_SHRINKS if clip else (1.0,):
             if symmetric:
                 top = 2 ** (bits - 1) - 1
                 scale = shrink * float(row.abs().max()) / top
                 scale, zero, low, high = scale if scale > 0 else 1.0, 0.0, -top, top
             else:
-                top = 2 ** bits - 1
+                top = 2**bits - 1
                 lo, hi = shrink * min(float(row.min()), 0.0), shrink * max(float(row.max()), 0.0)
                 scale = (hi - lo) / top if hi > lo else 1.0
                 zero, low, high = min(max(round(-lo / scale), 0), top), 0, top
@@ -82,27 +83,38 @@ def reference_gptq(w: torch.Tensor, h: torch.Tensor, config: Gptq) -> torch.Tens
         if j // group not in params:  # the group's grid, from its current values
             members = [i for i, c in enumerate(remaining) if c // group == j // group]
             # GPTQ weighs column c's squared error by 1 / [H_{R_c}^-1]_{c,c}, R_c = c and after it
-            weights = torch.tensor([1.0 / float(torch.linalg.inv(hd[remaining[i:]][:, remaining[i:]])[0, 0])
-                                    for i in members], dtype=torch.float64)
-            params[j // group] = plain_params(w[:, [remaining[i] for i in members]], weights, config.bits,
-                                              config.symmetric, config.clip_search)
+            weights = torch.tensor(
+                [1.0 / float(torch.linalg.inv(hd[remaining[i:]][:, remaining[i:]])[0, 0]) for i in members],
+                dtype=torch.float64,
+            )
+            params[j // group] = plain_params(
+                w[:, [remaining[i] for i in members]], weights, config.bits, config.symmetric, config.clip_search
+            )
         scale, zero = params[j // group]
-        low, high = (-(2 ** (config.bits - 1) - 1), 2 ** (config.bits - 1) - 1) if config.symmetric \
-            else (0, 2 ** config.bits - 1)
+        low, high = (
+            (-(2 ** (config.bits - 1) - 1), 2 ** (config.bits - 1) - 1) if config.symmetric else (0, 2**config.bits - 1)
+        )
         codes[:, j] = torch.clamp(torch.round(w[:, j] / scale) + zero, low, high)
         error = w[:, j] - (codes[:, j] - zero) * scale
         w[:, remaining[1:]] -= torch.outer(error / inverse[0, 0], inverse[0, 1:])
     return codes
 
 
-@pytest.mark.parametrize("bits,symmetric,granularity", [(4, False, "group"), (3, True, "group"),
-                                                        (8, False, "channel")])
+@pytest.mark.parametrize("bits,symmetric,granularity", [(4, False, "group"), (3, True, "group"), (8, False, "channel")])
 @pytest.mark.parametrize("act_order", [False, True])
 @pytest.mark.parametrize("clip_search", [False, True])
 def test_equals_the_plain_sequential_reference(bits, symmetric, granularity, act_order, clip_search):
     # block_size 5 and groups of 4: lazy batches straddle groups (pending updates must be applied)
-    config = Gptq(bits=bits, granularity=granularity, group_size=4, symmetric=symmetric, damp=0.01,
-                  act_order=act_order, clip_search=clip_search, block_size=5)
+    config = Gptq(
+        bits=bits,
+        granularity=granularity,
+        group_size=4,
+        symmetric=symmetric,
+        damp=0.01,
+        act_order=act_order,
+        clip_search=clip_search,
+        block_size=5,
+    )
     w, h = correlated(rows=6, cols=12, n=40, seed=bits + 10 * act_order)
     codes, scales, zeros = gptq_quantize(w, h, config)
     expected = reference_gptq(w, h, config)
@@ -122,18 +134,20 @@ def test_two_correlated_inputs_known_compensation():
     assert math.isclose(float(scales), 0.1, rel_tol=1e-6)
     rtn_codes, _, _ = quantize_weight(w, config.quant())
     assert rtn_codes.tolist() == [[3, 5, 15]]
-    assert objective(w, rebuilt((codes, scales, zeros), config), h) < objective(
-        w, rebuilt(quantize_weight(w, config.quant()), config), h) / 10
+    assert (
+        objective(w, rebuilt((codes, scales, zeros), config), h)
+        < objective(w, rebuilt(quantize_weight(w, config.quant()), config), h) / 10
+    )
 
 
-@pytest.mark.parametrize("bits,granularity,symmetric", [(4, "group", False), (8, "channel", True),
-                                                        (3, "group", True)])
+@pytest.mark.parametrize("bits,granularity,symmetric", [(4, "group", False), (8, "channel", True), (3, "group", True)])
 def test_uncorrelated_inputs_give_round_to_nearest(bits, granularity, symmetric):
     """Diagonal H: nothing to compensate, so the codes are exactly `quant`'s."""
     w, _ = correlated(rows=5, cols=16, n=10, seed=3)
     h = torch.diag(torch.rand(16, generator=torch.Generator().manual_seed(1)).double() + 0.5)
-    config = Gptq(bits=bits, granularity=granularity, group_size=8, symmetric=symmetric, act_order=True,
-                  clip_search=False)
+    config = Gptq(
+        bits=bits, granularity=granularity, group_size=8, symmetric=symmetric, act_order=True, clip_search=False
+    )
     got, want = gptq_quantize(w.float(), h, config), quantize_weight(w.float(), config.quant())
     assert torch.equal(got[0], want[0]) and torch.allclose(got[1], want[1], rtol=1e-6)
     assert (got[2] is None) == (want[2] is None) and (got[2] is None or torch.equal(got[2], want[2]))
@@ -169,8 +183,7 @@ def test_beats_rtn_on_its_objective(bits):
         assert ours < 0.8 * rtn
 
 
-@pytest.mark.parametrize("bits,granularity,symmetric", [(3, "group", False), (4, "group", True),
-                                                        (8, "channel", False)])
+@pytest.mark.parametrize("bits,granularity,symmetric", [(3, "group", False), (4, "group", True), (8, "channel", False)])
 def test_codes_scales_and_storage_in_the_quant_format(bits, granularity, symmetric):
     from weightwise.compress.gptq import quant_module
 
@@ -182,7 +195,7 @@ def test_codes_scales_and_storage_in_the_quant_format(bits, granularity, symmetr
         top = 2 ** (bits - 1) - 1
         assert codes.dtype == torch.int8 and zeros is None and int(codes.abs().max()) <= top
     else:
-        assert codes.dtype == torch.uint8 and zeros.shape == scales.shape and int(codes.max()) <= 2 ** bits - 1
+        assert codes.dtype == torch.uint8 and zeros.shape == scales.shape and int(codes.max()) <= 2**bits - 1
     linear = nn.Linear(64, 10)
     with torch.no_grad():
         linear.weight.copy_(w.float())
@@ -191,7 +204,9 @@ def test_codes_scales_and_storage_in_the_quant_format(bits, granularity, symmetr
     assert torch.allclose(module.weight, dequantize_weight(codes, scales, zeros, config.quant()))
     storage = module_storage(module)["weight"]
     n_scales = scales.numel()
-    assert storage.nbytes == math.ceil(640 * bits / 8) + 4 * n_scales + (0 if symmetric else math.ceil(n_scales * bits / 8))
+    assert storage.nbytes == math.ceil(640 * bits / 8) + 4 * n_scales + (
+        0 if symmetric else math.ceil(n_scales * bits / 8)
+    )
     assert storage.dtype == f"int{max(bits, 4)}"  # int3 codes run their MACs as int4
 
 
@@ -203,11 +218,18 @@ def test_dead_inputs_are_dropped():
     assert torch.isfinite(weight).all() and torch.equal(weight[:, 2], torch.zeros(4, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"bits": 2}, "gptq.bits"), ({"bits": 16}, "gptq.bits"), ({"damp": 0}, "gptq.damp"),
-    ({"act_order": "yes"}, "gptq.act_order"), ({"group_size": 0}, "gptq.group_size"),
-    ({"granularity": "tensor"}, "gptq.granularity"), ({"blocks": 3}, "unknown gptq parameter"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"bits": 2}, "gptq.bits"),
+        ({"bits": 16}, "gptq.bits"),
+        ({"damp": 0}, "gptq.damp"),
+        ({"act_order": "yes"}, "gptq.act_order"),
+        ({"group_size": 0}, "gptq.group_size"),
+        ({"granularity": "tensor"}, "gptq.granularity"),
+        ({"blocks": 3}, "unknown gptq parameter"),
+    ],
+)
 def test_bad_config_names_the_field(params, message):
     with pytest.raises(InputError, match=message):
         Plan.from_dict({"rules": [{"match": "proj_out", "gptq": params}]})
@@ -239,9 +261,17 @@ def gptq_model(shared_data_dir):
 
     calib = load_manifest(shared_data_dir / "speech" / "librispeech_train_clean_100_untranscribed").head(2)
     model = load_model("whisper-tiny.en")
-    plan = Plan.from_dict({"rules": [{"match": [*WELL_FED, "model.decoder.embed_tokens", "proj_out"],
-                                      "gptq": {"bits": 4, "group_size": 64, "sequential": True}}]},
-                          name="gptq-test")
+    plan = Plan.from_dict(
+        {
+            "rules": [
+                {
+                    "match": [*WELL_FED, "model.decoder.embed_tokens", "proj_out"],
+                    "gptq": {"bits": 4, "group_size": 64, "sequential": True},
+                }
+            ]
+        },
+        name="gptq-test",
+    )
     compress_(model, plan, calib)
     return model
 
@@ -296,8 +326,9 @@ def test_whisper_gptq_saves_and_reloads(gptq_model, tmp_path, sample_audio):
 def test_gptq_without_calibration_is_one_line(tmp_path, capsys):
     plan = tmp_path / "gptq.json"
     plan.write_text(json.dumps({"rules": [{"match": "proj_out", "gptq": {"bits": 4}}]}))
-    assert main(["eval", "--plan", str(plan), "--data", "samples", "--limit", "1",
-                 "--out", str(tmp_path / "o.json")]) == 2
+    assert (
+        main(["eval", "--plan", str(plan), "--data", "samples", "--limit", "1", "--out", str(tmp_path / "o.json")]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--calib" in err[0] and "gptq" in err[0]
 

@@ -27,11 +27,14 @@ def test_a_plan_path_and_a_plan_object_give_the_same_compressed_model(tmp_path: 
     assert plain.plan is None and type(plain.network.get_submodule(fc1)).__name__ == "Linear"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"plan": "missing-plan.json"}, "missing-plan.json"),
-    ({"plan": Plan.from_dict(INT8), "calib": "no/such/manifest.jsonl"}, "manifest not found"),
-    ({"plan": Plan.from_dict(INT8), "finetune_steps": 3}, "--finetune-steps needs transcribed training audio"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"plan": "missing-plan.json"}, "missing-plan.json"),
+        ({"plan": Plan.from_dict(INT8), "calib": "no/such/manifest.jsonl"}, "manifest not found"),
+        ({"plan": Plan.from_dict(INT8), "finetune_steps": 3}, "--finetune-steps needs transcribed training audio"),
+    ],
+)
 def test_bad_inputs_fail_before_the_model_loads(kwargs, message):
     with pytest.raises(InputError, match=message):  # an unknown model would fail later, in load_model
         load_model_with_plan("no-such-model", **kwargs)

@@ -70,7 +70,7 @@ def test_factors_are_the_best_rank_r_approximation(shape):
     weight, rank = random_weight(*shape), 5
     u, v = lowrank_factors(weight, LowRank(rank=rank))
     assert u.shape == (shape[0], rank) and v.shape == (rank, shape[1])
-    approx = (u.double() @ v.double())
+    approx = u.double() @ v.double()
     assert torch.linalg.matrix_rank(approx) <= rank
     s = singular_values(weight)
     error2 = float(((weight.double() - approx) ** 2).sum())
@@ -136,8 +136,7 @@ def test_tied_embedding_and_projection_are_factored_once():
     emb, proj = network.emb, network.proj
     assert isinstance(emb, LowRankEmbedding) and isinstance(proj, LowRankLinear)
     assert emb.u is proj.u and emb.v is proj.v
-    assert {k: st.key for k, st in module_storage(emb).items()} == \
-        {k: st.key for k, st in module_storage(proj).items()}
+    assert {k: st.key for k, st in module_storage(emb).items()} == {k: st.key for k, st in module_storage(proj).items()}
     approx = (emb.u @ emb.v).detach()
     s = singular_values(table)
     assert float(((table - approx) ** 2).sum()) == pytest.approx(float((s[3:] ** 2).sum()), rel=1e-4)
@@ -149,7 +148,9 @@ def test_tied_embedding_and_projection_are_factored_once():
         network(ids)
     tensors = [t for t in tracer.result("toy", "fp32", True).tensors if t.name.endswith((".u", ".v"))]
     assert [(t.name, t.users, t.calls) for t in tensors] == [
-        ("emb.u", ("emb", "proj"), 2), ("emb.v", ("emb", "proj"), 2)]
+        ("emb.u", ("emb", "proj"), 2),
+        ("emb.v", ("emb", "proj"), 2),
+    ]
     stored = unique_storage(network)
     assert stored["unique_params"] == 30 * 3 + 3 * 8 + 8 * 8 + 8
     assert stored["params_if_dense"] == 30 * 8 + 8 * 8 + 8  # the tied table, once
@@ -271,6 +272,8 @@ def test_cli_rank_above_the_layers_is_one_line_and_writes_nothing(tmp_path, caps
         warnings.simplefilter("error")
         assert main(["compress", "--plan", str(plan), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["weightwise: error: model.decoder.layers.0.fc1: lowrank rank 1000 is above the layer's "
-                   "maximum rank 384 (a 1536x384 weight)"]
+    assert err == [
+        "weightwise: error: model.decoder.layers.0.fc1: lowrank rank 1000 is above the layer's "
+        "maximum rank 384 (a 1536x384 weight)"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json"]

@@ -21,10 +21,15 @@ class Net(nn.Module):
 
 
 def test_first_match_wins_and_names():
-    plan = Plan.from_dict({"rules": [
-        {"match": "enc.0", "prune": {"sparsity": 0.5}},
-        {"match": "re:enc\\..*", "quant": {"bits": 8}},
-        {"match": ["emb", "conv"], "quant": {"bits": 16}}]})
+    plan = Plan.from_dict(
+        {
+            "rules": [
+                {"match": "enc.0", "prune": {"sparsity": 0.5}},
+                {"match": "re:enc\\..*", "quant": {"bits": 8}},
+                {"match": ["emb", "conv"], "quant": {"bits": 16}},
+            ]
+        }
+    )
     claimed = plan.resolve(Net())
     assert claimed["enc.0"] == (0, Prune(sparsity=0.5))
     assert claimed["enc.1"] == (1, Quant(bits=8))
@@ -38,8 +43,7 @@ def test_all_weight_modules():
 
 
 def test_rule_shadowed_by_earlier_rules_is_an_error():
-    plan = Plan.from_dict({"rules": [{"match": "re:enc\\..*", "quant": {}},
-                                     {"match": "enc.1", "prune": {}}]}, name="p")
+    plan = Plan.from_dict({"rules": [{"match": "re:enc\\..*", "quant": {}}, {"match": "enc.1", "prune": {}}]}, name="p")
     with pytest.raises(InputError, match="rule 1 .* already claimed by an earlier rule"):
         plan.resolve(Net())
 
@@ -49,41 +53,54 @@ def test_regex_must_match_whole_name():
         Plan.from_dict({"rules": [{"match": "re:enc", "quant": {}}]}).resolve(Net())
 
 
-@pytest.mark.parametrize("config", [Quant(bits=4, granularity="group", group_size=64, symmetric=False),
-                                    Prune(sparsity=0.3, pattern="2:4", method="csp"),
-                                    LowRank(energy_fraction=0.9), Share(what="lowrank_v", rank=8)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        Quant(bits=4, granularity="group", group_size=64, symmetric=False),
+        Prune(sparsity=0.3, pattern="2:4", method="csp"),
+        LowRank(energy_fraction=0.9),
+        Share(what="lowrank_v", rank=8),
+    ],
+)
 def test_config_round_trip(config):
     assert config_from_dict(*config_to_dict(config)) == config
 
 
 def test_plan_round_trip(tmp_path):
-    data = {"rules": [{"match": ["a", "re:b.*"], "lowrank": {"rank": 3, "energy_fraction": None}},
-                      {"match": "c", "share": {"what": "full", "rank": None}}]}
+    data = {
+        "rules": [
+            {"match": ["a", "re:b.*"], "lowrank": {"rank": 3, "energy_fraction": None}},
+            {"match": "c", "share": {"what": "full", "rank": None}},
+        ]
+    }
     path = tmp_path / "p.json"
     path.write_text(json.dumps(data))
     plan = Plan.from_json(path)
     assert plan.name == "p" and plan.to_dict() == data
 
 
-@pytest.mark.parametrize("data,fragment", [
-    ({}, "non-empty list 'rules'"),
-    ({"rules": []}, "non-empty list 'rules'"),
-    ({"rules": [{"quant": {}}]}, "rule 0"),
-    ({"rules": [{"match": 3, "quant": {}}]}, "'match' must be"),
-    ({"rules": [{"match": "re:(", "quant": {}}]}, "bad regex"),
-    ({"rules": [{"match": "a"}]}, "exactly one method"),
-    ({"rules": [{"match": "a", "quant": {}, "prune": {}}]}, "conflicting"),
-    ({"rules": [{"match": "a", "squash": {}}]}, "unknown method 'squash'"),
-    ({"rules": [{"match": "a", "quant": {"bitz": 8}}]}, "unknown quant parameter"),
-    ({"rules": [{"match": "a", "quant": {"bits": 2}}]}, "quant.bits must be"),
-    ({"rules": [{"match": "a", "quant": 8}]}, "must be an object"),
-    ({"rules": [{"match": "a", "prune": {"sparsity": 1.5}}]}, "prune.sparsity"),
-    ({"rules": [{"match": "a", "prune": {"pattern": "4:2"}}]}, "prune.pattern"),
-    ({"rules": [{"match": "a", "prune": {"method": "random"}}]}, "prune.method"),
-    ({"rules": [{"match": "a", "lowrank": {}}]}, "exactly one of rank or energy_fraction"),
-    ({"rules": [{"match": "a", "lowrank": {"rank": 0}}]}, "lowrank.rank"),
-    ({"rules": [{"match": "a", "share": {"what": "lowrank_u"}}]}, "needs a positive integer rank"),
-])
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        ({}, "non-empty list 'rules'"),
+        ({"rules": []}, "non-empty list 'rules'"),
+        ({"rules": [{"quant": {}}]}, "rule 0"),
+        ({"rules": [{"match": 3, "quant": {}}]}, "'match' must be"),
+        ({"rules": [{"match": "re:(", "quant": {}}]}, "bad regex"),
+        ({"rules": [{"match": "a"}]}, "exactly one method"),
+        ({"rules": [{"match": "a", "quant": {}, "prune": {}}]}, "conflicting"),
+        ({"rules": [{"match": "a", "squash": {}}]}, "unknown method 'squash'"),
+        ({"rules": [{"match": "a", "quant": {"bitz": 8}}]}, "unknown quant parameter"),
+        ({"rules": [{"match": "a", "quant": {"bits": 2}}]}, "quant.bits must be"),
+        ({"rules": [{"match": "a", "quant": 8}]}, "must be an object"),
+        ({"rules": [{"match": "a", "prune": {"sparsity": 1.5}}]}, "prune.sparsity"),
+        ({"rules": [{"match": "a", "prune": {"pattern": "4:2"}}]}, "prune.pattern"),
+        ({"rules": [{"match": "a", "prune": {"method": "random"}}]}, "prune.method"),
+        ({"rules": [{"match": "a", "lowrank": {}}]}, "exactly one of rank or energy_fraction"),
+        ({"rules": [{"match": "a", "lowrank": {"rank": 0}}]}, "lowrank.rank"),
+        ({"rules": [{"match": "a", "share": {"what": "lowrank_u"}}]}, "needs a positive integer rank"),
+    ],
+)
 def test_bad_plans_are_one_line_errors(data, fragment):
     with pytest.raises(InputError) as err:
         Plan.from_dict(data, where="p.json")
@@ -105,18 +122,21 @@ def test_nm_property():
     assert Prune().nm is None
 
 
-@pytest.mark.parametrize("method,params,field", [
-    ("quant", {"bits": True}, "quant.bits"),
-    ("quant", {"bits": 8.0}, "quant.bits"),
-    ("quant", {"group_size": True}, "quant.group_size"),
-    ("prune", {"sparsity": False}, "prune.sparsity"),
-    ("prune", {"sparsity": True}, "prune.sparsity"),
-    ("prune", {"sparsity": "0.5"}, "prune.sparsity"),
-    ("lowrank", {"rank": True}, "lowrank.rank"),
-    ("lowrank", {"energy_fraction": True}, "lowrank.energy_fraction"),
-    ("lowrank", {"energy_fraction": "0.9"}, "lowrank.energy_fraction"),
-    ("share", {"what": "lowrank_u", "rank": True}, "share.what=lowrank_u needs a positive integer rank"),
-])
+@pytest.mark.parametrize(
+    "method,params,field",
+    [
+        ("quant", {"bits": True}, "quant.bits"),
+        ("quant", {"bits": 8.0}, "quant.bits"),
+        ("quant", {"group_size": True}, "quant.group_size"),
+        ("prune", {"sparsity": False}, "prune.sparsity"),
+        ("prune", {"sparsity": True}, "prune.sparsity"),
+        ("prune", {"sparsity": "0.5"}, "prune.sparsity"),
+        ("lowrank", {"rank": True}, "lowrank.rank"),
+        ("lowrank", {"energy_fraction": True}, "lowrank.energy_fraction"),
+        ("lowrank", {"energy_fraction": "0.9"}, "lowrank.energy_fraction"),
+        ("share", {"what": "lowrank_u", "rank": True}, "share.what=lowrank_u needs a positive integer rank"),
+    ],
+)
 def test_json_booleans_and_strings_are_not_numbers(method, params, field):
     with pytest.raises(InputError, match=rf"^plan: rule 0: {re.escape(field)}") as err:
         Plan.from_dict({"rules": [{"match": "a", method: params}]})

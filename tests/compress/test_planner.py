@@ -10,8 +10,9 @@ from weightwise.errors import InputError
 
 
 def item(nbytes, read_per_s, dram_pj=50.0, onchip_pj=4.0, compute_j=0.0):
-    return Item(nbytes, read_per_s * dram_pj * 1e-12 + compute_j, read_per_s * onchip_pj * 1e-12 + compute_j,
-                read_per_s)
+    return Item(
+        nbytes, read_per_s * dram_pj * 1e-12 + compute_j, read_per_s * onchip_pj * 1e-12 + compute_j, read_per_s
+    )
 
 
 def random_problem(rng, n_groups, n_options, onchip_bytes=0, integer_costs=True):
@@ -20,9 +21,13 @@ def random_problem(rng, n_groups, n_options, onchip_bytes=0, integer_costs=True)
         opts = [Option("keep", 0.0, (item(rng.randint(10, 100), rng.uniform(1e6, 1e8)),))]
         for o in range(1, n_options):
             cost = rng.randint(0, 6) if integer_costs else rng.uniform(0, 6)
-            opts.append(Option(f"c{o}", float(cost),
-                               tuple(item(rng.randint(5, 100), rng.uniform(1e5, 1e8))
-                                     for _ in range(rng.randint(1, 2)))))
+            opts.append(
+                Option(
+                    f"c{o}",
+                    float(cost),
+                    tuple(item(rng.randint(5, 100), rng.uniform(1e5, 1e8)) for _ in range(rng.randint(1, 2))),
+                )
+            )
         options.append(tuple(opts))
     fixed = (item(30, 1e7),)
     return Problem(tuple(f"g{g}" for g in range(n_groups)), tuple(options), fixed, onchip_bytes, 1e-4)
@@ -78,9 +83,13 @@ def test_greedy_is_optimal_when_every_move_costs_the_same():
     # equal costs: the ratio rule takes the largest savings first, which is optimal
     rng = random.Random(4)
     for _ in range(20):
-        options = tuple((Option("keep", 0.0, (item(10, rng.uniform(1e7, 1e8)),)),
-                         Option("int8", 1.0, (item(5, rng.uniform(1e5, 1e6)),)))
-                        for _ in range(6))
+        options = tuple(
+            (
+                Option("keep", 0.0, (item(10, rng.uniform(1e7, 1e8)),)),
+                Option("int8", 1.0, (item(5, rng.uniform(1e5, 1e6)),)),
+            )
+            for _ in range(6)
+        )
         problem = Problem(tuple(map(str, range(6))), options)
         for budget in (1, 2, 3.5, 6):
             assert greedy(problem, budget).energy_j == pytest.approx(brute_force(problem, budget).energy_j)
@@ -101,8 +110,12 @@ def test_solve_returns_the_better_solver_and_brute_force_bounds_it():
 def test_placement_is_re_solved_when_compression_frees_on_chip_room():
     # two groups of 60 B, on-chip room 85 B: dense, only one fits; compressing A to 20 B lets both fit
     hot_a, hot_b = item(60, 1e8), item(60, 9e7)
-    problem = Problem(("a", "b"), ((Option("keep", 0.0, (hot_a,)), Option("int4", 1.0, (item(20, 1e8 / 3),))),
-                                   (Option("keep", 0.0, (hot_b,)),)), (), 85)
+    problem = Problem(
+        ("a", "b"),
+        ((Option("keep", 0.0, (hot_a,)), Option("int4", 1.0, (item(20, 1e8 / 3),))), (Option("keep", 0.0, (hot_b,)),)),
+        (),
+        85,
+    )
     dense, packed = evaluate(problem, (0, 0)), evaluate(problem, (1, 0))
     assert dense.resident_bytes == 60 and packed.resident_bytes == 80
     assert packed.offchip_bytes == 0  # both resident after compression
@@ -112,8 +125,10 @@ def test_placement_is_re_solved_when_compression_frees_on_chip_room():
 
 
 def test_negative_costs_never_buy_budget():
-    options = ((Option("keep", 0.0, (item(10, 1e8),)), Option("x", -5.0, (item(10, 1e7),))),
-               (Option("keep", 0.0, (item(10, 1e8),)), Option("y", 2.0, (item(10, 1e6),))))
+    options = (
+        (Option("keep", 0.0, (item(10, 1e8),)), Option("x", -5.0, (item(10, 1e7),))),
+        (Option("keep", 0.0, (item(10, 1e8),)), Option("y", 2.0, (item(10, 1e6),))),
+    )
     problem = Problem(("a", "b"), options)
     for found in (greedy(problem, 1.0), exact(problem, 1.0)):
         assert found.choice == (1, 0) and found.wer_cost == 0.0

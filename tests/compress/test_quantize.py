@@ -60,8 +60,8 @@ def test_error_within_half_step_and_codes_in_range(bits, granularity, symmetric)
         qmax = 2 ** (bits - 1) - 1
         assert q.codes.dtype == torch.int8 and codes.abs().max() <= qmax
     else:
-        assert q.codes.dtype == torch.uint8 and codes.max() <= 2 ** bits - 1
-        assert int(q.zero_points.max()) <= 2 ** bits - 1
+        assert q.codes.dtype == torch.uint8 and codes.max() <= 2**bits - 1
+        assert int(q.zero_points.max()) <= 2**bits - 1
     x = torch.randn(3, 16)
     assert torch.equal(q(x), F.linear(x, deq, q.bias))
 
@@ -86,14 +86,17 @@ def test_conv_and_embedding_compute_with_dequantized_weight():
     assert torch.equal(qe(ids), F.embedding(ids, qe.weight)) and qe.weightwise_macs(ids, qe(ids)) == 0
 
 
-@pytest.mark.parametrize("config, weight_bytes, dtype", [
-    (Quant(8, "channel", 128, True), 8 * 16 + 4 * 8, "int8"),  # codes + one fp32 scale per row
-    (Quant(8, "tensor", 128, False), 8 * 16 + 4 + 1, "int8"),  # + one 1-byte zero point
-    (Quant(4, "group", 8, True), 8 * 16 // 2 + 4 * 16, "int4"),  # 16 groups of 8
-    (Quant(4, "group", 8, False), 8 * 16 // 2 + 4 * 16 + 16 // 2, "int4"),  # 4-bit zero points
-    (Quant(4, "channel", 8, False), 8 * 16 // 2 + 4 * 8 + 4, "int4"),
-    (Quant(16), 8 * 16 * 2, "fp16"),
-])
+@pytest.mark.parametrize(
+    "config, weight_bytes, dtype",
+    [
+        (Quant(8, "channel", 128, True), 8 * 16 + 4 * 8, "int8"),  # codes + one fp32 scale per row
+        (Quant(8, "tensor", 128, False), 8 * 16 + 4 + 1, "int8"),  # + one 1-byte zero point
+        (Quant(4, "group", 8, True), 8 * 16 // 2 + 4 * 16, "int4"),  # 16 groups of 8
+        (Quant(4, "group", 8, False), 8 * 16 // 2 + 4 * 16 + 16 // 2, "int4"),  # 4-bit zero points
+        (Quant(4, "channel", 8, False), 8 * 16 // 2 + 4 * 8 + 4, "int4"),
+        (Quant(16), 8 * 16 * 2, "fp16"),
+    ],
+)
 def test_storage_bytes_by_hand(config, weight_bytes, dtype):
     q = QuantModule.from_float(nn.Linear(16, 8), "fc", config)
     st = module_storage(q)
@@ -114,12 +117,15 @@ def test_group_size_must_divide_inputs():
         quantize_handler(net, ["fc"], Quant(8, "group", 8), None)
 
 
-@pytest.mark.parametrize("module, config", [
-    (nn.Linear(16, 8), Quant(8, "channel", 128, True)),
-    (nn.Linear(16, 8), Quant(4, "group", 4, False)),
-    (nn.Conv1d(4, 6, 3, padding=1), Quant(8, "tensor", 128, False)),
-    (nn.Embedding(10, 8), Quant(16)),
-])
+@pytest.mark.parametrize(
+    "module, config",
+    [
+        (nn.Linear(16, 8), Quant(8, "channel", 128, True)),
+        (nn.Linear(16, 8), Quant(4, "group", 4, False)),
+        (nn.Conv1d(4, 6, 3, padding=1), Quant(8, "tensor", 128, False)),
+        (nn.Embedding(10, 8), Quant(16)),
+    ],
+)
 def test_state_dict_round_trip_is_bit_identical(module, config):
     q = QuantModule.from_float(module, "m", config)
     again = rebuild(q.kind, copy.deepcopy(q.spec()))
@@ -151,8 +157,9 @@ def test_tied_embedding_and_projection_quantized_once(base_model, sample_audio):
     from weightwise.profile.trace import Tracer
 
     model = fresh(base_model)
-    compress_(model, Plan.from_dict({"rules": [
-        {"match": ["model.decoder.embed_tokens", "proj_out"], "quant": {"bits": 8}}]}))
+    compress_(
+        model, Plan.from_dict({"rules": [{"match": ["model.decoder.embed_tokens", "proj_out"], "quant": {"bits": 8}}]})
+    )
     emb, proj = model.network.model.decoder.embed_tokens, model.network.proj_out
     assert isinstance(emb, QuantModule) and isinstance(proj, QuantModule)
     assert emb.codes is proj.codes and emb.scales is proj.scales and proj.tie == "model.decoder.embed_tokens"
@@ -183,6 +190,7 @@ def _wer(model, sample_audio) -> float:
     return word_errors(refs, [normalize(transcribe(model, audio).text) for _, audio in sample_audio]).wer
 
 
+@pytest.mark.slow
 def test_int8_per_channel_linears_keep_wer(base_model, sample_audio, tiny_greedy):
     model = fresh(base_model)
     compress_(model, Plan.from_dict({"rules": [{"match": LINEARS, "quant": {"bits": 8}}]}))

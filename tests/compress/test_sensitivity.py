@@ -31,8 +31,10 @@ def groups(tiny_model):
 
 
 def test_reference_keeps_every_window_and_the_models_own_tokens(tiny_model, reference):
-    assert len(reference.windows) == 2 and [t[0] for t in reference.transcripts] == ["1089-134691-0000",
-                                                                                      "1089-134686-0001"]
+    assert len(reference.windows) == 2 and [t[0] for t in reference.transcripts] == [
+        "1089-134691-0000",
+        "1089-134686-0001",
+    ]
     for window, (_id, text) in zip(reference.windows, reference.transcripts, strict=False):
         prompt = len(tiny_model.tokens.prompt)
         assert tiny_model.decode_text(window.ids[0, prompt:].tolist()) == text
@@ -113,6 +115,7 @@ def test_killed_sweep_resumes_with_only_the_missing_entries(tiny_model, referenc
 def test_skipped_candidates_are_scored_once_another_device_wants_them(tiny_model, reference, groups, tmp_path):
     chosen = [groups["model.decoder.layers.2.fc2"]]
     path = tmp_path / "sens.jsonl"
+
     def skip_int4(group, keep, tensors):
         return tensors[0].dtype == "int4"
 

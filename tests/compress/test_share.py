@@ -63,9 +63,11 @@ def test_full_sharing_stores_one_mean_weight():
         torch.testing.assert_close(module(x), F.linear(x, sum(originals) / 3, bias))
     keys = [module_storage(m)["weight"].key for m in layers]
     assert len(set(keys)) == 1
-    assert unique_storage(network) == {"unique_params": 120 + 3 * 12 + 48,
-                                       "unique_bytes": 4 * (120 + 3 * 12 + 48),
-                                       "params_if_dense": 3 * (120 + 12) + 48}
+    assert unique_storage(network) == {
+        "unique_params": 120 + 3 * 12 + 48,
+        "unique_bytes": 4 * (120 + 3 * 12 + 48),
+        "params_if_dense": 3 * (120 + 12) + 48,
+    }
 
 
 def test_tracer_counts_a_shared_weight_once():
@@ -76,8 +78,7 @@ def test_tracer_counts_a_shared_weight_once():
         network(torch.randn(2, 10))
     tensors = tracer.result("toy", "fp32", True).tensors
     shared = [t for t in tensors if t.name.endswith(".weight") and t.name.startswith("layers")]
-    assert [(t.name, t.nbytes, t.calls, t.users) for t in shared] == [
-        ("layers.0.weight", 480, 3, tuple(NAMES))]
+    assert [(t.name, t.nbytes, t.calls, t.users) for t in shared] == [("layers.0.weight", 480, 3, tuple(NAMES))]
     assert shared[0].macs == 3 * 2 * 12 * 10
     assert sum(t.nbytes for t in tensors) == 4 * (120 + 3 * 12 + 48)
 
@@ -140,8 +141,11 @@ def test_share_needs_one_shape():
 def test_share_rank_above_the_maximum_is_an_error(what, limit):
     network = stack()
     before = weights(network)
-    with pytest.raises(InputError, match=rf"^layers\.0, layers\.1: share {what} rank 50 is above the "
-                                         rf"maximum rank {limit} "):
+    with pytest.raises(
+        InputError,
+        match=rf"^layers\.0, layers\.1: share {what} rank 50 is above the "
+        rf"maximum rank {limit} ",
+    ):
         share_(network, ["layers.0", "layers.1"], Share(what, rank=50))
     assert all(torch.equal(a, b) for a, b in zip(before, weights(network), strict=True))  # nothing replaced
 

@@ -143,8 +143,11 @@ def test_check_audio_decodes_every_file(tmp_path: Path, shared_data_dir: Path):
     sf.write(tmp_path / "loud.wav", np.full(1600, 1e30, dtype=np.float32), 16000, subtype="FLOAT")
     sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan] * 800, dtype=np.float32), 16000, subtype="FLOAT")
     _write_wav(tmp_path / "a.wav")
-    for bad, problem in (("cut.flac", "not a readable audio file"), ("loud.wav", "samples up to 1e+30"),
-                         ("nan.wav", "non-finite")):
+    for bad, problem in (
+        ("cut.flac", "not a readable audio file"),
+        ("loud.wav", "samples up to 1e+30"),
+        ("nan.wav", "non-finite"),
+    ):
         path = _write_manifest(tmp_path, [_line("a", "a.wav"), _line("b", bad)])
         manifest = Manifest.from_jsonl(path)  # the headers are fine: only decoding finds these
         with pytest.raises(InputError) as err:

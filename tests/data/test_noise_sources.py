@@ -94,4 +94,3 @@ def test_missing_noise_file_is_an_input_error(tmp_path: Path):
         resolve_noise(str(tmp_path / "nope.wav"))
     with pytest.raises(InputError, match="not found"):
         resolve_noise(str(tmp_path / "manifest.jsonl"))
-

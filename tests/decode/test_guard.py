@@ -20,8 +20,9 @@ LIMIT = 80  # tokens per window in the runaway tests (the decoder's own limit is
 def _repeats(tokens, period: int) -> int:
     """How many times the last `period` tokens repeat back to back at the end of `tokens`."""
     repeats = 1
-    while (repeats + 1) * period <= len(tokens) and \
-            tokens[len(tokens) - (repeats + 1) * period: len(tokens) - repeats * period] == tokens[-period:]:
+    while (repeats + 1) * period <= len(tokens) and tokens[
+        len(tokens) - (repeats + 1) * period : len(tokens) - repeats * period
+    ] == tokens[-period:]:
         repeats += 1
     return repeats
 
@@ -35,17 +36,20 @@ def _rule_holds(tokens, min_repeats: int = 4, min_tokens: int = 32) -> bool:
 # ---------------------------------------------------------------- the two measures
 
 
-@pytest.mark.parametrize("tokens, repeats, min_tokens, expected", [
-    ([7] * 32, 4, 32, True),  # "the the the ...": period 1, 32 tokens
-    ([7] * 31, 4, 32, False),  # not yet 32 tokens
-    ([9] + [1, 2, 3, 4] * 8, 4, 32, True),  # "I'm not, " x 8 after one other token
-    ([9] + [1, 2, 3, 4] * 6 + [1, 2, 3], 4, 28, False),  # 27 periodic tokens, 28 needed
-    ([9] + [1, 2, 3, 4] * 6 + [1, 2, 3], 4, 24, True),  # any phase: (4, 1, 2, 3) x 6 ends it
-    (list(range(12)) * 3, 4, 32, False),  # a 12-token sentence 3 times: fewer than 4 repeats
-    (list(range(12)) * 4, 4, 32, True),  # ... 4 times
-    ([1, 2] * 3 + [3], 2, 2, False),  # the last token breaks the loop
-    ([5], 2, 1, False),
-])
+@pytest.mark.parametrize(
+    "tokens, repeats, min_tokens, expected",
+    [
+        ([7] * 32, 4, 32, True),  # "the the the ...": period 1, 32 tokens
+        ([7] * 31, 4, 32, False),  # not yet 32 tokens
+        ([9] + [1, 2, 3, 4] * 8, 4, 32, True),  # "I'm not, " x 8 after one other token
+        ([9] + [1, 2, 3, 4] * 6 + [1, 2, 3], 4, 28, False),  # 27 periodic tokens, 28 needed
+        ([9] + [1, 2, 3, 4] * 6 + [1, 2, 3], 4, 24, True),  # any phase: (4, 1, 2, 3) x 6 ends it
+        (list(range(12)) * 3, 4, 32, False),  # a 12-token sentence 3 times: fewer than 4 repeats
+        (list(range(12)) * 4, 4, 32, True),  # ... 4 times
+        ([1, 2] * 3 + [3], 2, 2, False),  # the last token breaks the loop
+        ([5], 2, 1, False),
+    ],
+)
 def test_repeated_tail_by_hand(tokens, repeats, min_tokens, expected):
     assert repeated_tail(tokens, repeats, min_tokens) is expected
 
@@ -59,14 +63,23 @@ def test_repeated_tail_agrees_with_brute_force():
             assert repeated_tail(tokens, min_repeats, min_tokens) is expected, (tokens, min_repeats, min_tokens)
 
 
-@pytest.mark.parametrize("text", ["", "He could wait no longer.", "I'm not, " * 30,
-                                  "Stuff it into you, his belly counselled him. " * 2, "naïve café " * 5])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "He could wait no longer.",
+        "I'm not, " * 30,
+        "Stuff it into you, his belly counselled him. " * 2,
+        "naïve café " * 5,
+    ],
+)
 def test_compression_ratio_is_the_peers(text):
     assert compression_ratio(text) == pytest.approx(get_compression_ratio(text) if text else 0.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"repetition_stop_repeats": 1}, {"compression_ratio_threshold": 1.0},
-                                    {"repetition_min_tokens": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"repetition_stop_repeats": 1}, {"compression_ratio_threshold": 1.0}, {"repetition_min_tokens": 0}]
+)
 def test_invalid_guard_options(kwargs):
     with pytest.raises(ValueError):
         DecodingOptions(**kwargs)
@@ -83,6 +96,7 @@ def test_clean_transcripts_do_not_change(tiny_model, tiny_greedy, sample_audio):
         assert [w.stop_reason for w in tiny_greedy[utt.id].windows] == ["eot"]
 
 
+@pytest.mark.slow
 def test_clean_beam_search_does_not_change(tiny_model, sample_audio):
     beam = DecodingOptions(beam_size=3)
     for _, audio in sample_audio[:2]:
@@ -93,6 +107,7 @@ def test_clean_beam_search_does_not_change(tiny_model, sample_audio):
 # ---------------------------------------------------------------- runaway windows are stopped
 
 
+@pytest.mark.slow
 def test_greedy_loop_is_stopped_and_only_cut_short(broken_tiny, looping_audio):
     _, audio = looping_audio
     off = transcribe(broken_tiny, audio, DecodingOptions(max_new_tokens=LIMIT).without_guard())
@@ -117,6 +132,7 @@ def test_compression_ratio_alone_stops_the_loop(broken_tiny, looping_audio):
     assert get_compression_ratio(broken_tiny.decode_text(list(out.tokens[:-1]))) <= 2.4  # stopped at once
 
 
+@pytest.mark.slow
 def test_beam_search_drops_looping_hypotheses(broken_tiny, looping_audio):
     _, audio = looping_audio
     options = DecodingOptions(beam_size=2, max_new_tokens=LIMIT)

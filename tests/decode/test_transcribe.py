@@ -96,8 +96,9 @@ def _reference_greedy(model, audio: np.ndarray) -> list[int]:
         enc = net.model.encoder(torch.from_numpy(mel)[None]).last_hidden_state
         seq = [50257, 50362]
         while len(seq) < 448:
-            hidden = net.model.decoder(input_ids=torch.tensor([seq]), encoder_hidden_states=enc,
-                                       use_cache=False).last_hidden_state
+            hidden = net.model.decoder(
+                input_ids=torch.tensor([seq]), encoder_hidden_states=enc, use_cache=False
+            ).last_hidden_state
             logits = hidden[0, -1] @ net.model.decoder.embed_tokens.weight.T
             logits[config["suppress_ids"]] = -np.inf
             logits[eot + 1 :] = -np.inf

@@ -15,8 +15,7 @@ from weightwise.data import Manifest
 from weightwise.decode import DecodingOptions
 from weightwise.evaluate import evaluate
 
-CONTRACT_KEYS = {"model", "precision", "n_utterances", "audio_s", "wer", "rtf", "peak_rss_mb",
-                 "utterances", "peer"}
+CONTRACT_KEYS = {"model", "precision", "n_utterances", "audio_s", "wer", "rtf", "peak_rss_mb", "utterances", "peer"}
 _norm = EnglishTextNormalizer()
 
 
@@ -26,8 +25,11 @@ def test_wer_matches_jiwer_on_the_utterances(tiny_eval, samples):
     hyps = [_norm(u.hyp) for u in result.utterances]
     out = jiwer.process_words(refs, hyps)
     assert result.wer == pytest.approx(jiwer.wer(refs, hyps), abs=1e-12)
-    assert (result.substitutions, result.deletions, result.insertions) == \
-        (out.substitutions, out.deletions, out.insertions)
+    assert (result.substitutions, result.deletions, result.insertions) == (
+        out.substitutions,
+        out.deletions,
+        out.insertions,
+    )
     assert result.n_ref_words == sum(len(r.split()) for r in refs)
     assert result.wer <= 0.15
 

@@ -30,7 +30,10 @@ def test_host_names_the_cpu_and_the_threads_used():
 
     found = host()
     assert found["cores"] == os.cpu_count() and found["threads"] == torch.get_num_threads()
-    named = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE) \
-        if Path("/proc/cpuinfo").is_file() else None
+    named = (
+        re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        if Path("/proc/cpuinfo").is_file()
+        else None
+    )
     if named:
         assert found["cpu"].startswith(named.group(1).strip())

@@ -15,6 +15,7 @@ def _runner(name, calls, sleep_s=0.0):
         calls.append((name, utt_id, len(samples)))
         time.sleep(sleep_s)
         return f"{name}:{utt_id}"
+
     return run
 
 
@@ -26,10 +27,11 @@ def test_warm_up_once_then_every_item_through_every_runner_in_rotated_order(samp
     assert calls[:3] == [("a", WARM_UP_ID, first), ("b", WARM_UP_ID, first), ("c", WARM_UP_ID, first)]
     assert events == [3]  # after the warm-up, before the first timed call
     ids = [u.id for u, _ in sample_audio]
-    orders = [[c[0] for c in calls[3 + 3 * i: 6 + 3 * i]] for i in range(len(ids))]
+    orders = [[c[0] for c in calls[3 + 3 * i : 6 + 3 * i]] for i in range(len(ids))]
     assert orders[:4] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
     assert [(t.utterance.id, t.runner, t.output) for t in timed] == [
-        (ids[i], name, f"{name}:{ids[i]}") for i in range(len(ids)) for name in orders[i]]
+        (ids[i], name, f"{name}:{ids[i]}") for i in range(len(ids)) for name in orders[i]
+    ]
     for t, (utt, samples) in zip(timed[::3], sample_audio, strict=True):
         assert t.audio_s == len(samples) / 16000 and t.utterance is utt
 

@@ -60,19 +60,22 @@ def test_bad_arguments():
         word_errors([], [])
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Hello, World!", "hello world"),
-    ("HE COULD WAIT NO LONGER", "he could wait no longer"),
-    ("He could wait no longer.", "he could wait no longer"),
-    ("Mr. Smith", "mister smith"),
-    ("Dr. Jones", "doctor jones"),
-    ("Keep an eye on him.", "keep an eye on him"),
-    ("STUFF IT INTO YOU HIS BELLY COUNSELLED HIM", "stuff it into you his belly counseled him"),
-    ("  spaced   out\ttext\n", "spaced out text"),
-    ("I'm glad", "i am glad"),
-    ("", ""),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Hello, World!", "hello world"),
+        ("HE COULD WAIT NO LONGER", "he could wait no longer"),
+        ("He could wait no longer.", "he could wait no longer"),
+        ("Mr. Smith", "mister smith"),
+        ("Dr. Jones", "doctor jones"),
+        ("Keep an eye on him.", "keep an eye on him"),
+        ("STUFF IT INTO YOU HIS BELLY COUNSELLED HIM", "stuff it into you his belly counseled him"),
+        ("  spaced   out\ttext\n", "spaced out text"),
+        ("I'm glad", "i am glad"),
+        ("", ""),
+        (None, ""),
+    ],
+)
 def test_normalize_examples(text, expected):
     assert normalize(text) == expected
 

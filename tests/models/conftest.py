@@ -11,6 +11,7 @@ from ct2_writer import ct2_bytes, package_data_dir  # tests/models/ct2_writer.py
 @pytest.fixture(scope="session")
 def write_ct2():
     """write_ct2(path, variables, aliases=None, **header) -> path: a CTranslate2 file on disk."""
+
     def write(path: Path, variables: dict, aliases: dict[str, str] | None = None, **header) -> Path:
         path.write_bytes(ct2_bytes(variables, aliases, **header))
         return path

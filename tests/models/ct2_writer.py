@@ -14,8 +14,13 @@ from pathlib import Path
 import numpy as np
 
 # dtype ids from the format table; bfloat16 is passed as ("bfloat16", uint16 top halves).
-DTYPE_IDS = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2,
-             np.dtype(np.int32): 3, np.dtype(np.float16): 4}
+DTYPE_IDS = {
+    np.dtype(np.float32): 0,
+    np.dtype(np.int8): 1,
+    np.dtype(np.int16): 2,
+    np.dtype(np.int32): 3,
+    np.dtype(np.float16): 4,
+}
 
 
 def ct2_string(text: str) -> bytes:
@@ -23,11 +28,20 @@ def ct2_string(text: str) -> bytes:
     return struct.pack("<H", len(raw)) + raw
 
 
-def ct2_bytes(variables: dict, aliases: dict[str, str] | None = None, version: int = 6,
-              spec_name: str = "WhisperSpec", revision: int = 3) -> bytes:
+def ct2_bytes(
+    variables: dict,
+    aliases: dict[str, str] | None = None,
+    version: int = 6,
+    spec_name: str = "WhisperSpec",
+    revision: int = 3,
+) -> bytes:
     """Serialize `variables` (name -> ndarray, or ("bfloat16", uint16 ndarray)) as a model.bin."""
-    out = [struct.pack("<I", version), ct2_string(spec_name), struct.pack("<I", revision),
-           struct.pack("<I", len(variables))]
+    out = [
+        struct.pack("<I", version),
+        ct2_string(spec_name),
+        struct.pack("<I", revision),
+        struct.pack("<I", len(variables)),
+    ]
     for name in sorted(variables):
         value = variables[name]
         if isinstance(value, tuple) and value[0] == "bfloat16":
@@ -37,9 +51,14 @@ def ct2_bytes(variables: dict, aliases: dict[str, str] | None = None, version: i
             dtype_id = DTYPE_IDS[array.dtype]
             array = array.astype(array.dtype.newbyteorder("<"), copy=False)
         data = array.tobytes(order="C")
-        out += [ct2_string(name), struct.pack("<B", array.ndim),
-                b"".join(struct.pack("<I", d) for d in array.shape),
-                struct.pack("<B", dtype_id), struct.pack("<I", len(data)), data]
+        out += [
+            ct2_string(name),
+            struct.pack("<B", array.ndim),
+            b"".join(struct.pack("<I", d) for d in array.shape),
+            struct.pack("<B", dtype_id),
+            struct.pack("<I", len(data)),
+            data,
+        ]
     aliases = aliases or {}
     out.append(struct.pack("<I", len(aliases)))
     for alias, target in aliases.items():

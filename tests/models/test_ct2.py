@@ -108,8 +108,9 @@ def _small_variables() -> dict:
 
 def test_own_file_round_trip(tmp_path, write_ct2):
     variables = _small_variables()
-    path = write_ct2(tmp_path / "model.bin", variables, {"dec/proj/weight": "dec/emb/weight"},
-                     spec_name="TestSpec", revision=7)
+    path = write_ct2(
+        tmp_path / "model.bin", variables, {"dec/proj/weight": "dec/emb/weight"}, spec_name="TestSpec", revision=7
+    )
     model = read_ct2_model(path)
     assert model.spec_name == "TestSpec"
     assert model.binary_version == 6
@@ -173,13 +174,22 @@ def _assert_input_error_naming(path, *words):
 def _cut_points(data: bytes) -> dict[str, int]:
     """Byte offsets inside each region of a file made from _small_variables()."""
     alias_len = 4 + len(ct2_string("dec/proj/weight")) + len(ct2_string("dec/emb/weight"))
-    return {"version": 2, "spec name": 7, "variable count": 22, "first name": 30,
-            "middle": len(data) // 2, "last data byte": len(data) - alias_len - 1,
-            "alias count": len(data) - alias_len + 2, "alias target": len(data) - 5}
+    return {
+        "version": 2,
+        "spec name": 7,
+        "variable count": 22,
+        "first name": 30,
+        "middle": len(data) // 2,
+        "last data byte": len(data) - alias_len - 1,
+        "alias count": len(data) - alias_len + 2,
+        "alias target": len(data) - 5,
+    }
 
 
-@pytest.mark.parametrize("region", ["version", "spec name", "variable count", "first name", "middle",
-                                    "last data byte", "alias count", "alias target"])
+@pytest.mark.parametrize(
+    "region",
+    ["version", "spec name", "variable count", "first name", "middle", "last data byte", "alias count", "alias target"],
+)
 def test_truncated_file_is_an_input_error(tmp_path, region):
     data = ct2_bytes(_small_variables(), {"dec/proj/weight": "dec/emb/weight"})
     path = tmp_path / "model.bin"

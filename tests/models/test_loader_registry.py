@@ -26,8 +26,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_models_never_imports_a_layer_above_it():
-    above = ("weightwise.compress", "weightwise.evaluate", "weightwise.report", "weightwise.cli",
-             "weightwise.profile")
+    above = ("weightwise.compress", "weightwise.evaluate", "weightwise.report", "weightwise.cli", "weightwise.profile")
     for path in sorted(MODELS_DIR.glob("*.py")):
         upward = sorted(m for m in imported_modules(path) if m.startswith(above))
         assert not upward, f"{path.name} imports {upward}"

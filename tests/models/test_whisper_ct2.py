@@ -59,8 +59,9 @@ def test_encoder_qkv_are_row_blocks_of_the_fused_weight(tiny_ct2, tiny_state):
         assert fused.shape == (3 * D, D)
         prefix = f"model.encoder.layers.{i}.self_attn"
         for block, proj in enumerate("qkv"):
-            np.testing.assert_array_equal(tiny_state[f"{prefix}.{proj}_proj.weight"].numpy(),
-                                          fused[block * D : (block + 1) * D])
+            np.testing.assert_array_equal(
+                tiny_state[f"{prefix}.{proj}_proj.weight"].numpy(), fused[block * D : (block + 1) * D]
+            )
         np.testing.assert_array_equal(tiny_state[f"{prefix}.q_proj.bias"].numpy(), bias[:D])
         np.testing.assert_array_equal(tiny_state[f"{prefix}.v_proj.bias"].numpy(), bias[2 * D :])
         assert not bias[D : 2 * D].any()  # the dropped key bias really is zero
@@ -81,10 +82,12 @@ def test_decoder_cross_attention_kv_split(tiny_ct2, tiny_state):
         np.testing.assert_array_equal(tiny_state[f"{dst}.v_proj.weight"].numpy(), kv[D:])
         np.testing.assert_array_equal(tiny_state[f"{dst}.v_proj.bias"].numpy(), kv_bias[D:])
         assert not kv_bias[:D].any()
-        np.testing.assert_array_equal(tiny_state[f"{dst}.q_proj.weight"].numpy(),
-                                      tiny_ct2.variables[f"{src}/linear_0/weight"])
-        np.testing.assert_array_equal(tiny_state[f"{dst}.out_proj.weight"].numpy(),
-                                      tiny_ct2.variables[f"{src}/linear_2/weight"])
+        np.testing.assert_array_equal(
+            tiny_state[f"{dst}.q_proj.weight"].numpy(), tiny_ct2.variables[f"{src}/linear_0/weight"]
+        )
+        np.testing.assert_array_equal(
+            tiny_state[f"{dst}.out_proj.weight"].numpy(), tiny_ct2.variables[f"{src}/linear_2/weight"]
+        )
 
 
 def test_other_tensors_copied_verbatim(tiny_ct2, tiny_state):
@@ -177,8 +180,9 @@ def test_int8_file_dequantizes_within_1_254(tiny_state, int8_ct2):
 def test_int8_alias_uses_the_target_scale(int8_ct2):
     """Aliases are not propagated to `_scale`: the projection must dequantize with the embedding's."""
     int8 = int8_ct2
-    np.testing.assert_array_equal(_weight(int8, "decoder/projection/weight"),
-                                  _weight(int8, "decoder/embeddings/weight"))
+    np.testing.assert_array_equal(
+        _weight(int8, "decoder/projection/weight"), _weight(int8, "decoder/embeddings/weight")
+    )
     q = int8.variables["decoder/embeddings/weight"].astype(np.float32)
     scale = int8.variables["decoder/embeddings/weight_scale"]
     np.testing.assert_allclose(_weight(int8, "decoder/embeddings/weight"), q / scale[:, None], rtol=1e-6)

@@ -16,23 +16,44 @@ import pytest
 from weightwise.cli import main
 from weightwise.profile.devices import DEVICES_DIR
 
-SPACE = {"candidates": [{"label": "int8", "quant": {"bits": 8}},
-                        {"label": "int4-g64", "quant": {"bits": 4, "granularity": "group", "group_size": 64}}],
-         "groups": ["re:model\\.decoder\\.layers\\.3\\.fc\\d", "model.decoder.embed_tokens"],
-         "uniform": ["int8"]}
+SPACE = {
+    "candidates": [
+        {"label": "int8", "quant": {"bits": 8}},
+        {"label": "int4-g64", "quant": {"bits": 4, "granularity": "group", "group_size": 64}},
+    ],
+    "groups": ["re:model\\.decoder\\.layers\\.3\\.fc\\d", "model.decoder.embed_tokens"],
+    "uniform": ["int8"],
+}
 
 
 @pytest.fixture(scope="module")
 def speech(shared_data_dir) -> dict[str, Path]:
     root = shared_data_dir / "speech"
-    return {"calib": root / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl",
-            "eval": root / "librispeech_test_other_mini" / "manifest.jsonl"}
+    return {
+        "calib": root / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl",
+        "eval": root / "librispeech_test_other_mini" / "manifest.jsonl",
+    }
 
 
 def _args(speech, out, *extra, budget="0.5", device="jetson-orin-nano", calib=None, eval_set=None):
-    return ["optimize", "--device", str(device), "--wer-budget", budget, "--calib", str(calib or speech["calib"]),
-            "--eval", str(eval_set or speech["eval"]), "--out", str(out), "--limit-calib", "2",
-            "--limit-eval", "2", *extra]
+    return [
+        "optimize",
+        "--device",
+        str(device),
+        "--wer-budget",
+        budget,
+        "--calib",
+        str(calib or speech["calib"]),
+        "--eval",
+        str(eval_set or speech["eval"]),
+        "--out",
+        str(out),
+        "--limit-calib",
+        "2",
+        "--limit-eval",
+        "2",
+        *extra,
+    ]
 
 
 def _one_error_line(capsys, argv, *names) -> str:
@@ -46,8 +67,9 @@ def _one_error_line(capsys, argv, *names) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("budget, words", [("-0.5", "> 0"), ("0", "> 0"), ("nan", "finite"), ("inf", "finite"),
-                                           ("250", "impossible")])
+@pytest.mark.parametrize(
+    "budget, words", [("-0.5", "> 0"), ("0", "> 0"), ("nan", "finite"), ("inf", "finite"), ("250", "impossible")]
+)
 def test_bad_budgets(capsys, tmp_path, speech, budget, words):
     out = tmp_path / "out"
     _one_error_line(capsys, _args(speech, out, budget=budget), "--wer-budget", words)
@@ -120,13 +142,20 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     space = tmp_path / "space.json"
     space.write_text(json.dumps(SPACE))
     out = tmp_path / "opt"
-    argv = _args(speech, out, "--candidates", str(space), "--sensitivity-cache", str(tmp_path / "cache"),
-                 "--threads", "2")
+    argv = _args(
+        speech, out, "--candidates", str(space), "--sensitivity-cache", str(tmp_path / "cache"), "--threads", "2"
+    )
     run = subprocess.run([sys.executable, "-m", "weightwise", *argv], capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr
     assert "below fp16" in run.stdout and "Traceback" not in run.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["model", "plan.json", "profiles", "report.html",
-                                                      "sensitivity.json", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model",
+        "plan.json",
+        "profiles",
+        "report.html",
+        "sensitivity.json",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["device"] == "jetson-orin-nano" and summary["baseline"]["precision"] == "fp16"
     for part in ("baseline", "optimized"):

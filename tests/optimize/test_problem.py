@@ -14,8 +14,9 @@ from weightwise.optimize.problem import Table, assignment_of, build_problem, dom
 from weightwise.profile import analyze, load_device, trace_manifest
 
 INT8, INT4 = Candidate("int8", Quant(8)), Candidate("int4", Quant(4, "group", 64))
-SPACE = CandidateSpace((INT8, INT4), groups=("re:model\\.decoder\\.layers\\.3\\..*", "model.decoder.embed_tokens"),
-                       uniform=())
+SPACE = CandidateSpace(
+    (INT8, INT4), groups=("re:model\\.decoder\\.layers\\.3\\..*", "model.decoder.embed_tokens"), uniform=()
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,10 @@ def test_prediction_matches_the_trace_of_the_compressed_model(tiny_model, setup)
 
     table, calib = setup
     device = load_device("jetson-orin-nano")
-    chosen = {g: (INT4 if g.name == "model.decoder.embed_tokens" else INT8 if "decoder.layers.3." in g.name
-                  else SPACE.keep) for g in table.groups}
+    chosen = {
+        g: (INT4 if g.name == "model.decoder.embed_tokens" else INT8 if "decoder.layers.3." in g.name else SPACE.keep)
+        for g in table.groups
+    }
     model = load_model("whisper-tiny.en")
     compress_(model, plan_of(chosen, "test"))
     model.network.to(torch.float16)
@@ -75,7 +78,8 @@ def test_prediction_matches_the_trace_of_the_compressed_model(tiny_model, setup)
     assert weights_j[0] < 0.7 * weights_j[1]
     for part in ("kv_cache", "activations"):
         assert predicted.component_energy_j_per_audio_s[part] == pytest.approx(
-            dense.component_energy_j_per_audio_s[part], rel=1e-9)
+            dense.component_energy_j_per_audio_s[part], rel=1e-9
+        )
 
 
 def test_dominated_candidates_are_those_no_plan_would_pick(setup):
@@ -85,6 +89,5 @@ def test_dominated_candidates_are_those_no_plan_would_pick(setup):
     keep = table.entry(group, SPACE.keep).tensors
     assert not skip(group, keep, table.entry(group, INT8).tensors)
     assert skip(group, keep, keep)  # equal bytes and energy: nothing to gain
-    doubled = tuple(t.__class__(**{**t.__dict__, "nbytes": 2 * t.nbytes, "bytes_read": 2 * t.bytes_read})
-                    for t in keep)
+    doubled = tuple(t.__class__(**{**t.__dict__, "nbytes": 2 * t.nbytes, "bytes_read": 2 * t.bytes_read}) for t in keep)
     assert skip(group, keep, doubled)

@@ -86,6 +86,7 @@ def _delete(dotted: str):
     def mutate(data: dict) -> None:
         parent, last = _at(data, dotted)
         del parent[last]
+
     return mutate
 
 
@@ -93,6 +94,7 @@ def _set(dotted: str, value):
     def mutate(data: dict) -> None:
         parent, last = _at(data, dotted)
         parent[last] = value
+
     return mutate
 
 
@@ -104,6 +106,7 @@ def _assert_one_line_naming(exc: InputError, *needles: str) -> None:
 
 
 # --- the bundled profiles ---------------------------------------------------------------------
+
 
 def test_bundled_devices_are_the_five_documented_ones():
     assert available_devices() == sorted(BUNDLED)
@@ -143,8 +146,8 @@ def test_bundled_device_obeys_physics(name):
     assert e["int4"] < e["int8"] < e["fp16"] < e["fp32"]
     assert e["int8"] < e["bf16"] < e["fp32"]
     # magnitudes stay inside what the cited literature allows
-    assert 0.1 <= spec.onchip_pj_per_byte <= 20          # Horowitz 45 nm: 1.25 (8 KB) .. 12.5 (1 MB) pJ/B
-    assert 16 <= spec.dram_pj_per_byte <= 400            # 2 .. 50 pJ/bit
+    assert 0.1 <= spec.onchip_pj_per_byte <= 20  # Horowitz 45 nm: 1.25 (8 KB) .. 12.5 (1 MB) pJ/B
+    assert 16 <= spec.dram_pj_per_byte <= 400  # 2 .. 50 pJ/bit
     assert 64 * 1024 <= spec.onchip_weight_bytes <= 64 * 2**20
     assert 64 * 1024 <= spec.onchip_activation_bytes <= 64 * 2**20
     assert 1e8 <= spec.dram_bandwidth_bytes_per_s <= 1e12
@@ -180,8 +183,11 @@ def test_spec_is_read_only_and_serializable():
     assert out["dram_pj_per_byte"] == spec.dram_pj_per_byte
     assert out["pj_per_mac"]["int8"] == spec.pj_per_mac["int8"]
     cited = spec.sources["memory.dram_pj_per_byte"]
-    assert out["sources"]["memory.dram_pj_per_byte"] == {"value": cited.value, "unit": cited.unit,
-                                                          "source": cited.source}
+    assert out["sources"]["memory.dram_pj_per_byte"] == {
+        "value": cited.value,
+        "unit": cited.unit,
+        "source": cited.source,
+    }
     assert set(out["sources"]) == set(UNITS)
 
 
@@ -199,6 +205,7 @@ def test_pj_per_mac_for_known_aliases_and_unknown_dtype():
 
 # --- a user's own profile ---------------------------------------------------------------------
 
+
 def test_user_toml_loads_by_path(tmp_path):
     path = _write(tmp_path, _valid())
     spec = load_device(path)
@@ -212,13 +219,19 @@ def test_user_toml_loads_by_path(tmp_path):
 
 def test_user_toml_inline_tables_and_extra_dtype(tmp_path):
     lines = ['name = "inline-board"', 'description = "inline form"', "[memory]"]
-    for key, (v, u) in {"onchip_weight_bytes": (4096, "B"), "onchip_activation_bytes": (2048, "B"),
-                        "onchip_pj_per_byte": (1.0, "pJ/B"),
-                        "dram_pj_per_byte": (40.0, "pJ/B"),
-                        "dram_bandwidth_bytes_per_s": (2e9, "B/s")}.items():
+    for key, (v, u) in {
+        "onchip_weight_bytes": (4096, "B"),
+        "onchip_activation_bytes": (2048, "B"),
+        "onchip_pj_per_byte": (1.0, "pJ/B"),
+        "dram_pj_per_byte": (40.0, "pJ/B"),
+        "dram_bandwidth_bytes_per_s": (2e9, "B/s"),
+    }.items():
         lines.append(f'{key} = {{ value = {v}, unit = "{u}", source = "made up" }}')
-    lines += ["[compute]", 'peak_macs_per_s = { value = 1e9, unit = "MAC/s", source = "made up" }',
-              "[compute.pj_per_mac]"]
+    lines += [
+        "[compute]",
+        'peak_macs_per_s = { value = 1e9, unit = "MAC/s", source = "made up" }',
+        "[compute.pj_per_mac]",
+    ]
     for d, v in zip(DTYPES + ("fp8",), (4.0, 1.5, 1.0, 0.3, 0.15, 0.5), strict=True):
         lines.append(f'{d} = {{ value = {v}, unit = "pJ/MAC", source = "made up" }}')
     spec = load_device(_write(tmp_path, "\n".join(lines) + "\n"))
@@ -241,13 +254,14 @@ BAD_FILES = {
     "empty unit": (_set("memory.dram_pj_per_byte.unit", ""), "memory.dram_pj_per_byte.unit"),
     "zero value": (_set("compute.peak_macs_per_s.value", 0), "compute.peak_macs_per_s.value"),
     "negative value": (_set("memory.onchip_pj_per_byte.value", -1.0), "memory.onchip_pj_per_byte.value"),
-    "text value": (_set("memory.dram_bandwidth_bytes_per_s.value", "fast"),
-                   "memory.dram_bandwidth_bytes_per_s.value"),
+    "text value": (_set("memory.dram_bandwidth_bytes_per_s.value", "fast"), "memory.dram_bandwidth_bytes_per_s.value"),
     "bool value": (_set("compute.pj_per_mac.int8.value", True), "compute.pj_per_mac.int8.value"),
     "bare number, no source": (_set("memory.dram_pj_per_byte", 60.0), "memory.dram_pj_per_byte"),
     "fractional bytes": (_set("memory.onchip_weight_bytes.value", 1.5), "memory.onchip_weight_bytes"),
-    "fractional activation bytes": (_set("memory.onchip_activation_bytes.value", 2.5),
-                                    "memory.onchip_activation_bytes"),
+    "fractional activation bytes": (
+        _set("memory.onchip_activation_bytes.value", 2.5),
+        "memory.onchip_activation_bytes",
+    ),
     "misspelt key": (_set("memory.dram_pj_per_bite", _c(1.0, "pJ/B")), "memory.dram_pj_per_bite"),
     "missing name": (_delete("name"), "name"),
     "empty description": (_set("description", ""), "description"),

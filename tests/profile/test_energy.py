@@ -9,10 +9,18 @@ from weightwise.profile.trace import OpTrace, TensorTrace, Trace
 
 
 def spec(onchip_bytes=100, activation_bytes=64):
-    return DeviceSpec(name="hand", description="hand-made", onchip_weight_bytes=onchip_bytes,
-                      onchip_activation_bytes=activation_bytes,
-                      onchip_pj_per_byte=1.0, dram_pj_per_byte=10.0, dram_bandwidth_bytes_per_s=1000.0,
-                      peak_macs_per_s=1e4, pj_per_mac={"fp32": 2.0, "int8": 0.5}, sources={})
+    return DeviceSpec(
+        name="hand",
+        description="hand-made",
+        onchip_weight_bytes=onchip_bytes,
+        onchip_activation_bytes=activation_bytes,
+        onchip_pj_per_byte=1.0,
+        dram_pj_per_byte=10.0,
+        dram_bandwidth_bytes_per_s=1000.0,
+        peak_macs_per_s=1e4,
+        pj_per_mac={"fp32": 2.0, "int8": 0.5},
+        sources={},
+    )
 
 
 def tensor(name, nbytes, calls, bytes_read, macs, dtype="fp32"):
@@ -22,13 +30,23 @@ def tensor(name, nbytes, calls, bytes_read, macs, dtype="fp32"):
 @pytest.fixture
 def trace():
     # 2 s of audio. Per audio-second: big reads 40 B, hot reads 300 B, cold reads 30 B.
-    return Trace(model="hand", precision="fp32", audio_s=2.0, n_files=1, n_windows=1, n_decoder_calls=5,
-                 n_tokens=4, use_cache=True,
-                 tensors=(tensor("model.encoder.layers.0.fc1.weight", 80, 1, 80, 1000),
-                          tensor("model.decoder.layers.0.fc1.weight", 60, 10, 600, 200, "int8"),
-                          tensor("model.decoder.layers.0.fc2.weight", 60, 1, 60, 0)),
-                 ops=(OpTrace("model.encoder.layers.0.self_attn", 1, 400, "fp32"),),
-                 activation_bytes=50)
+    return Trace(
+        model="hand",
+        precision="fp32",
+        audio_s=2.0,
+        n_files=1,
+        n_windows=1,
+        n_decoder_calls=5,
+        n_tokens=4,
+        use_cache=True,
+        tensors=(
+            tensor("model.encoder.layers.0.fc1.weight", 80, 1, 80, 1000),
+            tensor("model.decoder.layers.0.fc1.weight", 60, 10, 600, 200, "int8"),
+            tensor("model.decoder.layers.0.fc2.weight", 60, 1, 60, 0),
+        ),
+        ops=(OpTrace("model.encoder.layers.0.self_attn", 1, 400, "fp32"),),
+        activation_bytes=50,
+    )
 
 
 def test_knapsack_places_the_hot_tensor(trace):
@@ -71,8 +89,7 @@ def test_components():
     assert component_of("model.decoder.embed_tokens.weight")[1] == "token_embedding_projection"
     assert component_of("proj_out.weight")[1] == "token_embedding_projection"
     assert component_of("model.encoder.layers.3.self_attn.q_proj.weight") == ("encoder.attention", "encoder")
-    assert component_of("model.decoder.layers.0.encoder_attn.k_proj.weight") == (
-        "decoder.cross_attention", "decoder")
+    assert component_of("model.decoder.layers.0.encoder_attn.k_proj.weight") == ("decoder.cross_attention", "decoder")
 
 
 def traffic_trace(trace):
@@ -81,8 +98,10 @@ def traffic_trace(trace):
 
     from weightwise.profile.traffic import ActivationTrace, KVStep
 
-    steps = (KVStep(cross_read=16, self_read=4, cross_written=16, self_written=4, head_dim=8, calls=1),
-             KVStep(cross_read=16, self_read=8, cross_written=0, self_written=4, head_dim=8, calls=1))
+    steps = (
+        KVStep(cross_read=16, self_read=4, cross_written=16, self_written=4, head_dim=8, calls=1),
+        KVStep(cross_read=16, self_read=8, cross_written=0, self_written=4, head_dim=8, calls=1),
+    )
     acts = (ActivationTrace("encoder", "fp32", 30, 2), ActivationTrace("encoder.attention_scores", "fp32", 50, 1))
     return replace(trace, kv_steps=steps, activations=acts, kv_dtype="fp16")
 
@@ -106,15 +125,18 @@ def test_cache_and_activations_fit_or_spill_by_the_activation_budget(trace):
     weights = analyze(trace, spec(onchip_bytes=100, activation_bytes=40))
     traffic_j = sum(t.energy_j_per_audio_s for t in p.traffic)
     assert p.energy_j_per_audio_s == pytest.approx(weights.energy_j_per_audio_s + traffic_j)
-    assert p.energy_j_per_audio_s == pytest.approx(p.dram_j_per_audio_s + p.onchip_j_per_audio_s
-                                                   + p.compute_j_per_audio_s)
+    assert p.energy_j_per_audio_s == pytest.approx(
+        p.dram_j_per_audio_s + p.onchip_j_per_audio_s + p.compute_j_per_audio_s
+    )
     assert p.offchip_bytes_per_audio_s == pytest.approx(70 + 16 + 50)
     assert p.component_offchip_bytes_per_audio_s["kv_cache"] == pytest.approx(16)
     assert p.component_offchip_bytes_per_audio_s["activations"] == pytest.approx(50)
     assert p.component_energy_j_per_audio_s["kv_cache"] == pytest.approx(
-        cross.energy_j_per_audio_s + self_.energy_j_per_audio_s)
-    assert p.components["kv_cache"] == pytest.approx(p.component_energy_j_per_audio_s["kv_cache"]
-                                                     / p.energy_j_per_audio_s)
+        cross.energy_j_per_audio_s + self_.energy_j_per_audio_s
+    )
+    assert p.components["kv_cache"] == pytest.approx(
+        p.component_energy_j_per_audio_s["kv_cache"] / p.energy_j_per_audio_s
+    )
     assert p.baseline_energy_j_per_audio_s == pytest.approx(weights.baseline_energy_j_per_audio_s + traffic_j)
     assert p.kv_dtype == "fp16" and p.onchip_activation_bytes == 40
 

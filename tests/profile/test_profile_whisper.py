@@ -93,16 +93,49 @@ def test_cli_profile_contract(tmp_path, tiny_model, capsys):
     from weightwise.cli import main
 
     out, plot = tmp_path / "p.json", tmp_path / "p.png"
-    assert main(["profile", "--model", "whisper-tiny.en", "--device", "mcu-npu", "--data", "samples",
-                 "--limit", "1", "--kv-precision", "int8", "--activation-precision", "fp16", "--fused-attention",
-                 "--meter", "null", "--out", str(out), "--plot", str(plot)]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "--model",
+                "whisper-tiny.en",
+                "--device",
+                "mcu-npu",
+                "--data",
+                "samples",
+                "--limit",
+                "1",
+                "--kv-precision",
+                "int8",
+                "--activation-precision",
+                "fp16",
+                "--fused-attention",
+                "--meter",
+                "null",
+                "--out",
+                str(out),
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     # the meter's name, why it measured nothing, and its energy are separate fields; `measured` stays
     assert (data["meter"], data["measured_energy_j"]) == ("null", None)
     assert "disabled" in data["meter_reason"] and data["measured"]["reason"] == data["meter_reason"]
-    for key in ("device", "audio_s", "energy_j_per_audio_s", "offchip_bytes_per_audio_s",
-                "baseline_offchip_bytes_per_audio_s", "components", "tensors", "traffic",
-                "component_energy_j_per_audio_s", "component_offchip_bytes_per_audio_s"):
+    for key in (
+        "device",
+        "audio_s",
+        "energy_j_per_audio_s",
+        "offchip_bytes_per_audio_s",
+        "baseline_offchip_bytes_per_audio_s",
+        "components",
+        "tensors",
+        "traffic",
+        "component_energy_j_per_audio_s",
+        "component_offchip_bytes_per_audio_s",
+    ):
         assert key in data
     assert data["device"] == "mcu-npu" and data["kv_dtype"] == "int8"
     assert data["act_dtype"] == "fp16" and data["fused_attention"] is True
@@ -112,13 +145,11 @@ def test_cli_profile_contract(tmp_path, tiny_model, capsys):
     assert set(data["components"]) == set(data["component_energy_j_per_audio_s"]) == groups
     assert set(data["component_offchip_bytes_per_audio_s"]) == groups
     assert sum(data["component_energy_j_per_audio_s"].values()) == pytest.approx(data["energy_j_per_audio_s"])
-    assert sum(data["component_offchip_bytes_per_audio_s"].values()) == pytest.approx(
-        data["offchip_bytes_per_audio_s"])
+    assert sum(data["component_offchip_bytes_per_audio_s"].values()) == pytest.approx(data["offchip_bytes_per_audio_s"])
     names = {t["name"] for t in data["traffic"]}
     assert names >= {"kv_cache.cross_attention", "kv_cache.self_attention", "activations.encoder"}
     assert not any(name.endswith("attention_scores") for name in names)  # fused
-    assert set(data["tensors"][0]) >= {"name", "invocations_per_audio_s", "nbytes", "placement",
-                                       "energy_j_per_audio_s"}
+    assert set(data["tensors"][0]) >= {"name", "invocations_per_audio_s", "nbytes", "placement", "energy_j_per_audio_s"}
     assert sum(data["components"].values()) == pytest.approx(1.0)
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
@@ -137,8 +168,22 @@ def test_cli_profile_unknown_activation_precision(tmp_path, capsys):
     from weightwise.cli import main
 
     out = tmp_path / "p.json"
-    assert main(["profile", "--device", "jetson-orin-nano", "--data", "samples", "--activation-precision", "fp8",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "profile",
+                "--device",
+                "jetson-orin-nano",
+                "--data",
+                "samples",
+                "--activation-precision",
+                "fp8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--activation-precision" in err[0] and "'fp8'" in err[0]
     assert not out.exists()
@@ -151,7 +196,7 @@ def test_cli_profile_device_file_missing_the_activation_budget(tmp_path, capsys)
     text = (DEVICES_DIR / "jetson-orin-nano.toml").read_text()
     start = text.index("[memory.onchip_activation_bytes]")
     board = tmp_path / "board.toml"
-    board.write_text(text[:start] + text[text.index("[memory.onchip_pj_per_byte]"):])
+    board.write_text(text[:start] + text[text.index("[memory.onchip_pj_per_byte]") :])
     out = tmp_path / "p.json"
     assert main(["profile", "--device", str(board), "--data", "samples", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -166,8 +211,7 @@ def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
     reference, _ = traced  # first two samples
     other = Manifest(samples.utterances[2:], samples.source)
     real, _, _ = trace_manifest(tiny_model, other)
-    scaled = scale_trace(reference, real.n_windows, real.n_decoder_calls, real.n_tokens, real.audio_s,
-                         real.n_files)
+    scaled = scale_trace(reference, real.n_windows, real.n_decoder_calls, real.n_tokens, real.audio_s, real.n_files)
     a, b = rows(scaled), rows(real)
     for name, t in b.items():
         assert a[name].calls == t.calls, name
@@ -180,7 +224,8 @@ def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
     # the tokens per window and scale only roughly, but cost little: the group's energy is checked)
     for part in ("cross_read", "cross_written"):
         assert sum(getattr(s, part) * s.calls for s in scaled.kv_steps) == pytest.approx(
-            sum(getattr(s, part) * s.calls for s in real.kv_steps)), part
+            sum(getattr(s, part) * s.calls for s in real.kv_steps)
+        ), part
     device = load_device("jetson-orin-nano")
     # bench prices scaled traces: the deployment options must carry over too
     for options in ({}, {"act_dtype": "fp16"}, {"act_dtype": "int8", "kv_dtype": "int8", "fused_attention": True}):
@@ -188,5 +233,6 @@ def test_scaled_trace_matches_a_real_trace(traced, tiny_model, samples):
         assert p.energy_j_per_audio_s == pytest.approx(q.energy_j_per_audio_s, rel=0.02), options
         for group in ("kv_cache", "activations"):
             assert p.component_energy_j_per_audio_s[group] == pytest.approx(
-                q.component_energy_j_per_audio_s[group], rel=0.02), (group, options)
+                q.component_energy_j_per_audio_s[group], rel=0.02
+            ), (group, options)
     assert p.act_dtype == "int8" and p.fused_attention

@@ -17,8 +17,9 @@ def test_dense_dtypes():
 def test_int8_dynamic_linear_counts_scales():
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    model = quantize_dynamic(nn.Sequential(nn.Linear(8, 4)), {nn.Linear: per_channel_dynamic_qconfig},
-                             dtype=torch.qint8)
+    model = quantize_dynamic(
+        nn.Sequential(nn.Linear(8, 4)), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+    )
     st = module_storage(model[0])
     assert st["weight"].format == "int8-per-channel"
     # 32 int8 weights + 4 fp32 per-channel scales (zero points are 0: none stored) ; fp32 bias
@@ -40,8 +41,10 @@ class LowRank(nn.Module):
         return x @ self.v.T @ self.u.T
 
     def weightwise_storage(self):
-        return {"u": TensorStorage((5, 2), "fp32", 40, "lowrank-u", id(self.u)),
-                "v": TensorStorage((2, 6), "fp32", 48, "lowrank-v", id(self.v))}
+        return {
+            "u": TensorStorage((5, 2), "fp32", 40, "lowrank-u", id(self.u)),
+            "v": TensorStorage((2, 6), "fp32", 48, "lowrank-v", id(self.v)),
+        }
 
     def weightwise_macs(self, inp, out):
         rows = inp.numel() // inp.shape[-1]

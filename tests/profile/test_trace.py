@@ -51,8 +51,15 @@ def by_name(trace):
 
 def test_tensor_count_and_tied_weight_stored_once(trace):
     names = set(by_name(trace))
-    assert names == {"conv.weight", "conv.bias", "emb.weight", "norm.weight", "norm.bias",
-                     "fc.weight", "fc.bias"}  # proj.weight is emb.weight
+    assert names == {
+        "conv.weight",
+        "conv.bias",
+        "emb.weight",
+        "norm.weight",
+        "norm.bias",
+        "fc.weight",
+        "fc.bias",
+    }  # proj.weight is emb.weight
     assert sum(t.nbytes for t in trace.tensors) == 96 + 16 + 160 + 16 + 16 + 48 + 12
 
 

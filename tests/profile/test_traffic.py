@@ -96,8 +96,9 @@ def test_kv_precision_scales_the_cache_bytes(traced, cfg):
         cross = "kv_cache.cross_attention"
         assert rows[cross].energy_j_per_audio_s == pytest.approx(factor * fp32[cross].energy_j_per_audio_s)
     # activations keep the run's dtype whatever the cache's
-    assert analyze(trace, device, kv_dtype="int8").component_energy_j_per_audio_s["activations"] == \
-        pytest.approx(analyze(trace, device).component_energy_j_per_audio_s["activations"])
+    assert analyze(trace, device, kv_dtype="int8").component_energy_j_per_audio_s["activations"] == pytest.approx(
+        analyze(trace, device).component_energy_j_per_audio_s["activations"]
+    )
 
 
 def test_huge_activation_budget_charges_on_chip_energy_only(traced):
@@ -168,8 +169,12 @@ def test_activation_precision_scales_the_activation_bytes(traced, cfg, tiny_mode
         for group in ("token_embedding_projection", "kv_cache"):
             assert p.component_energy_j_per_audio_s[group] == fp32.component_energy_j_per_audio_s[group]
         assert p.energy_j_per_audio_s == pytest.approx(
-            fp32.energy_j_per_audio_s - fp32.component_energy_j_per_audio_s["activations"]
-            + p.component_energy_j_per_audio_s["activations"] - attention_mac_j(fp32) + attention_mac_j(p))
+            fp32.energy_j_per_audio_s
+            - fp32.component_energy_j_per_audio_s["activations"]
+            + p.component_energy_j_per_audio_s["activations"]
+            - attention_mac_j(fp32)
+            + attention_mac_j(p)
+        )
 
     # int8: a byte per element plus one fp32 scale per row, from the encoder's architecture
     frames, d, ffn = cfg.max_source_positions, cfg.d_model, cfg.encoder_ffn_dim
@@ -184,7 +189,8 @@ def test_activation_precision_scales_the_activation_bytes(traced, cfg, tiny_mode
     rows = activation_rows(analyze(trace, device, act_dtype="int8"))
     assert rows["activations.encoder"].bytes_per_audio_s == pytest.approx(2 * windows * encoder / trace.audio_s)
     assert rows["activations.encoder.attention_scores"].bytes_per_audio_s == pytest.approx(
-        2 * windows * scores / trace.audio_s)
+        2 * windows * scores / trace.audio_s
+    )
     # decoder rows are at least d_model long (module outputs) or the prompt (score rows)
     shortest = {"activations.decoder": d, "activations.decoder.attention_scores": len(tiny_model.tokens.prompt)}
     for name, row in shortest.items():
@@ -209,13 +215,17 @@ def test_fused_attention_removes_exactly_the_score_traffic(traced):
         q = analyze(trace, device, **options)
         p = analyze(trace, device, fused_attention=True, **options)
         scores = [t for t in q.traffic if t.name.endswith(".attention_scores")]
-        assert {t.name for t in scores} == {"activations.encoder.attention_scores",
-                                            "activations.decoder.attention_scores"}
+        assert {t.name for t in scores} == {
+            "activations.encoder.attention_scores",
+            "activations.decoder.attention_scores",
+        }
         assert p.traffic == [t for t in q.traffic if t not in scores]
         assert p.energy_j_per_audio_s == pytest.approx(
-            q.energy_j_per_audio_s - sum(t.energy_j_per_audio_s for t in scores))
+            q.energy_j_per_audio_s - sum(t.energy_j_per_audio_s for t in scores)
+        )
         assert p.offchip_bytes_per_audio_s == pytest.approx(
-            q.offchip_bytes_per_audio_s - sum(t.offchip_bytes_per_audio_s for t in scores))
+            q.offchip_bytes_per_audio_s - sum(t.offchip_bytes_per_audio_s for t in scores)
+        )
         assert p.compute_j_per_audio_s == q.compute_j_per_audio_s  # the score MACs are still done
         assert p.fused_attention and not q.fused_attention
         assert any("attention fused" in a for a in p.assumptions)

@@ -18,17 +18,32 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def row(system, precision, noise, snr, wer, energy, components=None, rtf=0.1):
-    return BenchRow(system, "m", precision, None, noise, snr, wer, rtf=rtf, energy_j_per_audio_s=energy,
-                    model_bytes=10, peak_rss_mb=1.0,
-                    components=components or {"encoder": 0.5, "decoder": 0.5}).to_dict()
+    return BenchRow(
+        system,
+        "m",
+        precision,
+        None,
+        noise,
+        snr,
+        wer,
+        rtf=rtf,
+        energy_j_per_audio_s=energy,
+        model_bytes=10,
+        peak_rss_mb=1.0,
+        components=components or {"encoder": 0.5, "decoder": 0.5},
+    ).to_dict()
 
 
 @pytest.fixture
 def results(tmp_path):
-    rows = [row("weightwise", "fp32", None, None, 0.10, 0.020), row("weightwise", "int8", None, None, 0.12, 0.006),
-            row("weightwise", "fp16", None, None, 0.11, 0.010), row("weightwise", "fp32", "white", 10.0, 0.2, 0.02),
-            row("weightwise", "fp32", "noise/street/manifest.jsonl", 0.0, 0.5, 0.02),
-            row("faster-whisper", "int8", None, None, 0.13, None, rtf=0.4)]
+    rows = [
+        row("weightwise", "fp32", None, None, 0.10, 0.020),
+        row("weightwise", "int8", None, None, 0.12, 0.006),
+        row("weightwise", "fp16", None, None, 0.11, 0.010),
+        row("weightwise", "fp32", "white", 10.0, 0.2, 0.02),
+        row("weightwise", "fp32", "noise/street/manifest.jsonl", 0.0, 0.5, 0.02),
+        row("faster-whisper", "int8", None, None, 0.13, None, rtf=0.4),
+    ]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -77,7 +92,7 @@ def test_markdown_with_images(results, tmp_path):
 def test_cli_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "r.html")]) == 2
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(row("weightwise", "fp32", None, None, 0.1, 0.02)) + '\nnot json\n')
+    bad.write_text(json.dumps(row("weightwise", "fp32", None, None, 0.1, 0.02)) + "\nnot json\n")
     assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
     bad.write_text('{"cell": 1, "wer": 0.1}\n')
     assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
@@ -102,8 +117,10 @@ def test_a_cell_twice_is_refused_not_counted_twice(results, tmp_path, capsys):
         handle.write(first)  # e.g. two benches that ran on one file
     assert main(["report", str(results), "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f'weightwise: error: {results}:7: cell ["weightwise", "m", "fp32", null, null, null] is already '
-                   "on line 1 (two benches wrote this file?); keep one of the two lines"]
+    assert err == [
+        f'weightwise: error: {results}:7: cell ["weightwise", "m", "fp32", null, null, null] is already '
+        "on line 1 (two benches wrote this file?); keep one of the two lines"
+    ]
     assert not (tmp_path / "r.html").exists()
 
 
@@ -119,8 +136,12 @@ def test_rows_of_older_versions_together_and_a_torn_tail(results, tmp_path):
 
 def test_rows_without_references_render_without_wer(tmp_path):
     path = tmp_path / "untranscribed.jsonl"  # a bench on audio without reference texts
-    path.write_text(json.dumps(row("weightwise", "fp32", None, None, None, 0.02)) + "\n"
-                    + json.dumps(row("weightwise", "fp32", "white", 10.0, None, 0.02)) + "\n")
+    path.write_text(
+        json.dumps(row("weightwise", "fp32", None, None, None, 0.02))
+        + "\n"
+        + json.dumps(row("weightwise", "fp32", "white", 10.0, None, 0.02))
+        + "\n"
+    )
     text = write_report(path, tmp_path / "report.md").read_text()
     assert "| weightwise m fp32 |  |  | 20 |" in text  # no WER, the energy still there
 

@@ -5,8 +5,19 @@ from weightwise.report.findings import paper2_findings
 
 
 def cell(model, precision, energy, wer, noise=None, snr=None, nbytes=100):
-    return BenchRow("weightwise", model, precision, None, noise, snr, wer, rtf=0.1, energy_j_per_audio_s=energy,
-                    model_bytes=nbytes, device="d")
+    return BenchRow(
+        "weightwise",
+        model,
+        precision,
+        None,
+        noise,
+        snr,
+        wer,
+        rtf=0.1,
+        energy_j_per_audio_s=energy,
+        model_bytes=nbytes,
+        device="d",
+    )
 
 
 def matrix(int8_energy, base_noisy_wer):

@@ -114,9 +114,7 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: Decibels) -> np.nd
     return (speech64 + gain * noise64).astype(np.float32)
 
 
-def add_noise(
-    speech: np.ndarray, source: NoiseSource, snr_db: Decibels, seed: int
-) -> np.ndarray:
+def add_noise(speech: np.ndarray, source: NoiseSource, snr_db: Decibels, seed: int) -> np.ndarray:
     """`speech` with noise from `source` mixed in at `snr_db` (see `noise_for`, `mix_at_snr`)."""
     return mix_at_snr(speech, noise_for(source, len(speech), seed), snr_db)
 

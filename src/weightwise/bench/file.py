@@ -62,8 +62,9 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise InputError(f"--out {path}: cannot lock {lock.name} ({err.strerror})") from None
-            raise InputError(f"--out {path} is locked by another bench (pid {owner}); "
-                             "wait for it to finish or use another --out") from None
+            raise InputError(
+                f"--out {path} is locked by another bench (pid {owner}); wait for it to finish or use another --out"
+            ) from None
         if _same_file(fd, lock):  # not unlinked by a previous owner between our open and flock
             break
         os.close(fd)

@@ -98,8 +98,9 @@ class BenchConfig:
             raise InputError("--noise needs --snr (e.g. --snr 20,10,5,0)")
         if self.snrs_db and not self.noises:
             raise InputError("--snr needs --noise (e.g. --noise white)")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
             raise InputError(f"--limit must be a positive integer, got {self.limit!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InputError(f"--seed must be an integer, got {self.seed!r}")
@@ -133,8 +134,9 @@ def _check_labels(flag: str, specs: tuple[str, ...]) -> None:
         seen[label] = spec
 
 
-def noisy_items(audio: Iterable[tuple[Any, np.ndarray]], noise, snr_db: float | None, seed: int
-                ) -> Iterator[tuple[Any, np.ndarray]]:
+def noisy_items(
+    audio: Iterable[tuple[Any, np.ndarray]], noise, snr_db: float | None, seed: int
+) -> Iterator[tuple[Any, np.ndarray]]:
     """(utterance, samples) with noise mixed at `snr_db` (seeded per utterance/noise/SNR)."""
     for utt, samples in audio:
         if noise is not None:
@@ -145,11 +147,22 @@ def noisy_items(audio: Iterable[tuple[Any, np.ndarray]], noise, snr_db: float | 
 def cell_row(cell: Cell, results: list[UtteranceResult], extra: dict[str, Any]) -> BenchRow:
     audio_s = sum(u.audio_s for u in results)
     compute_s = sum(u.compute_s for u in results)
-    return BenchRow(system=cell.system, model=cell.model, precision=cell.precision, plan=cell.plan_name,
-                    noise=cell.noise, snr_db=cell.snr_db, **score_fields(results),
-                    n_utterances=len(results), audio_s=audio_s, rtf=compute_s / audio_s,
-                    peak_rss_mb=peak_rss_mb(), host=host(), **extra,
-                    utterances=tuple({"id": u.id, "hyp": u.hyp} for u in results))
+    return BenchRow(
+        system=cell.system,
+        model=cell.model,
+        precision=cell.precision,
+        plan=cell.plan_name,
+        noise=cell.noise,
+        snr_db=cell.snr_db,
+        **score_fields(results),
+        n_utterances=len(results),
+        audio_s=audio_s,
+        rtf=compute_s / audio_s,
+        peak_rss_mb=peak_rss_mb(),
+        host=host(),
+        **extra,
+        utterances=tuple({"id": u.id, "hyp": u.hyp} for u in results),
+    )
 
 
 class _Variants:
@@ -180,8 +193,13 @@ class _Variants:
 def _energy(reference, counter: DecodeCounter, audio_s: float, n_files: int, device) -> dict[str, Any]:
     trace = scale_trace(reference, counter.n_windows, counter.n_decoder_calls, counter.n_tokens, audio_s, n_files)
     p = analyze(trace, device)
-    return {"energy_j_per_audio_s": p.energy_j_per_audio_s, "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
-            "components": p.components, "model_bytes": p.model_bytes, "device": device.name}
+    return {
+        "energy_j_per_audio_s": p.energy_j_per_audio_s,
+        "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
+        "components": p.components,
+        "model_bytes": p.model_bytes,
+        "device": device.name,
+    }
 
 
 def run_cell(cell: Cell, variants: _Variants, meter) -> BenchRow:
@@ -197,18 +215,31 @@ def run_cell(cell: Cell, variants: _Variants, meter) -> BenchRow:
         return transcribe(runner, samples, config.decoding, observer=counter).text
 
     window = meter.window(cell.key)  # entered after the warm-up: it covers the timed utterances only
-    results = [UtteranceResult(t.utterance.id, t.utterance.text, t.output, t.audio_s, t.compute_s)
-               for t in warm_up_and_time({cell.key: run_one}, items, counter.reset, window)]
+    results = [
+        UtteranceResult(t.utterance.id, t.utterance.text, t.output, t.audio_s, t.compute_s)
+        for t in warm_up_and_time({cell.key: run_one}, items, counter.reset, window)
+    ]
     measured = window.measurement
-    extra: dict[str, Any] = {"measured_energy_j": measured.energy_j if measured else None,
-                             "meter": meter.name, "meter_reason": None if measured else meter.reason or None,
-                             "peak_rss_scope": "cell" if since_cell_start else "process",
-                             "data": config.data, "inputs": inputs.of(cell), "version": ROW_VERSION}
+    extra: dict[str, Any] = {
+        "measured_energy_j": measured.energy_j if measured else None,
+        "meter": meter.name,
+        "meter_reason": None if measured else meter.reason or None,
+        "peak_rss_scope": "cell" if since_cell_start else "process",
+        "data": config.data,
+        "inputs": inputs.of(cell),
+        "version": ROW_VERSION,
+    }
     if reference is not None:
         extra.update(_energy(reference, counter, sum(u.audio_s for u in results), len(results), inputs.device))
     else:
-        extra.update({"energy_j_per_audio_s": None, "model_bytes": None, "device": inputs.device.name,
-                      "energy_note": "CTranslate2 runs outside torch: not traced"})
+        extra.update(
+            {
+                "energy_j_per_audio_s": None,
+                "model_bytes": None,
+                "device": inputs.device.name,
+                "energy_note": "CTranslate2 runs outside torch: not traced",
+            }
+        )
     return cell_row(cell, results, extra)
 
 
@@ -220,21 +251,26 @@ def resumable_rows(path: Path, cells: list[Cell], inputs: BenchInputs) -> dict[s
     for line, row in read_rows(path) if path.is_file() else ():
         where = f"--out {path}:{line}"
         if row.version == 0:
-            raise InputError(f"{where}: a version-0 row records none of its inputs, so a resume cannot tell "
-                             "whether it answers this command; use another --out")
+            raise InputError(
+                f"{where}: a version-0 row records none of its inputs, so a resume cannot tell "
+                "whether it answers this command; use another --out"
+            )
         cell = ours.get(row.cell)
         current = inputs.of(cell) if cell else inputs.run
         keys = RUN_KEYS + CELL_KEYS if cell else RUN_KEYS
         diff = differing(row.inputs, current, keys)
         if diff:
-            raise InputError(f"{where}: holds results for other inputs ({', '.join(diff)} differ); "
-                             "use another --out, or rerun the command that wrote it")
+            raise InputError(
+                f"{where}: holds results for other inputs ({', '.join(diff)} differ); "
+                "use another --out, or rerun the command that wrote it"
+            )
         finished[row.cell] = row
     return finished
 
 
-def run_bench(config: BenchConfig, out: str | os.PathLike,
-              progress: Callable[[Iterable, str], Iterable] | None = None) -> list[BenchRow]:
+def run_bench(
+    config: BenchConfig, out: str | os.PathLike, progress: Callable[[Iterable, str], Iterable] | None = None
+) -> list[BenchRow]:
     """Run every cell not yet in `out` (JSONL), appending one row per finished cell.
 
     Before the first cell: `out` is checked and locked, every input is read and checked, and the
@@ -250,7 +286,7 @@ def run_bench(config: BenchConfig, out: str | os.PathLike,
         todo = [cell for cell in cells if cell.key not in finished]
         variants, rows = _Variants(config, inputs), list(finished.values())
         with get_meter("auto") as meter:
-            for cell in (progress(todo, "bench cells") if progress else todo):
+            for cell in progress(todo, "bench cells") if progress else todo:
                 start = time.perf_counter()
                 row = run_cell(cell, variants, meter)
                 # the whole cell: load/trace if new, mixing, warm-up

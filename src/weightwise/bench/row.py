@@ -93,8 +93,10 @@ class BenchRow:
         if not _is_int(version) or version < 0:
             raise InputError(f"{where}: field 'version' must be a non-negative integer, got {version!r}")
         if version > ROW_VERSION:
-            raise InputError(f"{where}: row version {version} is newer than this weightwise reads "
-                             f"({ROW_VERSION}); upgrade weightwise")
+            raise InputError(
+                f"{where}: row version {version} is newer than this weightwise reads "
+                f"({ROW_VERSION}); upgrade weightwise"
+            )
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: v for k, v in data.items() if k in known}
         for name, value in values.items():
@@ -107,18 +109,42 @@ class BenchRow:
         return row
 
 
-def cell_key(system: str, model: str, precision: str, plan: str | None, noise: str | None,
-             snr_db: float | None) -> str:
+def cell_key(system: str, model: str, precision: str, plan: str | None, noise: str | None, snr_db: float | None) -> str:
     return json.dumps([system, model, precision, plan, noise, snr_db])
 
 
-_TYPES = {"system": _TEXT, "model": _TEXT, "precision": _TEXT, "plan": _TEXT, "noise": _TEXT,
-          "snr_db": _NUMBER, "wer": _NUMBER, "substitutions": _INT, "deletions": _INT, "insertions": _INT,
-          "n_ref_words": _INT, "n_utterances": _INT, "audio_s": _NUMBER, "rtf": _NUMBER,
-          "peak_rss_mb": _NUMBER, "peak_rss_scope": _TEXT, "host": _OBJECT, "measured_energy_j": _NUMBER,
-          "meter": _TEXT, "energy_j_per_audio_s": _NUMBER, "offchip_bytes_per_audio_s": _NUMBER,
-          "components": _OBJECT, "model_bytes": _INT, "device": _TEXT, "energy_note": _TEXT,
-          "wall_s": _NUMBER, "utterances": _LIST, "data": _TEXT, "inputs": _OBJECT, "meter_reason": _TEXT}
+_TYPES = {
+    "system": _TEXT,
+    "model": _TEXT,
+    "precision": _TEXT,
+    "plan": _TEXT,
+    "noise": _TEXT,
+    "snr_db": _NUMBER,
+    "wer": _NUMBER,
+    "substitutions": _INT,
+    "deletions": _INT,
+    "insertions": _INT,
+    "n_ref_words": _INT,
+    "n_utterances": _INT,
+    "audio_s": _NUMBER,
+    "rtf": _NUMBER,
+    "peak_rss_mb": _NUMBER,
+    "peak_rss_scope": _TEXT,
+    "host": _OBJECT,
+    "measured_energy_j": _NUMBER,
+    "meter": _TEXT,
+    "energy_j_per_audio_s": _NUMBER,
+    "offchip_bytes_per_audio_s": _NUMBER,
+    "components": _OBJECT,
+    "model_bytes": _INT,
+    "device": _TEXT,
+    "energy_note": _TEXT,
+    "wall_s": _NUMBER,
+    "utterances": _LIST,
+    "data": _TEXT,
+    "inputs": _OBJECT,
+    "meter_reason": _TEXT,
+}
 _NOT_NULL = ("system", "model", "precision")
 
 
@@ -130,9 +156,13 @@ def _check_type(name: str, value: Any, where: str) -> None:
     kind = _TYPES.get(name)
     if kind is None or (value is None and name not in _NOT_NULL):
         return
-    ok = {_TEXT: isinstance(value, str), _INT: _is_int(value), _OBJECT: isinstance(value, dict),
-          _LIST: isinstance(value, list),
-          _NUMBER: (_is_int(value) or isinstance(value, float)) and math.isfinite(value)}[kind]
+    ok = {
+        _TEXT: isinstance(value, str),
+        _INT: _is_int(value),
+        _OBJECT: isinstance(value, dict),
+        _LIST: isinstance(value, list),
+        _NUMBER: (_is_int(value) or isinstance(value, float)) and math.isfinite(value),
+    }[kind]
     if not ok:
         null = "" if name in _NOT_NULL else " or null"
         raise InputError(f"{where}: field '{name}' must be {kind}{null}, got {value!r:.40}")
@@ -171,12 +201,15 @@ def read_rows(path: str | Path) -> list[tuple[int, BenchRow]]:
         except json.JSONDecodeError as err:
             if torn:
                 continue
-            raise InputError(f"{where}: not a JSON line ({err.msg}, column {err.colno}); "
-                             "the file is corrupted") from None
+            raise InputError(
+                f"{where}: not a JSON line ({err.msg}, column {err.colno}); the file is corrupted"
+            ) from None
         row = BenchRow.from_dict(record, where)
         if row.cell in first_line:
-            raise InputError(f"{where}: cell {row.cell} is already on line {first_line[row.cell]} "
-                             "(two benches wrote this file?); keep one of the two lines")
+            raise InputError(
+                f"{where}: cell {row.cell} is already on line {first_line[row.cell]} "
+                "(two benches wrote this file?); keep one of the two lines"
+            )
         first_line[row.cell] = number
         rows.append((number, row))
     return rows

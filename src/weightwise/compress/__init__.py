@@ -14,5 +14,17 @@ from weightwise.models import register_loader
 
 register_loader(is_compressed_dir, load_compressed)
 
-__all__ = ["Gptq", "LowRank", "Plan", "Prune", "Quant", "Rule", "Share", "check_compressed_out", "compress_",
-           "load_compressed", "save_compressed", "unique_storage"]
+__all__ = [
+    "Gptq",
+    "LowRank",
+    "Plan",
+    "Prune",
+    "Quant",
+    "Rule",
+    "Share",
+    "check_compressed_out",
+    "compress_",
+    "load_compressed",
+    "save_compressed",
+    "unique_storage",
+]

@@ -19,8 +19,14 @@ class CompressContext:
     for csp pruning's fine-tuning form, transcribed training audio with its step count and Adam
     learning rate (`finetune_steps` 0 = the post-training form)."""
 
-    def __init__(self, model, calib: Manifest | None, train: Manifest | None = None,
-                 finetune_steps: int = 0, finetune_lr: float = 1e-5):
+    def __init__(
+        self,
+        model,
+        calib: Manifest | None,
+        train: Manifest | None = None,
+        finetune_steps: int = 0,
+        finetune_lr: float = 1e-5,
+    ):
         self.model, self.calib = model, calib
         self.train, self.finetune_steps, self.finetune_lr = train, finetune_steps, finetune_lr
         self._inputs: dict[str, torch.Tensor] = {}
@@ -44,8 +50,14 @@ class CompressContext:
         return {n: self._inputs[n] for n in names}
 
 
-def compress_(model, plan: Plan, calib: Manifest | None = None, train: Manifest | None = None,
-              finetune_steps: int = 0, finetune_lr: float = 1e-5) -> None:
+def compress_(
+    model,
+    plan: Plan,
+    calib: Manifest | None = None,
+    train: Manifest | None = None,
+    finetune_steps: int = 0,
+    finetune_lr: float = 1e-5,
+) -> None:
     """Compress `model` (a `WhisperASR`) in place following `plan`; returns None.
 
     Rules run in order; each handler receives every module its rule claimed (first match wins).

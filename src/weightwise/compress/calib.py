@@ -25,8 +25,7 @@ def _rows(x: torch.Tensor, in_features: int) -> torch.Tensor:
     return rows
 
 
-def collect_inputs(model, manifest: Manifest, names: list[str], max_rows: int = MAX_ROWS
-                   ) -> dict[str, torch.Tensor]:
+def collect_inputs(model, manifest: Manifest, names: list[str], max_rows: int = MAX_ROWS) -> dict[str, torch.Tensor]:
     """name -> (rows, in_features) float32 inputs of each Linear `names` on `manifest`'s audio."""
     network = model.network
     store: dict[str, list[torch.Tensor]] = {n: [] for n in names}
@@ -41,6 +40,7 @@ def collect_inputs(model, manifest: Manifest, names: list[str], max_rows: int = 
                 rows = _rows(args[0], in_features)[: max_rows - counts[name]]
                 store[name].append(rows)
                 counts[name] += rows.shape[0]
+
         handles.append(module.register_forward_pre_hook(hook))
     try:
         for _utt, samples in iter_audio(manifest):
@@ -81,6 +81,7 @@ def collect_hessians(model, manifest: Manifest, names: list[str]) -> dict[str, M
 
         def hook(mod, args, name=name, in_features=in_features):
             pending[name].append(args[0].detach().reshape(-1, in_features).float())
+
         handles.append(module.register_forward_pre_hook(hook))
     try:
         for _utt, samples in iter_audio(manifest):

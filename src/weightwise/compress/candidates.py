@@ -121,8 +121,12 @@ class CandidateSpace:
         return chosen
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keep": self.keep.to_dict(), "candidates": [c.to_dict() for c in self.candidates],
-                "groups": list(self.groups), "uniform": list(self.uniform)}
+        return {
+            "keep": self.keep.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "groups": list(self.groups),
+            "uniform": list(self.uniform),
+        }
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> CandidateSpace:
@@ -144,8 +148,7 @@ class CandidateSpace:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise InputError(f"{path}: '{key}' must be a list of strings")
         keep = Candidate.from_dict(data["keep"], f"{where}: keep") if "keep" in data else KEEP
-        candidates = tuple(Candidate.from_dict(c, f"{where}: candidate {i}")
-                           for i, c in enumerate(data["candidates"]))
+        candidates = tuple(Candidate.from_dict(c, f"{where}: candidate {i}") for i, c in enumerate(data["candidates"]))
         return cls(candidates, keep, tuple(groups), tuple(uniform), where)
 
 
@@ -156,8 +159,11 @@ def weight_groups(network: torch.nn.Module) -> list[Group]:
     contract says: they are indexed by position, not multiplied."""
     by_weight: dict[int, list[str]] = {}
     for name, module in network.named_modules():
-        if isinstance(module, WEIGHT_MODULES) and "Positional" not in type(module).__name__ \
-                and not name.endswith("embed_positions"):
+        if (
+            isinstance(module, WEIGHT_MODULES)
+            and "Positional" not in type(module).__name__
+            and not name.endswith("embed_positions")
+        ):
             by_weight.setdefault(id(module.weight), []).append(name)
     return [Group(names[0], tuple(names)) for names in by_weight.values()]
 
@@ -168,8 +174,9 @@ def _register_handlers() -> None:
 
 
 @contextlib.contextmanager
-def applied(network: torch.nn.Module, group: Group, config: CompressionConfig,
-            context: Any = None) -> Iterator[dict[str, torch.nn.Module]]:
+def applied(
+    network: torch.nn.Module, group: Group, config: CompressionConfig, context: Any = None
+) -> Iterator[dict[str, torch.nn.Module]]:
     """Compress only `group` in place for the duration of the block (yields its new modules),
     then put the original modules back. A handler's InputError (the method does not apply to
     this module's shape or type) propagates after the originals are restored."""

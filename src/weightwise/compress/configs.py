@@ -42,11 +42,17 @@ class Quant:
     symmetric: bool = True
 
     def __post_init__(self):
-        _check(_is_int(self.bits) and self.bits in (16, 8, 4, 3), f"quant.bits must be 16, 8, 4 or 3, got {self.bits!r}")
-        _check(self.granularity in ("tensor", "channel", "group"),
-               f"quant.granularity must be tensor, channel or group, got {self.granularity!r}")
-        _check(_is_int(self.group_size) and self.group_size >= 1,
-               f"quant.group_size must be a positive integer, got {self.group_size!r}")
+        _check(
+            _is_int(self.bits) and self.bits in (16, 8, 4, 3), f"quant.bits must be 16, 8, 4 or 3, got {self.bits!r}"
+        )
+        _check(
+            self.granularity in ("tensor", "channel", "group"),
+            f"quant.granularity must be tensor, channel or group, got {self.granularity!r}",
+        )
+        _check(
+            _is_int(self.group_size) and self.group_size >= 1,
+            f"quant.group_size must be a positive integer, got {self.group_size!r}",
+        )
         _check(isinstance(self.symmetric, bool), f"quant.symmetric must be true or false, got {self.symmetric!r}")
 
 
@@ -79,13 +85,17 @@ class Gptq:
 
     def __post_init__(self):
         _check(self.bits in (8, 4, 3), f"gptq.bits must be 8, 4 or 3, got {self.bits!r}")
-        _check(self.granularity in ("channel", "group"),
-               f"gptq.granularity must be channel or group, got {self.granularity!r}")
+        _check(
+            self.granularity in ("channel", "group"),
+            f"gptq.granularity must be channel or group, got {self.granularity!r}",
+        )
         for field in ("group_size", "block_size"):
             value = getattr(self, field)
             _check(type(value) is int and value >= 1, f"gptq.{field} must be a positive integer, got {value!r}")
-        _check(type(self.damp) in (int, float) and 0.0 < self.damp <= 1.0,
-               f"gptq.damp must be in (0, 1], got {self.damp!r}")
+        _check(
+            type(self.damp) in (int, float) and 0.0 < self.damp <= 1.0,
+            f"gptq.damp must be in (0, 1], got {self.damp!r}",
+        )
         for field in ("symmetric", "act_order", "clip_search", "sequential"):
             value = getattr(self, field)
             _check(isinstance(value, bool), f"gptq.{field} must be true or false, got {value!r}")
@@ -109,10 +119,14 @@ class Prune:
     method: str = "magnitude"  # magnitude | csp
 
     def __post_init__(self):
-        _check(_is_number(self.sparsity) and 0.0 <= self.sparsity < 1.0,
-               f"prune.sparsity must be in [0, 1), got {self.sparsity!r}")
-        _check(self.pattern in ("unstructured", "channel") or self.nm is not None,
-               f"prune.pattern must be unstructured, channel or N:M like 2:4, got {self.pattern!r}")
+        _check(
+            _is_number(self.sparsity) and 0.0 <= self.sparsity < 1.0,
+            f"prune.sparsity must be in [0, 1), got {self.sparsity!r}",
+        )
+        _check(
+            self.pattern in ("unstructured", "channel") or self.nm is not None,
+            f"prune.pattern must be unstructured, channel or N:M like 2:4, got {self.pattern!r}",
+        )
         _check(self.method in ("magnitude", "csp"), f"prune.method must be magnitude or csp, got {self.method!r}")
 
     @property
@@ -133,13 +147,19 @@ class LowRank:
     energy_fraction: float | None = None  # keep the smallest r whose squared singular values reach it
 
     def __post_init__(self):
-        _check((self.rank is None) != (self.energy_fraction is None),
-               "lowrank needs exactly one of rank or energy_fraction")
-        _check(self.rank is None or (_is_int(self.rank) and self.rank >= 1),
-               f"lowrank.rank must be a positive integer, got {self.rank!r}")
+        _check(
+            (self.rank is None) != (self.energy_fraction is None),
+            "lowrank needs exactly one of rank or energy_fraction",
+        )
+        _check(
+            self.rank is None or (_is_int(self.rank) and self.rank >= 1),
+            f"lowrank.rank must be a positive integer, got {self.rank!r}",
+        )
         fraction = self.energy_fraction
-        _check(fraction is None or (_is_number(fraction) and 0.0 < fraction <= 1.0),
-               f"lowrank.energy_fraction must be in (0, 1], got {self.energy_fraction!r}")
+        _check(
+            fraction is None or (_is_number(fraction) and 0.0 < fraction <= 1.0),
+            f"lowrank.energy_fraction must be in (0, 1], got {self.energy_fraction!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -154,10 +174,14 @@ class Share:
     rank: int | None = None  # required for lowrank_u / lowrank_v
 
     def __post_init__(self):
-        _check(self.what in ("full", "lowrank_u", "lowrank_v"),
-               f"share.what must be full, lowrank_u or lowrank_v, got {self.what!r}")
-        _check(self.what == "full" or (_is_int(self.rank) and self.rank >= 1),
-               f"share.what={self.what} needs a positive integer rank, got {self.rank!r}")
+        _check(
+            self.what in ("full", "lowrank_u", "lowrank_v"),
+            f"share.what must be full, lowrank_u or lowrank_v, got {self.what!r}",
+        )
+        _check(
+            self.what == "full" or (_is_int(self.rank) and self.rank >= 1),
+            f"share.what={self.what} needs a positive integer rank, got {self.rank!r}",
+        )
 
 
 METHODS = {"quant": Quant, "gptq": Gptq, "prune": Prune, "lowrank": LowRank, "share": Share}
@@ -175,8 +199,9 @@ def config_from_dict(method: str, params: Any, where: str = "") -> CompressionCo
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - names)
     if unknown:
-        raise InputError(f"{prefix}unknown {method} parameter(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(sorted(names))})")
+        raise InputError(
+            f"{prefix}unknown {method} parameter(s) {', '.join(unknown)} (allowed: {', '.join(sorted(names))})"
+        )
     try:
         return cls(**params)
     except InputError as err:

@@ -40,6 +40,7 @@ class CallRecorder:
             x = args[0]
             kind = "float" if x.is_floating_point() else "long"
             self.calls[name][(tuple(x.shape), kind)] += 1
+
         return hook
 
     def __enter__(self) -> CallRecorder:
@@ -78,15 +79,18 @@ def _meta_copies(modules: dict[str, torch.nn.Module], dtype: torch.dtype) -> dic
     for module in modules.values():
         for tensor in [*module.parameters(), *module.buffers()]:
             if id(tensor) not in memo:
-                meta = torch.empty_like(tensor, device="meta",
-                                        dtype=dtype if tensor.is_floating_point() else tensor.dtype)
-                memo[id(tensor)] = torch.nn.Parameter(meta, requires_grad=False) \
-                    if isinstance(tensor, torch.nn.Parameter) else meta
+                meta = torch.empty_like(
+                    tensor, device="meta", dtype=dtype if tensor.is_floating_point() else tensor.dtype
+                )
+                memo[id(tensor)] = (
+                    torch.nn.Parameter(meta, requires_grad=False) if isinstance(tensor, torch.nn.Parameter) else meta
+                )
     return copy.deepcopy(modules, memo)
 
 
-def replay(modules: dict[str, torch.nn.Module], calls: dict[str, Counter[Shape]],
-           dtype: torch.dtype | None = None) -> tuple[TensorTrace, ...]:
+def replay(
+    modules: dict[str, torch.nn.Module], calls: dict[str, Counter[Shape]], dtype: torch.dtype | None = None
+) -> tuple[TensorTrace, ...]:
     """Traced totals of `modules` (name -> module, tied modules together) over the recorded calls.
 
     The replay runs on copies on the meta device (shapes, no arithmetic). `dtype`: the copies'
@@ -114,14 +118,21 @@ def replay(modules: dict[str, torch.nn.Module], calls: dict[str, Counter[Shape]]
                     total[1] += t.bytes_read * count
                     total[2] += t.macs * count
                     users[t.name].update(t.users)
-    return tuple(dataclasses.replace(t, calls=totals[n][0], bytes_read=totals[n][1], macs=totals[n][2],
-                                     users=tuple(sorted(users[n])) or t.users)
-                 for n, t in template.items())
+    return tuple(
+        dataclasses.replace(
+            t, calls=totals[n][0], bytes_read=totals[n][1], macs=totals[n][2], users=tuple(sorted(users[n])) or t.users
+        )
+        for n, t in template.items()
+    )
 
 
-def trace_calls(model, manifest: Manifest, names: list[str], options: DecodingOptions = DecodingOptions(),
-                progress: Callable[[Iterable, str], Iterable] | None = None
-                ) -> tuple[Trace, dict[str, Counter[Shape]]]:
+def trace_calls(
+    model,
+    manifest: Manifest,
+    names: list[str],
+    options: DecodingOptions = DecodingOptions(),
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+) -> tuple[Trace, dict[str, Counter[Shape]]]:
     """Decode `manifest` with the profiler's hooks on: its trace, and the call shapes of `names`."""
     tracer, recorder = Tracer(model.network), CallRecorder(model.network, names)
     items = iter_audio(manifest)
@@ -138,8 +149,9 @@ def group_tensors(trace: Trace, modules: set[str]) -> tuple[TensorTrace, ...]:
     return tuple(t for t in trace.tensors if set(t.users) & modules)
 
 
-def with_tensors(base: Trace, fixed: tuple[TensorTrace, ...], chosen: list[tuple[TensorTrace, ...]],
-                 precision: str = "plan") -> Trace:
+def with_tensors(
+    base: Trace, fixed: tuple[TensorTrace, ...], chosen: list[tuple[TensorTrace, ...]], precision: str = "plan"
+) -> Trace:
     """`base` with its weight tensors replaced: `fixed` (untouched) plus each group's `chosen` ones."""
     tensors = list(fixed)
     for group in chosen:

@@ -64,7 +64,7 @@ def gram(inputs: torch.Tensor) -> torch.Tensor:
     s = x.T @ x / rows
     mu = float(s.diagonal().mean())
     d2 = float(((s - mu * eye) ** 2).sum())
-    b2 = (float((x.pow(2).sum(1) ** 2).sum()) - rows * float((s ** 2).sum())) / rows ** 2
+    b2 = (float((x.pow(2).sum(1) ** 2).sum()) - rows * float((s**2).sum())) / rows**2
     intensity = min(max(b2, 0.0), d2) / d2 if d2 > 0 else 1.0
     return ((1.0 - intensity) * s + intensity * mu * eye).float()
 
@@ -91,7 +91,7 @@ def lipschitz(g: torch.Tensor, steps: int = POWER_STEPS) -> float:
 def kth_smallest(magnitude: torch.Tensor, k: int) -> torch.Tensor:
     """Each row's k-th smallest value (k >= 1), shape (rows, 1)."""
     if magnitude.device.type == "cpu":  # numpy's introselect is ~6x faster than torch.kthvalue here
-        return torch.from_numpy(np.partition(magnitude.numpy(), k - 1, axis=1)[:, k - 1: k])
+        return torch.from_numpy(np.partition(magnitude.numpy(), k - 1, axis=1)[:, k - 1 : k])
     return torch.kthvalue(magnitude, k, dim=1, keepdim=True).values
 
 
@@ -113,8 +113,9 @@ def ramp(iteration: int, iterations: int, target: float, ramp_fraction: float = 
     return target * (1.0 - (1.0 - progress) ** 3)
 
 
-def fista(weight: torch.Tensor, g: torch.Tensor, target: float, iterations: int = ITERATIONS,
-          threshold: str = THRESHOLD) -> torch.Tensor:
+def fista(
+    weight: torch.Tensor, g: torch.Tensor, target: float, iterations: int = ITERATIONS, threshold: str = THRESHOLD
+) -> torch.Tensor:
     """Final iterate of FISTA with the ramped adaptive per-row threshold (see module doc)."""
     step = 1.0 / lipschitz(g)
     cols = weight.shape[1]
@@ -128,8 +129,7 @@ def fista(weight: torch.Tensor, g: torch.Tensor, target: float, iterations: int 
     return x
 
 
-def refit(weight: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, steps: int = REFIT_STEPS
-          ) -> torch.Tensor:
+def refit(weight: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, steps: int = REFIT_STEPS) -> torch.Tensor:
     """argmin over w' (zero off `mask`) of (w - w')^T G (w - w') per row, by batched CG.
 
     Starts from the masked `weight` (magnitude-style values) and stops early once every row's
@@ -154,8 +154,14 @@ def refit(weight: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, steps: int 
     return x
 
 
-def csp_prune(weight: torch.Tensor, g: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None,
-              iterations: int = ITERATIONS, threshold: str = THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
+def csp_prune(
+    weight: torch.Tensor,
+    g: torch.Tensor,
+    sparsity: float,
+    nm: tuple[int, int] | None = None,
+    iterations: int = ITERATIONS,
+    threshold: str = THRESHOLD,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(bool keep-mask, refit weight) of a Linear weight (out, in) given Gram matrix `g`.
 
     Unstructured: exactly floor(sparsity * in) zeros per row. N:M: the N largest of every M

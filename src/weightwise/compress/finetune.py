@@ -65,12 +65,13 @@ class Example:
 def check_finetune(config: Prune, train: Manifest, where: str) -> None:
     """InputError unless `config` is unstructured and every utterance of `train` has a transcript."""
     if config.pattern != "unstructured":
-        raise InputError(f"{where}: csp fine-tuning supports pattern unstructured only, "
-                         f"got {config.pattern!r} (drop --finetune-steps for the post-training form)")
+        raise InputError(
+            f"{where}: csp fine-tuning supports pattern unstructured only, "
+            f"got {config.pattern!r} (drop --finetune-steps for the post-training form)"
+        )
     if not train.has_text:
         missing = next(u for u in train if u.text is None)
-        raise InputError(f"{train.source}: fine-tuning needs transcribed audio, "
-                         f"utterance {missing.id} has no text")
+        raise InputError(f"{train.source}: fine-tuning needs transcribed audio, utterance {missing.id} has no text")
 
 
 def make_example(model, utt: Utterance, source: str = "") -> Example | None:
@@ -89,16 +90,16 @@ def make_example(model, utt: Utterance, source: str = "") -> Example | None:
     prompt, eot = list(model.tokens.prompt), model.tokens.eot
     labels = model.tokenizer.encode(" " + text, add_special_tokens=False).ids
     labels = labels[: model.max_target_positions - len(prompt)]
-    return Example(features[None].to(model.dtype), torch.tensor([prompt + labels]),
-                   torch.tensor(labels + [eot]))
+    return Example(features[None].to(model.dtype), torch.tensor([prompt + labels]), torch.tensor(labels + [eot]))
 
 
 def example_loss(model, example: Example) -> torch.Tensor:
     """Mean cross-entropy (nats per token) of the example's targets under teacher forcing."""
-    logits = model.network(input_features=example.features, decoder_input_ids=example.decoder_ids,
-                           use_cache=False).logits[0]
+    logits = model.network(
+        input_features=example.features, decoder_input_ids=example.decoder_ids, use_cache=False
+    ).logits[0]
     # position i predicts token i + 1: the last len(targets) positions predict labels + eot
-    return nn.functional.cross_entropy(logits[-len(example.targets):].float(), example.targets)
+    return nn.functional.cross_entropy(logits[-len(example.targets) :].float(), example.targets)
 
 
 def mean_loss(model, manifest: Manifest) -> float:
@@ -147,8 +148,9 @@ def hard_mask(weights: list[nn.Parameter], sparsity: float) -> None:
         weight.mul_(topk_mask(weight.abs(), keep))
 
 
-def csp_finetune_(model, names: list[str], config: Prune, train: Manifest, steps: int, lr: float,
-                  seed: int = 0) -> dict:
+def csp_finetune_(
+    model, names: list[str], config: Prune, train: Manifest, steps: int, lr: float, seed: int = 0
+) -> dict:
     """Fine-tune and sparsify the Linear modules `names` of `model` in place (see module doc).
 
     Args:
@@ -193,5 +195,9 @@ def csp_finetune_(model, names: list[str], config: Prune, train: Manifest, steps
             p.requires_grad_(saved[id(p)])
         for weight in weights:
             weight.grad = None
-    return {"steps": len(losses), "seconds": time.perf_counter() - start,
-            "first_losses": losses[:REPORTED_LOSSES], "last_losses": losses[-REPORTED_LOSSES:]}
+    return {
+        "steps": len(losses),
+        "seconds": time.perf_counter() - start,
+        "first_losses": losses[:REPORTED_LOSSES],
+        "last_losses": losses[-REPORTED_LOSSES:],
+    }

@@ -63,11 +63,12 @@ def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
     if symmetric:
         qmax = 2 ** (bits - 1) - 1
         return -qmax, qmax
-    return 0, 2 ** bits - 1
+    return 0, 2**bits - 1
 
 
-def range_params(values: torch.Tensor, bits: int, symmetric: bool, shrink: float = 1.0
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def range_params(
+    values: torch.Tensor, bits: int, symmetric: bool, shrink: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, zero point) per row of `values` (rows, n), as `quantize.quantize_weight` sets them
     (shrink 1); the range is scaled by `shrink`. Symmetric zero points are 0; empty ranges get scale 1."""
     _, high_code = code_range(bits, symmetric)
@@ -81,8 +82,7 @@ def range_params(values: torch.Tensor, bits: int, symmetric: bool, shrink: float
     return scale, torch.clamp(torch.round(-low / scale), 0, high_code)
 
 
-def to_codes(values: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool
-             ) -> torch.Tensor:
+def to_codes(values: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
     """Integer codes (as floats) of `values` (rows,) or (rows, n) on the grid of per-row scale/zero."""
     if values.dim() == 2:
         scale, zero = scale[:, None], zero[:, None]
@@ -90,8 +90,9 @@ def to_codes(values: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits
     return torch.clamp(torch.round(values / scale) + zero, low_code, high_code)
 
 
-def group_params(values: torch.Tensor, col_weights: torch.Tensor, bits: int, symmetric: bool,
-                 clip_search: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def group_params(
+    values: torch.Tensor, col_weights: torch.Tensor, bits: int, symmetric: bool, clip_search: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, zero) per row for a group's values (rows, n): full range, or with `clip_search` the
     shrink minimising sum_j col_weights_j (w_j - q_j)^2 per row."""
     best_scale, best_zero = range_params(values, bits, symmetric)
@@ -120,12 +121,15 @@ def inverse_factor(h: torch.Tensor, damp: float, name: str) -> torch.Tensor:
             if int(info) == 0:
                 return upper
         level *= 10.0
-    raise InputError(f"{name}: calibration Hessian is not positive definite even with damping "
-                     f"{level / 10.0:.3g} (non-finite activations?)")
+    raise InputError(
+        f"{name}: calibration Hessian is not positive definite even with damping "
+        f"{level / 10.0:.3g} (non-finite activations?)"
+    )
 
 
-def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, config: Gptq, name: str = "weight"
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def gptq_quantize(
+    weight: torch.Tensor, hessian: torch.Tensor, config: Gptq, name: str = "weight"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(codes, fp32 scales, uint8 zero points or None) of `weight` (rows, cols) in `config.quant()`'s
     format, chosen by GPTQ for inputs with second moment `hessian` (cols, cols).
 
@@ -141,8 +145,7 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, config: Gptq, nam
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
-    order = (torch.argsort(h.diagonal(), descending=True, stable=True) if config.act_order
-             else torch.arange(cols))
+    order = torch.argsort(h.diagonal(), descending=True, stable=True) if config.act_order else torch.arange(cols)
     w, h = w[:, order], h[order][:, order]
     u = inverse_factor(h, config.damp, name).to(dtype)
     codes, scales, zeros = _columns(w, u, order // group, config)
@@ -153,8 +156,9 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, config: Gptq, nam
     return out.to(torch.uint8), scales.float(), zeros.to(torch.uint8)
 
 
-def _columns(w: torch.Tensor, u: torch.Tensor, group_of: torch.Tensor, config: Gptq
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _columns(
+    w: torch.Tensor, u: torch.Tensor, group_of: torch.Tensor, config: Gptq
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The GPTQ loop over (permuted) columns; `group_of[j]`: the scale group of position j."""
     rows, cols = w.shape
     n_groups = int(group_of.max()) + 1
@@ -170,8 +174,9 @@ def _columns(w: torch.Tensor, u: torch.Tensor, group_of: torch.Tensor, config: G
             j, g = start + k, int(group_of[start + k])
             if not ready[g]:
                 values = _pending(w, block, errors, u, members[g], start, k)
-                scales[:, g], zeros[:, g] = group_params(values, col_weights[members[g]], config.bits,
-                                                         config.symmetric, config.clip_search)
+                scales[:, g], zeros[:, g] = group_params(
+                    values, col_weights[members[g]], config.bits, config.symmetric, config.clip_search
+                )
                 ready[g] = True
             column = block[:, k]
             codes[:, j] = to_codes(column, scales[:, g], zeros[:, g], config.bits, config.symmetric)
@@ -182,8 +187,15 @@ def _columns(w: torch.Tensor, u: torch.Tensor, group_of: torch.Tensor, config: G
     return codes, scales, zeros
 
 
-def _pending(w: torch.Tensor, block: torch.Tensor, errors: torch.Tensor, u: torch.Tensor,
-             positions: torch.Tensor, start: int, k: int) -> torch.Tensor:
+def _pending(
+    w: torch.Tensor,
+    block: torch.Tensor,
+    errors: torch.Tensor,
+    u: torch.Tensor,
+    positions: torch.Tensor,
+    start: int,
+    k: int,
+) -> torch.Tensor:
     """Current values (rows, len(positions)) of not-yet-quantized columns at `positions`: inside the
     block they are up to date; beyond it the block's first `k` errors are still to be applied."""
     end = start + block.shape[1]
@@ -192,16 +204,26 @@ def _pending(w: torch.Tensor, block: torch.Tensor, errors: torch.Tensor, u: torc
     values[:, inside] = block[:, positions[inside] - start]
     beyond = positions[~inside]
     if beyond.numel():
-        values[:, ~inside] = w[:, beyond] - errors[:, :k] @ u[start:start + k][:, beyond]
+        values[:, ~inside] = w[:, beyond] - errors[:, :k] @ u[start : start + k][:, beyond]
     return values
 
 
-def quant_module(module: nn.Module, name: str, config: Quant,
-                 state: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]) -> QuantModule:
+def quant_module(
+    module: nn.Module, name: str, config: Quant, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+) -> QuantModule:
     """A `QuantModule` for `module` holding the given (codes, scales, zero points)."""
     op, op_args = op_of(module, name)
-    new = QuantModule(op, list(module.weight.shape), op_args, None, getattr(module, "bias", None) is not None,
-                      config.bits, config.granularity, config.group_size, config.symmetric)
+    new = QuantModule(
+        op,
+        list(module.weight.shape),
+        op_args,
+        None,
+        getattr(module, "bias", None) is not None,
+        config.bits,
+        config.granularity,
+        config.group_size,
+        config.symmetric,
+    )
     for param, value in zip((new.codes, new.scales, new.zero_points), state):
         if value is not None:
             param.copy_(value)
@@ -235,8 +257,9 @@ def gptq_handler(network: nn.Module, names: list[str], config: Gptq, context: An
         op_of(network.get_submodule(group[0]), group[0])
         cols = flat_weight(network.get_submodule(group[0])).shape[1]
         if config.granularity == "group" and cols % config.group_size:
-            raise InputError(f"{group[0]}: gptq group_size {config.group_size} does not divide its "
-                             f"{cols} input elements")
+            raise InputError(
+                f"{group[0]}: gptq group_size {config.group_size} does not divide its {cols} input elements"
+            )
     calibrated = {calibration_name(network, g): g for g in groups if calibration_name(network, g)}
     for group in groups:
         if calibration_name(network, group) is None:
@@ -256,5 +279,10 @@ def gptq_handler(network: nn.Module, names: list[str], config: Gptq, context: An
             if name not in hessians:
                 raise InputError(f"{name}: saw no input on the calibration audio ({context.calib.source})")
             h = hessians[name].hessian()
-            replace_group(network, calibrated[name], lambda m, n, h=h, cname=name: quant_module(
-                m, n, config.quant(), gptq_quantize(flat_weight(m), h, config, cname)))
+            replace_group(
+                network,
+                calibrated[name],
+                lambda m, n, h=h, cname=name: quant_module(
+                    m, n, config.quant(), gptq_quantize(flat_weight(m), h, config, cname)
+                ),
+            )

@@ -88,12 +88,16 @@ def check_compressed_out(out_dir: str | os.PathLike, inputs: Iterable[str | os.P
     entries = sorted(p.name for p in out.iterdir())
     if entries and not _is_saved_model(out):
         listed = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise InputError(f"{where}: is a folder that is not a weightwise compressed model (it holds {listed}); "
-                         "name a new or empty folder")
+        raise InputError(
+            f"{where}: is a folder that is not a weightwise compressed model (it holds {listed}); "
+            "name a new or empty folder"
+        )
     others = [name for name in entries if name not in SAVED_FILES]
     if others:
-        raise InputError(f"{where}: holds a compressed model and also {', '.join(others[:3])}, which a new "
-                         "model would not keep; name a new folder")
+        raise InputError(
+            f"{where}: holds a compressed model and also {', '.join(others[:3])}, which a new "
+            "model would not keep; name a new folder"
+        )
     _check_writable(where, out.parent)
     return out
 
@@ -115,8 +119,7 @@ def _check_writable(where: str, folder: Path) -> None:
         raise InputError(f"{where}: {folder} is not writable ({err.strerror or err})") from None
 
 
-def save_compressed(model, out_dir: str | os.PathLike,
-                    inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+def save_compressed(model, out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Write `model` (compressed with `compress_`) to the folder `out_dir`, atomically.
 
     The files are written to a temporary folder beside `out_dir`, which then takes its place; a
@@ -157,14 +160,23 @@ def save_compressed(model, out_dir: str | os.PathLike,
 def _write(model, folder: Path) -> None:
     from safetensors.torch import save_model
 
-    modules = {name: {"kind": m.kind, "spec": m.spec()} for name, m in model.network.named_modules()
-               if isinstance(m, CompressedModule)}
+    modules = {
+        name: {"kind": m.kind, "spec": m.spec()}
+        for name, m in model.network.named_modules()
+        if isinstance(m, CompressedModule)
+    }
     save_model(model.network, str(folder / WEIGHTS))
     info = model.info
-    manifest = {"format_version": FORMAT_VERSION, "base_model": info.name, "base_source": info.source,
-                "base_weights_sha256": info.weights_sha256, "plan_name": info.plan,
-                "plan": model.plan.to_dict(), "modules": modules,
-                "shared": shared_groups(model.network)}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "base_model": info.name,
+        "base_source": info.source,
+        "base_weights_sha256": info.weights_sha256,
+        "plan_name": info.plan,
+        "plan": model.plan.to_dict(),
+        "modules": modules,
+        "shared": shared_groups(model.network),
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -230,12 +242,14 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
     except (AttributeError, OSError, RuntimeError, SafetensorError, TypeError, ValueError) as err:
         raise InputError(f"{path / WEIGHTS}: cannot load the saved weights ({_reason(err)})") from None
     if missing or unexpected:
-        raise InputError(f"{path}: saved state does not match (missing {sorted(missing)[:3]}, "
-                         f"unexpected {sorted(unexpected)[:3]})")
+        raise InputError(
+            f"{path}: saved state does not match (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
     model.network.eval()
     model.plan = plan
-    model.info = dataclasses.replace(model.info, name=path.name, source=str(path),
-                                     plan=manifest.get("plan_name") or "plan")
+    model.info = dataclasses.replace(
+        model.info, name=path.name, source=str(path), plan=manifest.get("plan_name") or "plan"
+    )
     return model
 
 

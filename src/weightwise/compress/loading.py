@@ -18,11 +18,17 @@ from weightwise.models import WhisperASR, load_model
 __all__ = ["load_model_with_plan"]
 
 
-def load_model_with_plan(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None, *,
-                         plan: Plan | str | os.PathLike | None = None,
-                         calib: Manifest | str | os.PathLike | None = None,
-                         train: Manifest | str | os.PathLike | None = None,
-                         finetune_steps: int = 0, finetune_lr: float = 1e-5) -> WhisperASR:
+def load_model_with_plan(
+    name_or_path: str,
+    precision: str = "fp32",
+    cache_dir: str | Path | None = None,
+    *,
+    plan: Plan | str | os.PathLike | None = None,
+    calib: Manifest | str | os.PathLike | None = None,
+    train: Manifest | str | os.PathLike | None = None,
+    finetune_steps: int = 0,
+    finetune_lr: float = 1e-5,
+) -> WhisperASR:
     """`load_model(name_or_path, precision, cache_dir)`, then `compress_` by `plan` when one is given.
 
     The cheap inputs are checked before the slow model load: the plan is parsed (a path) and the

@@ -65,8 +65,7 @@ def choose_rank(energies: torch.Tensor, config: LowRank) -> int:
     return min(first + 1, energies.numel())
 
 
-def lowrank_factors(weight: torch.Tensor, config: LowRank, name: str = ""
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def lowrank_factors(weight: torch.Tensor, config: LowRank, name: str = "") -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-r factors (u: out x r, v: r x in) of `weight` (out x in), in `weight`'s dtype.
 
     Raises:
@@ -74,15 +73,21 @@ def lowrank_factors(weight: torch.Tensor, config: LowRank, name: str = ""
     """
     w = weight.detach().double()
     if config.rank is not None and config.rank > min(w.shape):
-        raise InputError(f"{name or 'weight'}: lowrank rank {config.rank} is above the layer's maximum rank "
-                         f"{min(w.shape)} (a {w.shape[0]}x{w.shape[1]} weight)")
+        raise InputError(
+            f"{name or 'weight'}: lowrank rank {config.rank} is above the layer's maximum rank "
+            f"{min(w.shape)} (a {w.shape[0]}x{w.shape[1]} weight)"
+        )
     tall = w.shape[0] >= w.shape[1]
     energies, basis = principal_subspace(w.T @ w if tall else w @ w.T)
     rank = choose_rank(energies, config)
     out_f, in_f = w.shape
     if rank * (out_f + in_f) >= out_f * in_f:
-        warnings.warn(f"{name or 'weight'}: rank {rank} stores {rank * (out_f + in_f)} elements, not fewer "
-                      f"than the dense {out_f}x{in_f}", LowRankWarning, stacklevel=3)
+        warnings.warn(
+            f"{name or 'weight'}: rank {rank} stores {rank * (out_f + in_f)} elements, not fewer "
+            f"than the dense {out_f}x{in_f}",
+            LowRankWarning,
+            stacklevel=3,
+        )
     top = basis[:, :rank]
     u, v = (w @ top, top.T) if tall else (top, top.T @ w)
     return u.to(weight.dtype).contiguous(), v.to(weight.dtype).contiguous()
@@ -117,15 +122,17 @@ class _Factored(CompressedModule):
     def set_factors(self, u: torch.nn.Parameter, v: torch.nn.Parameter) -> None:
         """Use these Parameter objects (possibly shared with other modules) as the factors."""
         if u.shape != self.u.shape or v.shape != self.v.shape:
-            raise ValueError(f"factor shapes {tuple(u.shape)}, {tuple(v.shape)} != "
-                             f"{tuple(self.u.shape)}, {tuple(self.v.shape)}")
+            raise ValueError(
+                f"factor shapes {tuple(u.shape)}, {tuple(v.shape)} != {tuple(self.u.shape)}, {tuple(self.v.shape)}"
+            )
         self.u, self.v = u, v
 
     def weightwise_dense(self) -> dict[Any, int]:
         """Elements of the dense weight these factors replace, keyed by the factor pair (tied
         modules replace one weight), plus the bias (see `share.unique_storage`)."""
-        return dense_equivalent(("lowrank", id(self.u), id(self.v)), self.u.shape[0] * self.v.shape[1],
-                                getattr(self, "bias", None))
+        return dense_equivalent(
+            ("lowrank", id(self.u), id(self.v)), self.u.shape[0] * self.v.shape[1], getattr(self, "bias", None)
+        )
 
 
 @register_module
@@ -137,8 +144,9 @@ class LowRankLinear(_Factored):
 
     kind = "lowrank_linear"
 
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True,
-                 tied: dict[str, str] | None = None):
+    def __init__(
+        self, in_features: int, out_features: int, rank: int, bias: bool = True, tied: dict[str, str] | None = None
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._init_factors(out_features, in_features, rank, tied)
@@ -148,8 +156,13 @@ class LowRankLinear(_Factored):
         return F.linear(F.linear(x, self.v), self.u, self.bias)
 
     def spec(self) -> dict[str, Any]:
-        return {"in_features": self.in_features, "out_features": self.out_features, "rank": self.rank,
-                "bias": self.bias is not None, "tied": dict(self.weightwise_tied)}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "rank": self.rank,
+            "bias": self.bias is not None,
+            "tied": dict(self.weightwise_tied),
+        }
 
     def weightwise_storage(self) -> dict[str, TensorStorage]:
         out = {"u": factor_storage(self.u, self.u_format), "v": factor_storage(self.v, self.v_format)}
@@ -175,8 +188,14 @@ class LowRankEmbedding(_Factored):
 
     kind = "lowrank_embedding"
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, rank: int, padding_idx: int | None = None,
-                 tied: dict[str, str] | None = None):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        rank: int,
+        padding_idx: int | None = None,
+        tied: dict[str, str] | None = None,
+    ):
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         self._init_factors(num_embeddings, embedding_dim, rank, tied)
@@ -185,8 +204,13 @@ class LowRankEmbedding(_Factored):
         return F.embedding(ids, self.u, self.padding_idx) @ self.v
 
     def spec(self) -> dict[str, Any]:
-        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim, "rank": self.rank,
-                "padding_idx": self.padding_idx, "tied": dict(self.weightwise_tied)}
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "rank": self.rank,
+            "padding_idx": self.padding_idx,
+            "tied": dict(self.weightwise_tied),
+        }
 
     def weightwise_storage(self) -> dict[str, TensorStorage]:
         return {"u": factor_storage(self.u, self.u_format), "v": factor_storage(self.v, self.v_format)}
@@ -194,8 +218,9 @@ class LowRankEmbedding(_Factored):
     def weightwise_macs(self, inp: torch.Tensor | None, out: torch.Tensor) -> int:
         return out.numel() * self.rank
 
-    def weightwise_bytes_read(self, name: str, storage: TensorStorage, inp: torch.Tensor | None,
-                              out: torch.Tensor) -> int:
+    def weightwise_bytes_read(
+        self, name: str, storage: TensorStorage, inp: torch.Tensor | None, out: torch.Tensor
+    ) -> int:
         """Bytes of parameter `name` one call reads: the looked-up rows of u, all of v."""
         if name == "u":
             return (out.numel() // self.embedding_dim) * self.rank * self.u.element_size()
@@ -227,8 +252,7 @@ def _check_modules(modules: dict[str, torch.nn.Module]) -> None:
     bad = [n for n, m in modules.items() if not isinstance(m, (torch.nn.Linear, torch.nn.Embedding))]
     if bad:
         raise InputError(f"{', '.join(bad)}: lowrank supports Linear and Embedding modules only")
-    bad = [n for n, m in modules.items() if isinstance(m, torch.nn.Embedding)
-           and (m.max_norm is not None or m.sparse)]
+    bad = [n for n, m in modules.items() if isinstance(m, torch.nn.Embedding) and (m.max_norm is not None or m.sparse)]
     if bad:
         raise InputError(f"{', '.join(bad)}: lowrank does not support Embedding with max_norm or sparse")
 

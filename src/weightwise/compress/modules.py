@@ -61,4 +61,5 @@ def register_handler(config_type: type) -> Callable[[Handler], Handler]:
     def decorate(fn: Handler) -> Handler:
         HANDLERS[config_type] = fn
         return fn
+
     return decorate

@@ -75,18 +75,24 @@ class Plan:
 
     def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:
         """module name -> (rule index, config) for every weight-bearing module a rule claims."""
-        names = [n for n, m in network.named_modules()
-                 if isinstance(m, WEIGHT_MODULES) and "Positional" not in type(m).__name__]
+        names = [
+            n
+            for n, m in network.named_modules()
+            if isinstance(m, WEIGHT_MODULES) and "Positional" not in type(m).__name__
+        ]
         claimed: dict[str, tuple[int, CompressionConfig]] = {}
         for index, rule in enumerate(self.rules):
             hits = [n for n in names if rule.matches(n)]
             if not hits:
-                raise InputError(f"plan {self.name} rule {index} ({rule.match}) matches no "
-                                 "Linear/Conv1d/Embedding module")
+                raise InputError(
+                    f"plan {self.name} rule {index} ({rule.match}) matches no Linear/Conv1d/Embedding module"
+                )
             fresh = [name for name in hits if name not in claimed]
             if not fresh:
-                raise InputError(f"plan {self.name} rule {index} ({rule.match}): every module it matches is "
-                                 "already claimed by an earlier rule (first match wins)")
+                raise InputError(
+                    f"plan {self.name} rule {index} ({rule.match}): every module it matches is "
+                    "already claimed by an earlier rule (first match wins)"
+                )
             for name in fresh:
                 claimed[name] = (index, rule.config)
         return claimed
@@ -107,6 +113,7 @@ def _rule(data: Any, where: str) -> Rule:
                 raise InputError(f"{where}: bad regex {pattern!r} ({err})") from None
     methods = [k for k in data if k != "match"]
     if len(methods) != 1:
-        raise InputError(f"{where}: needs exactly one method, got {methods or 'none'} "
-                         "(conflicting entries: use one rule per method)")
+        raise InputError(
+            f"{where}: needs exactly one method, got {methods or 'none'} (conflicting entries: use one rule per method)"
+        )
     return Rule(tuple(match), config_from_dict(methods[0], data[methods[0]], where))

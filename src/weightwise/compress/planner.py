@@ -107,13 +107,13 @@ def check_budget(budget: float, flag: str = "--wer-budget") -> float:
     if budget <= 0:
         raise InputError(f"{flag} must be > 0 WER points (0.5 = +0.5 percentage points), got {budget:g}")
     if budget > MAX_BUDGET_POINTS:
-        raise InputError(f"{flag} {budget:g} is impossible: WER points above {MAX_BUDGET_POINTS:g} "
-                         "mean every word may be wrong")
+        raise InputError(
+            f"{flag} {budget:g} is impossible: WER points above {MAX_BUDGET_POINTS:g} mean every word may be wrong"
+        )
     return float(budget)
 
 
-def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str = "",
-             steps: int = 0) -> Solution:
+def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str = "", steps: int = 0) -> Solution:
     """Energy, off-chip bytes and WER cost of `choice`, with the on-chip placement re-solved."""
     items = list(problem.fixed)
     for g, o in enumerate(choice):
@@ -123,13 +123,14 @@ def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str 
     energy = problem.extra_j + sum(i.onchip_j if k in resident else i.dram_j for k, i in enumerate(items))
     offchip = problem.extra_offchip_bytes + sum(i.read_bytes for k, i in enumerate(items) if k not in resident)
     cost = sum(problem.options[g][o].cost for g, o in enumerate(choice))
-    return Solution(tuple(choice), cost, energy, offchip, sum(items[k].nbytes for k in resident),
-                    method, steps)
+    return Solution(tuple(choice), cost, energy, offchip, sum(items[k].nbytes for k in resident), method, steps)
 
 
 def _group_energy(problem: Problem, choice: list[int], resident: list[list[bool]]) -> list[float]:
-    return [sum(i.onchip_j if r else i.dram_j for i, r in zip(problem.options[g][o].items, resident[g]))
-            for g, o in enumerate(choice)]
+    return [
+        sum(i.onchip_j if r else i.dram_j for i, r in zip(problem.options[g][o].items, resident[g]))
+        for g, o in enumerate(choice)
+    ]
 
 
 def _residency(problem: Problem, choice: list[int]) -> list[list[bool]]:
@@ -151,8 +152,9 @@ def _residency(problem: Problem, choice: list[int]) -> list[list[bool]]:
 def _estimate(option: Option, current: Option, resident: list[bool]) -> float:
     """Energy of `option` if it replaced `current`: resident when all of `current` was and it is
     no larger, else streamed."""
-    fits = all(resident) and bool(resident) and \
-        sum(i.nbytes for i in option.items) <= sum(i.nbytes for i in current.items)
+    fits = (
+        all(resident) and bool(resident) and sum(i.nbytes for i in option.items) <= sum(i.nbytes for i in current.items)
+    )
     return sum(i.onchip_j if fits else i.dram_j for i in option.items)
 
 

@@ -32,8 +32,7 @@ from weightwise.compress.configs import Prune
 from weightwise.compress.finetune import csp_finetune_
 from weightwise.compress.masks import nm_mask, topk_mask
 from weightwise.compress.modules import register_handler, register_module
-from weightwise.compress.weightop import (WeightOpModule, flat_weight, frozen, op_of, replace_group,
-                                          tied_groups)
+from weightwise.compress.weightop import WeightOpModule, flat_weight, frozen, op_of, replace_group, tied_groups
 from weightwise.errors import InputError
 from weightwise.profile.storage import TensorStorage
 
@@ -72,9 +71,16 @@ class SparseModule(WeightOpModule):
 
     kind = "sparse"
 
-    def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None,
-                 tie: str | None = None, bias: bool = False, pattern: str = "unstructured",
-                 sparsity: float = 0.5):
+    def __init__(
+        self,
+        op: str,
+        shape: list[int],
+        op_args: dict[str, Any] | None = None,
+        tie: str | None = None,
+        bias: bool = False,
+        pattern: str = "unstructured",
+        sparsity: float = 0.5,
+    ):
         super().__init__(op, shape, op_args, tie)
         self.config = Prune(sparsity, pattern)
         self.keep = kept_count(self.config, self.rows, self.cols)
@@ -89,12 +95,17 @@ class SparseModule(WeightOpModule):
         self.bias = frozen(torch.zeros(self.rows)) if bias else None
 
     def spec(self) -> dict[str, Any]:
-        return {**self.base_spec(), "bias": self.bias is not None, "pattern": self.config.pattern,
-                "sparsity": self.config.sparsity}
+        return {
+            **self.base_spec(),
+            "bias": self.bias is not None,
+            "pattern": self.config.pattern,
+            "sparsity": self.config.sparsity,
+        }
 
     @classmethod
-    def from_mask(cls, module: nn.Module, name: str, config: Prune, mask: torch.Tensor,
-                  weight: torch.Tensor | None = None) -> "SparseModule":
+    def from_mask(
+        cls, module: nn.Module, name: str, config: Prune, mask: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> "SparseModule":
         """Store `weight` (default: the module's own) where bool `mask` (rows, cols) is True.
 
         The mask must keep exactly `kept_count` entries per row (unstructured, N:M: per group)
@@ -102,8 +113,15 @@ class SparseModule(WeightOpModule):
         """
         op, op_args = op_of(module, name)
         weight = flat_weight(module) if weight is None else weight.float()
-        new = cls(op, list(module.weight.shape), op_args, None, getattr(module, "bias", None) is not None,
-                  config.pattern, config.sparsity)
+        new = cls(
+            op,
+            list(module.weight.shape),
+            op_args,
+            None,
+            getattr(module, "bias", None) is not None,
+            config.pattern,
+            config.sparsity,
+        )
         if config.pattern == "channel":
             channels = mask.any(dim=1).nonzero()[:, 0]
             new.channels.copy_(channels)
@@ -185,43 +203,52 @@ def prune_handler(network: nn.Module, names: list[str], config: Prune, context: 
             build = lambda module, name: _csp_module(module, name, config, calib)  # noqa: E731
         else:
             build = lambda module, name: SparseModule.from_mask(  # noqa: E731
-                module, name, config, magnitude_mask(flat_weight(module), config))
+                module, name, config, magnitude_mask(flat_weight(module), config)
+            )
         replace_group(network, group, build)
 
 
-def _finetune(network: nn.Module, groups: list[list[str]], csp_groups: list[list[str]], config: Prune,
-              context: Any) -> None:
+def _finetune(
+    network: nn.Module, groups: list[list[str]], csp_groups: list[list[str]], config: Prune, context: Any
+) -> None:
     """CSP's fine-tuning form (`weightwise.compress.finetune`): train all the rule's CSP layers
     together, then store each sparsified weight; the other groups are pruned by magnitude."""
-    csp_finetune_(context.model, [g[0] for g in csp_groups], config, context.train,
-                  context.finetune_steps, context.finetune_lr)
+    csp_finetune_(
+        context.model, [g[0] for g in csp_groups], config, context.train, context.finetune_steps, context.finetune_lr
+    )
     for group in groups:  # fine-tuned weights already hold exactly floor(s * in) zeros per row
-        replace_group(network, group, lambda module, name: SparseModule.from_mask(
-            module, name, config, magnitude_mask(flat_weight(module), config)))
+        replace_group(
+            network,
+            group,
+            lambda module, name: SparseModule.from_mask(
+                module, name, config, magnitude_mask(flat_weight(module), config)
+            ),
+        )
 
 
 def _check_shape(module: nn.Module, name: str, config: Prune) -> None:
     op_of(module, name)
     cols = flat_weight(module).shape[1]
     if config.nm is not None and cols % config.nm[1]:
-        raise InputError(f"{name}: {cols} input elements are not a multiple of M={config.nm[1]} "
-                         f"for pattern {config.pattern}")
+        raise InputError(
+            f"{name}: {cols} input elements are not a multiple of M={config.nm[1]} for pattern {config.pattern}"
+        )
 
 
 def _csp_applies(network: nn.Module, group: list[str], config: Prune) -> bool:
     """CSP needs a Linear's inputs; other types (or tied groups with one) fall back to magnitude."""
     others = [n for n in group if not isinstance(network.get_submodule(n), nn.Linear)]
     if others:
-        warnings.warn(f"prune method csp applies to Linear layers only: {', '.join(group)} "
-                      "pruned by magnitude", stacklevel=3)
+        warnings.warn(
+            f"prune method csp applies to Linear layers only: {', '.join(group)} pruned by magnitude", stacklevel=3
+        )
     return not others
 
 
 def _csp_module(module: nn.Linear, name: str, config: Prune, inputs: torch.Tensor) -> SparseModule:
     weight = flat_weight(module)
     if inputs.shape[1] != weight.shape[1]:
-        raise InputError(f"{name}: calibration inputs have {inputs.shape[1]} features, "
-                         f"expected {weight.shape[1]}")
+        raise InputError(f"{name}: calibration inputs have {inputs.shape[1]} features, expected {weight.shape[1]}")
     gram = csp.gram(inputs)
     if config.pattern == "channel":
         mask, refit = csp.channel_mask(weight, gram, kept_count(config, *weight.shape)), weight

@@ -44,7 +44,7 @@ def quantize_weight(w: torch.Tensor, config: Quant) -> tuple[torch.Tensor, torch
         scales = torch.where(scales > 0, scales, torch.ones_like(scales))
         codes = torch.clamp(torch.round(blocks / scales[..., None]), -qmax, qmax).to(torch.int8)
         return codes.reshape(w.shape), scales, None
-    levels = 2 ** config.bits - 1
+    levels = 2**config.bits - 1
     low, high = blocks.amin(-1).clamp(max=0), blocks.amax(-1).clamp(min=0)
     scales = (high - low) / levels
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
@@ -53,8 +53,9 @@ def quantize_weight(w: torch.Tensor, config: Quant) -> tuple[torch.Tensor, torch
     return codes.to(torch.uint8).reshape(w.shape), scales, zeros.to(torch.uint8)
 
 
-def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-                      config: Quant) -> torch.Tensor:
+def dequantize_weight(
+    codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, config: Quant
+) -> torch.Tensor:
     """Float (rows, cols) weight the codes stand for: (code - zero point) * scale."""
     blocks = _blocks(codes.float(), config.granularity, config.group_size)
     if zeros is not None:
@@ -73,9 +74,18 @@ class QuantModule(WeightOpModule):
 
     kind = "quant"
 
-    def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None,
-                 tie: str | None = None, bias: bool = False, bits: int = 8,
-                 granularity: str = "channel", group_size: int = 128, symmetric: bool = True):
+    def __init__(
+        self,
+        op: str,
+        shape: list[int],
+        op_args: dict[str, Any] | None = None,
+        tie: str | None = None,
+        bias: bool = False,
+        bits: int = 8,
+        granularity: str = "channel",
+        group_size: int = 128,
+        symmetric: bool = True,
+    ):
         super().__init__(op, shape, op_args, tie)
         self.config = Quant(bits, granularity, group_size, symmetric)
         if bits == 16:
@@ -90,9 +100,14 @@ class QuantModule(WeightOpModule):
 
     def spec(self) -> dict[str, Any]:
         config = self.config
-        return {**self.base_spec(), "bias": self.bias is not None, "bits": config.bits,
-                "granularity": config.granularity, "group_size": config.group_size,
-                "symmetric": config.symmetric}
+        return {
+            **self.base_spec(),
+            "bias": self.bias is not None,
+            "bits": config.bits,
+            "granularity": config.granularity,
+            "group_size": config.group_size,
+            "symmetric": config.symmetric,
+        }
 
     @classmethod
     def from_float(cls, module: nn.Module, name: str, config: Quant) -> "QuantModule":
@@ -100,10 +115,20 @@ class QuantModule(WeightOpModule):
         op, op_args = op_of(module, name)
         weight = flat_weight(module)
         if config.bits != 16 and config.granularity == "group" and weight.shape[1] % config.group_size:
-            raise InputError(f"{name}: quant group_size {config.group_size} does not divide its "
-                             f"{weight.shape[1]} input elements")
-        new = cls(op, list(module.weight.shape), op_args, None, getattr(module, "bias", None) is not None,
-                  config.bits, config.granularity, config.group_size, config.symmetric)
+            raise InputError(
+                f"{name}: quant group_size {config.group_size} does not divide its {weight.shape[1]} input elements"
+            )
+        new = cls(
+            op,
+            list(module.weight.shape),
+            op_args,
+            None,
+            getattr(module, "bias", None) is not None,
+            config.bits,
+            config.granularity,
+            config.group_size,
+            config.symmetric,
+        )
         state = (weight.half(),) if config.bits == 16 else quantize_weight(weight, config)
         params = (new.codes, getattr(new, "scales", None), getattr(new, "zero_points", None))
         for param, value in zip(params, state):

@@ -76,10 +76,18 @@ class Reference:
 
 def _key(model, manifest: Manifest, options: DecodingOptions, runtime: str, encoder_windows: int | None) -> str:
     fields = [f.name for f in dataclasses.fields(TensorTrace)]
-    text = json.dumps({"weights": model.info.weights_sha256, "version": SCORE_VERSION, "trace_fields": fields,
-                       "options": dataclasses.asdict(options), "runtime": runtime,
-                       "encoder_windows": encoder_windows,
-                       "calib": [[u.id, str(u.audio_path), u.duration_s] for u in manifest]}, sort_keys=True)
+    text = json.dumps(
+        {
+            "weights": model.info.weights_sha256,
+            "version": SCORE_VERSION,
+            "trace_fields": fields,
+            "options": dataclasses.asdict(options),
+            "runtime": runtime,
+            "encoder_windows": encoder_windows,
+            "calib": [[u.id, str(u.audio_path), u.duration_s] for u in manifest],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -101,16 +109,16 @@ def encoder_from(model, layer: int, hidden: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def reference_pass(model, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
-                   progress: Progress | None = None) -> tuple[tuple[CalibWindow, ...], tuple[tuple[str, str], ...]]:
+def reference_pass(
+    model, manifest: Manifest, options: DecodingOptions = DecodingOptions(), progress: Progress | None = None
+) -> tuple[tuple[CalibWindow, ...], tuple[tuple[str, str], ...]]:
     """Decode `manifest` with the float model; keep every window's inputs, outputs and log-probs."""
     net, prompt = model.network, list(model.tokens.prompt)
     encoder = net.model.encoder
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     layer_inputs: list[torch.Tensor] = []
     hooks = [encoder.register_forward_hook(lambda m, args, out: seen.append((args[0], out.last_hidden_state)))]
-    hooks += [layer.register_forward_pre_hook(lambda m, args: layer_inputs.append(args[0]))
-              for layer in encoder.layers]
+    hooks += [layer.register_forward_pre_hook(lambda m, args: layer_inputs.append(args[0])) for layer in encoder.layers]
     items = iter_audio(manifest)
     if progress is not None:
         items = progress(items, "reference decode (float model, calibration audio)")
@@ -123,21 +131,30 @@ def reference_pass(model, manifest: Manifest, options: DecodingOptions = Decodin
             transcripts.append((utt.id, out.text))
             start, per_window = 0, len(encoder.layers)
             for i, ((features, encoder_out), window) in enumerate(zip(seen, out.windows)):
-                text = list(out.tokens[start:start + window.n_tokens])
+                text = list(out.tokens[start : start + window.n_tokens])
                 start += window.n_tokens
                 ids = torch.tensor([prompt + text])
-                layers = tuple(layer_inputs[i * per_window:(i + 1) * per_window])
-                windows.append(CalibWindow(features, layers, encoder_out, ids,
-                                           teacher_forced(model, ids, encoder_out, len(text) + 1)))
+                layers = tuple(layer_inputs[i * per_window : (i + 1) * per_window])
+                windows.append(
+                    CalibWindow(
+                        features, layers, encoder_out, ids, teacher_forced(model, ids, encoder_out, len(text) + 1)
+                    )
+                )
     finally:
         for hook in hooks:
             hook.remove()
     return tuple(windows), tuple(transcripts)
 
 
-def build_reference(model, runtime_model, manifest: Manifest, names: list[str],
-                    options: DecodingOptions = DecodingOptions(), progress: Progress | None = None,
-                    encoder_windows: int | None = None) -> Reference:
+def build_reference(
+    model,
+    runtime_model,
+    manifest: Manifest,
+    names: list[str],
+    options: DecodingOptions = DecodingOptions(),
+    progress: Progress | None = None,
+    encoder_windows: int | None = None,
+) -> Reference:
     """Reference of `model` (float32, the one every plan compresses) on `manifest`, with the trace
     and call shapes of `runtime_model` (the same weights at the deployment's precision, e.g. fp16).
 
@@ -164,7 +181,7 @@ def score(model, reference: Reference, group: Group) -> dict[str, float]:
     kl = drop = 0.0
     positions = 0
     in_encoder, layer = group.component == "encoder", _layer_of(group)
-    windows = reference.windows[:reference.encoder_windows] if in_encoder else reference.windows
+    windows = reference.windows[: reference.encoder_windows] if in_encoder else reference.windows
     for w in windows:
         if not in_encoder:
             encoder_out = w.encoder_out
@@ -174,8 +191,7 @@ def score(model, reference: Reference, group: Group) -> dict[str, float]:
             encoder_out = model.network.model.encoder(w.features).last_hidden_state
         logprobs = teacher_forced(model, w.ids, encoder_out, w.logprobs.shape[0])
         kl += float((w.logprobs.exp() * (w.logprobs - logprobs)).sum())
-        targets = torch.cat([w.ids[0, w.ids.shape[1] - w.logprobs.shape[0] + 1:],
-                             torch.tensor([model.tokens.eot])])
+        targets = torch.cat([w.ids[0, w.ids.shape[1] - w.logprobs.shape[0] + 1 :], torch.tensor([model.tokens.eot])])
         picked = torch.arange(len(targets))
         drop += float((w.logprobs[picked, targets] - logprobs[picked, targets]).sum())
         positions += len(targets)
@@ -220,8 +236,9 @@ class SensitivityCache:
             try:
                 entry = Entry.from_dict(json.loads(line))
             except (json.JSONDecodeError, TypeError, KeyError) as err:
-                raise InputError(f"{self.path}:{lineno}: unreadable sensitivity cache line ({err}); "
-                                 "delete the file to recompute") from None
+                raise InputError(
+                    f"{self.path}:{lineno}: unreadable sensitivity cache line ({err}); delete the file to recompute"
+                ) from None
             self.entries[(entry.group, entry.candidate)] = entry
 
     def put(self, entry: Entry) -> None:
@@ -237,8 +254,16 @@ def cache_file(cache_dir: str | Path, model, reference: Reference) -> Path:
     return Path(cache_dir) / "sensitivity" / f"{model.info.name}-{reference.key[:16]}.jsonl"
 
 
-def _compute(model, reference: Reference, group: Group, candidate: Candidate, is_keep: bool,
-             keep: Entry | None, skip: Skip | None, context) -> Entry:
+def _compute(
+    model,
+    reference: Reference,
+    group: Group,
+    candidate: Candidate,
+    is_keep: bool,
+    keep: Entry | None,
+    skip: Skip | None,
+    context,
+) -> Entry:
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -254,13 +279,21 @@ def _compute(model, reference: Reference, group: Group, candidate: Candidate, is
                     found.pop("n_positions")
     except InputError as err:
         return Entry(group.name, candidate.key, candidate.label, False, reason=str(err))
-    return Entry(group.name, candidate.key, candidate.label, True, tensors, seconds=time.perf_counter() - start,
-                 **found)
+    return Entry(
+        group.name, candidate.key, candidate.label, True, tensors, seconds=time.perf_counter() - start, **found
+    )
 
 
-def sensitivity(model, reference: Reference, groups: list[Group], space: CandidateSpace,
-                cache: SensitivityCache | None = None, skip: Skip | None = None,
-                progress: Progress | None = None, context=None) -> dict[tuple[str, str], Entry]:
+def sensitivity(
+    model,
+    reference: Reference,
+    groups: list[Group],
+    space: CandidateSpace,
+    cache: SensitivityCache | None = None,
+    skip: Skip | None = None,
+    progress: Progress | None = None,
+    context=None,
+) -> dict[tuple[str, str], Entry]:
     """Entry per (group name, candidate key) for keep and every candidate; cached entries are reused.
 
     Pending work is what the cache lacks (or an entry skipped before that `skip` now wants).
@@ -279,6 +312,5 @@ def sensitivity(model, reference: Reference, groups: list[Group], space: Candida
     jobs = progress(pending, "sensitivity") if progress is not None else pending
     for group, candidate in jobs:
         keep = cache.entries.get((group.name, space.keep.key))
-        cache.put(_compute(model, reference, group, candidate, candidate.key == space.keep.key, keep, skip,
-                           context))
+        cache.put(_compute(model, reference, group, candidate, candidate.key == space.keep.key, keep, skip, context))
     return {(g.name, c.key): cache.entries[(g.name, c.key)] for g in groups for c in candidates}

@@ -25,8 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from weightwise.compress.configs import Share
-from weightwise.compress.lowrank import (LowRankLinear, LowRankWarning, dense_equivalent, factor_storage,
-                                         principal_subspace)
+from weightwise.compress.lowrank import (
+    LowRankLinear,
+    LowRankWarning,
+    dense_equivalent,
+    factor_storage,
+    principal_subspace,
+)
 from weightwise.compress.modules import CompressedModule, register_handler, register_module, replace_module
 from weightwise.errors import InputError
 from weightwise.profile.storage import TensorStorage, dense_storage, module_storage
@@ -38,8 +43,7 @@ class SharedLinear(CompressedModule):
 
     kind = "shared_linear"
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 tied: dict[str, str] | None = None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, tied: dict[str, str] | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = torch.nn.Parameter(torch.empty(out_features, in_features))
@@ -50,8 +54,12 @@ class SharedLinear(CompressedModule):
         return F.linear(x, self.weight, self.bias)
 
     def spec(self) -> dict[str, Any]:
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None, "tied": dict(self.weightwise_tied)}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "tied": dict(self.weightwise_tied),
+        }
 
     def weightwise_storage(self) -> dict[str, TensorStorage]:
         out = {"weight": factor_storage(self.weight, "shared")}
@@ -76,8 +84,15 @@ class SharedLowRankLinear(LowRankLinear):
 
     kind = "shared_lowrank_linear"
 
-    def __init__(self, in_features: int, out_features: int, rank: int, shared: str = "u", bias: bool = True,
-                 tied: dict[str, str] | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        shared: str = "u",
+        bias: bool = True,
+        tied: dict[str, str] | None = None,
+    ):
         super().__init__(in_features, out_features, rank, bias, tied)
         if shared not in ("u", "v"):
             raise ValueError(f"shared must be 'u' or 'v', got {shared!r}")
@@ -111,8 +126,10 @@ def tie_shared(network: torch.nn.Module) -> None:
             except AttributeError:
                 raise InputError(f"{name}.{pname}: shares {target}, which the network lacks") from None
             if param.shape != getattr(module, pname).shape:
-                raise InputError(f"{name}.{pname}: shape {tuple(getattr(module, pname).shape)} differs from "
-                                 f"the shared {target} {tuple(param.shape)}")
+                raise InputError(
+                    f"{name}.{pname}: shape {tuple(getattr(module, pname).shape)} differs from "
+                    f"the shared {target} {tuple(param.shape)}"
+                )
             setattr(module, pname, param)
 
 
@@ -134,9 +151,11 @@ def unique_storage(network: torch.nn.Module) -> dict[str, int]:
             stored.setdefault(st.key, st)
         custom = getattr(module, "weightwise_dense", None)
         dense.update(custom() if callable(custom) else {st.key: st.numel for st in storage.values()})
-    return {"unique_params": sum(st.numel for st in stored.values()),
-            "unique_bytes": sum(st.nbytes for st in stored.values()),
-            "params_if_dense": sum(dense.values())}
+    return {
+        "unique_params": sum(st.numel for st in stored.values()),
+        "unique_bytes": sum(st.nbytes for st in stored.values()),
+        "params_if_dense": sum(dense.values()),
+    }
 
 
 # -- handler ---------------------------------------------------------------------------------------
@@ -153,8 +172,7 @@ def _check_group(modules: dict[str, torch.nn.Module]) -> None:
         raise InputError(f"share needs Linear modules of one shape, got {listed}")
 
 
-def shared_factors(weights: list[torch.Tensor], what: str, rank: int
-                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def shared_factors(weights: list[torch.Tensor], what: str, rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(shared factor, per-module factors) in float64 for ``lowrank_u`` or ``lowrank_v``.
 
     lowrank_u: shared U (out x r) and V_i = U^T W_i (r x in).
@@ -174,8 +192,12 @@ def _warn_if_larger(names: list[str], what: str, rank: int, out_f: int, in_f: in
     k = len(names)
     stored = out_f * rank + k * rank * in_f if what == "lowrank_u" else k * out_f * rank + rank * in_f
     if stored >= k * out_f * in_f:
-        warnings.warn(f"{', '.join(names)}: share {what} rank {rank} stores {stored} elements, not fewer "
-                      f"than the dense {k} x {out_f}x{in_f}", LowRankWarning, stacklevel=3)
+        warnings.warn(
+            f"{', '.join(names)}: share {what} rank {rank} stores {stored} elements, not fewer "
+            f"than the dense {k} x {out_f}x{in_f}",
+            LowRankWarning,
+            stacklevel=3,
+        )
 
 
 def _own_bias(new: torch.nn.Module, old: torch.nn.Linear) -> None:
@@ -195,14 +217,15 @@ def _share_full(network: torch.nn.Module, modules: dict[str, torch.nn.Linear]) -
         replace_module(network, name, new)
 
 
-def _share_lowrank(network: torch.nn.Module, modules: dict[str, torch.nn.Linear], what: str,
-                   rank: int) -> None:
+def _share_lowrank(network: torch.nn.Module, modules: dict[str, torch.nn.Linear], what: str, rank: int) -> None:
     owner, first = next(iter(modules.items()))
     out_f, in_f = first.weight.shape
     limit = out_f if what == "lowrank_u" else in_f  # columns of the shared basis
     if rank > limit:
-        raise InputError(f"{', '.join(modules)}: share {what} rank {rank} is above the maximum rank {limit} "
-                         f"(the {'out' if what == 'lowrank_u' else 'in'} features of {out_f}x{in_f} weights)")
+        raise InputError(
+            f"{', '.join(modules)}: share {what} rank {rank} is above the maximum rank {limit} "
+            f"(the {'out' if what == 'lowrank_u' else 'in'} features of {out_f}x{in_f} weights)"
+        )
     _warn_if_larger(list(modules), what, rank, out_f, in_f)
     shared, own = shared_factors([m.weight for m in modules.values()], what, rank)
     side = "u" if what == "lowrank_u" else "v"

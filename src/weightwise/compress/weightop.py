@@ -30,8 +30,12 @@ def op_of(module: nn.Module, name: str) -> tuple[str, dict[str, Any]]:
     if isinstance(module, nn.Conv1d):
         if module.padding_mode != "zeros" or isinstance(module.padding, str):
             raise InputError(f"{name}: only zero-padded Conv1d with integer padding can be compressed")
-        return "conv1d", {"stride": module.stride[0], "padding": module.padding[0],
-                          "dilation": module.dilation[0], "groups": module.groups}
+        return "conv1d", {
+            "stride": module.stride[0],
+            "padding": module.padding[0],
+            "dilation": module.dilation[0],
+            "groups": module.groups,
+        }
     if isinstance(module, nn.Embedding):
         if type(module) is not nn.Embedding or module.max_norm is not None:
             raise InputError(f"{name}: embedding type {type(module).__name__} (or max_norm) not supported")
@@ -53,8 +57,7 @@ class WeightOpModule(CompressedModule):
     changing state (a state-dict load does). `tie`: the module whose state this one shares.
     """
 
-    def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None,
-                 tie: str | None = None):
+    def __init__(self, op: str, shape: list[int], op_args: dict[str, Any] | None = None, tie: str | None = None):
         super().__init__()
         self.op, self.shape, self.op_args, self.tie = op, tuple(shape), dict(op_args or {}), tie
         self.register_buffer("weight", torch.zeros(self.shape), persistent=False)
@@ -67,8 +70,7 @@ class WeightOpModule(CompressedModule):
         elif op == "conv1d":  # nn.Conv1d's attributes (transformers reads conv1.stride)
             self.out_channels, self.kernel_size, self.groups = rows, self.shape[2:], self.op_args["groups"]
             self.in_channels = self.shape[1] * self.groups
-            self.stride, self.padding, self.dilation = ((self.op_args[k],) for k in ("stride", "padding",
-                                                                                     "dilation"))
+            self.stride, self.padding, self.dilation = ((self.op_args[k],) for k in ("stride", "padding", "dilation"))
         else:
             self.num_embeddings, self.embedding_dim = rows, flat
             self.padding_idx = self.op_args.get("padding_idx")
@@ -108,8 +110,9 @@ class WeightOpModule(CompressedModule):
     def weightwise_macs(self, inp: torch.Tensor | None, out: torch.Tensor) -> int:
         return self.dense_macs(out)
 
-    def weightwise_bytes_read(self, name: str, storage: TensorStorage, inp: torch.Tensor | None,
-                              out: torch.Tensor) -> int:
+    def weightwise_bytes_read(
+        self, name: str, storage: TensorStorage, inp: torch.Tensor | None, out: torch.Tensor
+    ) -> int:
         """Bytes of stored tensor `name` one call reads: embeddings only the rows they return."""
         if name == "weight" and self.op == "embedding":
             return round(out.numel() * storage.bytes_per_element)
@@ -136,8 +139,7 @@ def tied_groups(network: nn.Module, names: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
-def replace_group(network: nn.Module, group: list[str],
-                  build: Callable[[nn.Module, str], WeightOpModule]) -> None:
+def replace_group(network: nn.Module, group: list[str], build: Callable[[nn.Module, str], WeightOpModule]) -> None:
     """Compress the first module of a tied group with `build`; the rest share its state."""
     owner_name = group[0]
     owner = build(network.get_submodule(owner_name), owner_name)
@@ -145,8 +147,13 @@ def replace_group(network: nn.Module, group: list[str],
     for name in group[1:]:
         original = network.get_submodule(name)
         op, op_args = op_of(original, name)
-        spec = {**owner.spec(), "op": op, "op_args": op_args, "tie": owner_name,
-                "bias": getattr(original, "bias", None) is not None}
+        spec = {
+            **owner.spec(),
+            "op": op,
+            "op_args": op_args,
+            "tie": owner_name,
+            "bias": getattr(original, "bias", None) is not None,
+        }
         partner = type(owner).from_spec(spec)
         partner.share_state(owner)
         partner.load_bias(getattr(original, "bias", None))

@@ -56,19 +56,12 @@ def check_record(record: Mapping[str, Any], where: str) -> None:
             raise InputError(f"{where}: field '{name}' must be a string or null")
     duration = record.get("duration")
     if duration is not None and not is_duration(duration):
-        raise InputError(
-            f"{where}: field 'duration' must be a non-negative number of seconds, got {duration!r}"
-        )
+        raise InputError(f"{where}: field 'duration' must be a non-negative number of seconds, got {duration!r}")
 
 
 def is_duration(value: Any) -> bool:
     """A finite, non-negative int or float (JSON's NaN/Infinity and booleans excluded)."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def dump_line(record: Mapping[str, Any]) -> str:

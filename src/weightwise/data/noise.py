@@ -43,9 +43,7 @@ def resolve_noise(spec: str, shared_data: Path | None = None) -> NoiseSource:
     if path.suffix or os.sep in spec:
         raise InputError(f"{path}: noise file not found")
     choices = ", ".join((*SYNTHETIC, *NAMED_SETS))
-    raise InputError(
-        f"unknown noise '{spec}' (choose {choices}, an audio file, or a manifest.jsonl/its folder)"
-    )
+    raise InputError(f"unknown noise '{spec}' (choose {choices}, an audio file, or a manifest.jsonl/its folder)")
 
 
 def _shared_data_dir(spec: str, shared_data: Path | None) -> Path:

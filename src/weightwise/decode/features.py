@@ -28,9 +28,15 @@ def mel_filters(n_mels: int) -> torch.Tensor:
     """Slaney-style mel filterbank (n_mels, 201), as in openai-whisper and librosa."""
     from transformers.audio_utils import mel_filter_bank  # lazy: transformers takes seconds to import
 
-    bank = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=n_mels, min_frequency=0.0,
-                           max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney",
-                           mel_scale="slaney")
+    bank = mel_filter_bank(
+        num_frequency_bins=1 + N_FFT // 2,
+        num_mel_filters=n_mels,
+        min_frequency=0.0,
+        max_frequency=SAMPLE_RATE / 2,
+        sampling_rate=SAMPLE_RATE,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     return torch.from_numpy(bank.T.astype(np.float32))
 
 

@@ -26,8 +26,14 @@ class SearchResult(NamedTuple):
 class _Decoder:
     """One decoder call = new tokens in, last-position logits out; the cache lives here."""
 
-    def __init__(self, model: WhisperASR, encoder_out: torch.Tensor, observer: DecodeObserver,
-                 window_index: int, use_cache: bool = True):
+    def __init__(
+        self,
+        model: WhisperASR,
+        encoder_out: torch.Tensor,
+        observer: DecodeObserver,
+        window_index: int,
+        use_cache: bool = True,
+    ):
         self.net, self.model, self.encoder_out = model.network, model, encoder_out
         self.observer, self.window_index, self.cache, self.calls = observer, window_index, None, 0
         self.use_cache, self.history = use_cache, None  # history: all tokens so far, without cache
@@ -43,11 +49,14 @@ class _Decoder:
         if not self.use_cache:  # recompute every position: same weight fetches, more MACs
             self.history = new_tokens if self.history is None else torch.cat([self.history, new_tokens], 1)
             new_tokens = self.history
-        self.observer.on_decoder_step(self.window_index, self.calls, new_tokens.shape[1],
-                                      new_tokens.shape[0])
+        self.observer.on_decoder_step(self.window_index, self.calls, new_tokens.shape[1], new_tokens.shape[0])
         self.calls += 1
-        out = self.net.model.decoder(input_ids=new_tokens, encoder_hidden_states=self.encoder_out,
-                                     past_key_values=self.cache, use_cache=self.use_cache)
+        out = self.net.model.decoder(
+            input_ids=new_tokens,
+            encoder_hidden_states=self.encoder_out,
+            past_key_values=self.cache,
+            use_cache=self.use_cache,
+        )
         self.cache = out.past_key_values if self.use_cache else None
         logits = self.net.proj_out(out.last_hidden_state[:, -1]).float()
         mask = self.begin_mask if first and suppress_blank else self.mask
@@ -70,15 +79,22 @@ def max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
     """
     room = model.max_target_positions - len(model.tokens.prompt)
     if options.max_new_tokens is not None and options.max_new_tokens > room:
-        raise InputError(f"max_new_tokens {options.max_new_tokens} is more than a window can hold for "
-                         f"{model.info.name} ({room} = {model.max_target_positions} decoder positions - "
-                         f"{len(model.tokens.prompt)} prompt tokens)")
+        raise InputError(
+            f"max_new_tokens {options.max_new_tokens} is more than a window can hold for "
+            f"{model.info.name} ({room} = {model.max_target_positions} decoder positions - "
+            f"{len(model.tokens.prompt)} prompt tokens)"
+        )
     return options.max_new_tokens or room
 
 
 @torch.inference_mode()
-def greedy_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
-                  observer: DecodeObserver, window_index: int = 0) -> SearchResult:
+def greedy_search(
+    model: WhisperASR,
+    encoder_out: torch.Tensor,
+    options: DecodingOptions,
+    observer: DecodeObserver,
+    window_index: int = 0,
+) -> SearchResult:
     """Most likely next token at every step until end-of-text, the token limit or the repetition
     guard; returns the text tokens and which of the three stopped it."""
     decoder = _Decoder(model, encoder_out, observer, window_index, options.use_cache)
@@ -102,16 +118,20 @@ def _score(logprob: float, length: int, length_penalty: float | None) -> float:
 
 
 @torch.inference_mode()
-def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingOptions,
-                observer: DecodeObserver, window_index: int = 0) -> SearchResult:
+def beam_search(
+    model: WhisperASR,
+    encoder_out: torch.Tensor,
+    options: DecodingOptions,
+    observer: DecodeObserver,
+    window_index: int = 0,
+) -> SearchResult:
     """openai-whisper style beam search (patience 1): stop once `beam_size` hypotheses ended.
 
     A hypothesis the repetition guard stops leaves the beam (its slot goes to the next candidate)
     and is returned only when none ended at eot; ranked beside eot endings, a loop's high
     per-token log-probability would win."""
     n_beams, eot = options.beam_size, model.tokens.eot
-    decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index,
-                       options.use_cache)
+    decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index, options.use_cache)
     guard = RepetitionGuard(options, model.decode_text)
     beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
     new = torch.tensor([model.tokens.prompt] * n_beams)
@@ -139,7 +159,6 @@ def beam_search(model: WhisperASR, encoder_out: torch.Tensor, options: DecodingO
             break
         decoder.reorder(sources)
         new = torch.tensor([[seq[-1]] for seq, _ in beams])
-    ended, reason = next((h, r) for h, r in ((finished, "eot"), (looped, "repetition"),
-                                              (beams, "max_new_tokens")) if h)
+    ended, reason = next((h, r) for h, r in ((finished, "eot"), (looped, "repetition"), (beams, "max_new_tokens")) if h)
     best = max(ended, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
     return SearchResult(best[0], reason)

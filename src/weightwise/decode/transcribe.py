@@ -51,8 +51,13 @@ class Transcript:
 
 
 @torch.inference_mode()
-def transcribe(model: WhisperASR, audio: np.ndarray, options: DecodingOptions = DecodingOptions(),
-               observer: DecodeObserver | None = None, file_id: str = "") -> Transcript:
+def transcribe(
+    model: WhisperASR,
+    audio: np.ndarray,
+    options: DecodingOptions = DecodingOptions(),
+    observer: DecodeObserver | None = None,
+    file_id: str = "",
+) -> Transcript:
     """Transcribe 16 kHz mono float32 `audio` (long audio in consecutive 30 s windows).
 
     Args:
@@ -75,8 +80,9 @@ def transcribe(model: WhisperASR, audio: np.ndarray, options: DecodingOptions = 
     max_new_tokens(model, options)  # a limit the decoder cannot honour fails before any work
     mel = log_mel_spectrogram(audio, model.n_mels)
     if not torch.isfinite(mel).all():  # NaN/inf or overflowing samples: the model would babble
-        raise InputError(f"{file_id or 'audio'}: log-mel features are not finite "
-                         "(NaN/inf samples, or samples far beyond full scale)")
+        raise InputError(
+            f"{file_id or 'audio'}: log-mel features are not finite (NaN/inf samples, or samples far beyond full scale)"
+        )
     audio_s = len(audio) / SAMPLE_RATE
     observer.on_file(file_id, audio_s)
     search = greedy_search if options.beam_size == 1 else beam_search
@@ -88,7 +94,6 @@ def transcribe(model: WhisperASR, audio: np.ndarray, options: DecodingOptions = 
         encoder_out = model.network.model.encoder(features).last_hidden_state
         window_tokens, stop_reason = search(model, encoder_out, options, observer, window.index)
         observer.on_window_end(window.index, len(window_tokens))
-        traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens),
-                                  stop_reason))
+        traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens), stop_reason))
         tokens += window_tokens
     return Transcript(model.decode_text(tokens), tuple(tokens), audio_s, tuple(traces))

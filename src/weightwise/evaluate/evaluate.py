@@ -111,25 +111,39 @@ def score_fields(utterances: list[UtteranceResult]) -> dict[str, float | int | N
     return {n: getattr(counts, n) if counts else None for n in names}
 
 
-def timed_run(manifest: Manifest,
-              run_one: Callable[[np.ndarray, str], Transcript | tuple[str, int | None, int | None]],
-              progress: Callable[[Iterable, str], Iterable] | None = None, label: str = ""
-              ) -> list[UtteranceResult]:
+def timed_run(
+    manifest: Manifest,
+    run_one: Callable[[np.ndarray, str], Transcript | tuple[str, int | None, int | None]],
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    label: str = "",
+) -> list[UtteranceResult]:
     """Run `run_one(samples, id)` on every utterance, timing each call (`warm_up_and_time`); it
     returns our `Transcript` or, for a peer, `(text, n_tokens, n_windows)`."""
     items = iter_audio(manifest)
     if progress is not None:
         items = progress(items, label)
-    return [utterance_result(t.utterance, t.output, t.audio_s, t.compute_s)
-            for t in warm_up_and_time({label: run_one}, items)]
+    return [
+        utterance_result(t.utterance, t.output, t.audio_s, t.compute_s)
+        for t in warm_up_and_time({label: run_one}, items)
+    ]
 
 
-def utterance_result(utt: Utterance, out: Transcript | tuple[str, int | None, int | None], audio_s: float,
-                     compute_s: float) -> UtteranceResult:
+def utterance_result(
+    utt: Utterance, out: Transcript | tuple[str, int | None, int | None], audio_s: float, compute_s: float
+) -> UtteranceResult:
     """One utterance's result from our `Transcript` or a peer's `(text, n_tokens, n_windows)`."""
     if isinstance(out, Transcript):
-        return UtteranceResult(utt.id, utt.text, out.text, audio_s, compute_s, out.n_tokens, len(out.windows),
-                               out.n_windows_repetition_stopped, out.n_windows_limit_stopped)
+        return UtteranceResult(
+            utt.id,
+            utt.text,
+            out.text,
+            audio_s,
+            compute_s,
+            out.n_tokens,
+            len(out.windows),
+            out.n_windows_repetition_stopped,
+            out.n_windows_limit_stopped,
+        )
     text, n_tokens, n_windows = out
     return UtteranceResult(utt.id, utt.text, text, audio_s, compute_s, n_tokens, n_windows)
 
@@ -137,12 +151,18 @@ def utterance_result(utt: Utterance, out: Transcript | tuple[str, int | None, in
 def stop_counts(utterances: list[UtteranceResult]) -> dict[str, int | None]:
     """n_windows_repetition_stopped and n_windows_limit_stopped summed (None if any is unknown)."""
     names = ("n_windows_repetition_stopped", "n_windows_limit_stopped")
-    return {n: None if any(getattr(u, n) is None for u in utterances) else sum(getattr(u, n) for u in utterances)
-            for n in names}
+    return {
+        n: None if any(getattr(u, n) is None for u in utterances) else sum(getattr(u, n) for u in utterances)
+        for n in names
+    }
 
 
-def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
-             progress: Callable[[Iterable, str], Iterable] | None = None) -> EvalResult:
+def evaluate(
+    model: WhisperASR,
+    manifest: Manifest,
+    options: DecodingOptions = DecodingOptions(),
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+) -> EvalResult:
     """Transcribe every utterance of `manifest` and score it.
 
     Args:
@@ -155,6 +175,7 @@ def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = D
         >>> result = evaluate(load_model("whisper-tiny.en"), sample_manifest())  # doctest: +SKIP
         >>> round(result.wer, 3), result.rtf < 1  # doctest: +SKIP
     """
+
     def run_one(samples: np.ndarray, file_id: str) -> Transcript:
         return transcribe(model, samples, options, file_id=file_id)
 
@@ -163,9 +184,23 @@ def evaluate(model: WhisperASR, manifest: Manifest, options: DecodingOptions = D
     compute_s = sum(u.compute_s for u in utterances)
     info = model.info
     return EvalResult(
-        model=info.name, precision=info.precision, plan=info.plan, data=manifest.source, n_utterances=len(utterances),
-        audio_s=audio_s, **score_fields(utterances), rtf=compute_s / audio_s, compute_s=compute_s,
-        peak_rss_mb=peak_rss_mb(), threads=threads(), normalizer=normalizer_name(),
-        decoding=dataclasses.asdict(options), model_source=info.source,
-        weights_sha256=info.weights_sha256, n_params=info.n_params, versions=versions(),
-        utterances=utterances, **stop_counts(utterances))
+        model=info.name,
+        precision=info.precision,
+        plan=info.plan,
+        data=manifest.source,
+        n_utterances=len(utterances),
+        audio_s=audio_s,
+        **score_fields(utterances),
+        rtf=compute_s / audio_s,
+        compute_s=compute_s,
+        peak_rss_mb=peak_rss_mb(),
+        threads=threads(),
+        normalizer=normalizer_name(),
+        decoding=dataclasses.asdict(options),
+        model_source=info.source,
+        weights_sha256=info.weights_sha256,
+        n_params=info.n_params,
+        versions=versions(),
+        utterances=utterances,
+        **stop_counts(utterances),
+    )

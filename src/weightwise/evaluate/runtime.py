@@ -13,8 +13,18 @@ from typing import Any
 
 import torch
 
-_PACKAGES = ("weightwise", "torch", "transformers", "numpy", "jiwer", "whisper-normalizer",
-             "soundfile", "soxr", "faster-whisper", "ctranslate2")
+_PACKAGES = (
+    "weightwise",
+    "torch",
+    "transformers",
+    "numpy",
+    "jiwer",
+    "whisper-normalizer",
+    "soundfile",
+    "soxr",
+    "faster-whisper",
+    "ctranslate2",
+)
 
 
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")

@@ -41,10 +41,12 @@ class Timed(Generic[T]):
     compute_s: float  # wall-clock seconds of the call
 
 
-def warm_up_and_time(runners: Mapping[str, Callable[[np.ndarray, str], T]],
-                     items: Iterable[tuple[Utterance, np.ndarray]],
-                     after_warmup: Callable[[], Any] | None = None,
-                     during: AbstractContextManager | None = None) -> list[Timed[T]]:
+def warm_up_and_time(
+    runners: Mapping[str, Callable[[np.ndarray, str], T]],
+    items: Iterable[tuple[Utterance, np.ndarray]],
+    after_warmup: Callable[[], Any] | None = None,
+    during: AbstractContextManager | None = None,
+) -> list[Timed[T]]:
     """Warm every runner up on the first item, then time each item through every runner.
 
     Args:

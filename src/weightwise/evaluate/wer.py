@@ -28,5 +28,6 @@ def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> WerCounts:
     out = jiwer.process_words(list(refs), list(hyps))
     n_ref = out.substitutions + out.deletions + out.hits
     errors = out.substitutions + out.deletions + out.insertions
-    return WerCounts(errors / n_ref if n_ref else float(errors > 0), out.substitutions,
-                     out.deletions, out.insertions, n_ref)
+    return WerCounts(
+        errors / n_ref if n_ref else float(errors > 0), out.substitutions, out.deletions, out.insertions, n_ref
+    )

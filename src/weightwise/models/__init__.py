@@ -5,5 +5,12 @@ from weightwise.models.precision import PRECISIONS
 from weightwise.models.registry import available_models
 from weightwise.models.whisper import ModelInfo, WhisperASR, WhisperTokens
 
-__all__ = ["PRECISIONS", "ModelInfo", "WhisperASR", "WhisperTokens", "available_models", "load_model",
-           "register_loader"]
+__all__ = [
+    "PRECISIONS",
+    "ModelInfo",
+    "WhisperASR",
+    "WhisperTokens",
+    "available_models",
+    "load_model",
+    "register_loader",
+]

@@ -81,9 +81,9 @@ class _Reader:
         itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
         if nbytes != itemsize * int(np.prod(shape, dtype=np.int64)):
             raise InputError(f"{self.path}: variable at byte {self.pos} has {nbytes} bytes for shape {shape}")
-        raw = np.frombuffer(self.buf, dtype=np.uint16 if dtype == "bfloat16" else dtype,
-                            count=nbytes // itemsize,
-                            offset=self.pos)
+        raw = np.frombuffer(
+            self.buf, dtype=np.uint16 if dtype == "bfloat16" else dtype, count=nbytes // itemsize, offset=self.pos
+        )
         self.pos += nbytes
         if dtype == "bfloat16":  # bf16 is the top half of a float32
             raw = (raw.astype(np.uint32) << 16).view(np.float32)

@@ -49,5 +49,4 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        return quantize_dynamic(network.float(), {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8)
+        return quantize_dynamic(network.float(), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)

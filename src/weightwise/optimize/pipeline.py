@@ -89,12 +89,14 @@ def check_out_dir(out: Path) -> None:
         except (OSError, ValueError, AttributeError):
             kind = None
         if kind != SUMMARY_KIND:
-            raise InputError(f"--out {out}: a non-empty folder that is not an earlier optimize output; "
-                             "choose a new or empty folder")
+            raise InputError(
+                f"--out {out}: a non-empty folder that is not an earlier optimize output; choose a new or empty folder"
+            )
 
 
-def validate(model: str, device: str | Path, wer_budget: float, calib, eval_set, out,
-             options: OptimizeOptions) -> Inputs:
+def validate(
+    model: str, device: str | Path, wer_budget: float, calib, eval_set, out, options: OptimizeOptions
+) -> Inputs:
     """Check every input before any work: one-line InputError naming the flag on the first problem."""
     budget = check_budget(wer_budget)
     spec = load_device(device)
@@ -104,8 +106,9 @@ def validate(model: str, device: str | Path, wer_budget: float, calib, eval_set,
         raise InputError(f"--eval {eval_manifest.source}: every utterance needs a transcript to measure WER")
     overlap = {u.id for u in calib_manifest} & {u.id for u in eval_manifest}
     if overlap:
-        raise InputError(f"--calib and --eval share utterance {min(overlap)!r}: evaluate on audio "
-                         "the optimizer never saw")
+        raise InputError(
+            f"--calib and --eval share utterance {min(overlap)!r}: evaluate on audio the optimizer never saw"
+        )
     if options.runtime_precision not in ("fp32", "fp16", "bf16"):
         raise InputError(f"runtime precision must be fp32, fp16 or bf16, got {options.runtime_precision!r}")
     if options.encoder_windows is not None and options.encoder_windows < 1:
@@ -117,9 +120,16 @@ def validate(model: str, device: str | Path, wer_budget: float, calib, eval_set,
     return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir)
 
 
-def optimize(model: str, device: str | Path, wer_budget: float, calib, eval_set, out: str | Path,
-             options: OptimizeOptions = OptimizeOptions(), progress: ProgressFactory | None = None
-             ) -> OptimizeResult:
+def optimize(
+    model: str,
+    device: str | Path,
+    wer_budget: float,
+    calib,
+    eval_set,
+    out: str | Path,
+    options: OptimizeOptions = OptimizeOptions(),
+    progress: ProgressFactory | None = None,
+) -> OptimizeResult:
     """Find the plan with the least modeled energy on `device` whose WER increase stays within
     `wer_budget` points (0.5 = +0.5 percentage points over the fp16 baseline), compress, evaluate.
 

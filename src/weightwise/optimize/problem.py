@@ -29,18 +29,24 @@ def items_of(tensors: tuple[TensorTrace, ...], base: Trace, device: DeviceSpec) 
     sub = dataclasses.replace(base, tensors=tuple(tensors))
     streamed = tensor_profiles(sub, device, set())
     resident = tensor_profiles(sub, device, set(range(len(tensors))))
-    return tuple(Item(t.nbytes, s.energy_j_per_audio_s, r.energy_j_per_audio_s, s.bytes_read_per_audio_s)
-                 for t, s, r in zip(tensors, streamed, resident, strict=True))
+    return tuple(
+        Item(t.nbytes, s.energy_j_per_audio_s, r.energy_j_per_audio_s, s.bytes_read_per_audio_s)
+        for t, s, r in zip(tensors, streamed, resident, strict=True)
+    )
 
 
 def dominated_on(device: DeviceSpec, base: Trace):
     """`skip` for the sensitivity sweep: a candidate with at least keep's bytes and at least keep's
     energy both streamed and resident is never worth its accuracy pass on this device."""
+
     def skip(group: Group, keep: tuple[TensorTrace, ...], tensors: tuple[TensorTrace, ...]) -> bool:
         k, c = items_of(keep, base, device), items_of(tensors, base, device)
-        return (sum(i.nbytes for i in c) >= sum(i.nbytes for i in k)
-                and sum(i.dram_j for i in c) >= sum(i.dram_j for i in k)
-                and sum(i.onchip_j for i in c) >= sum(i.onchip_j for i in k))
+        return (
+            sum(i.nbytes for i in c) >= sum(i.nbytes for i in k)
+            and sum(i.dram_j for i in c) >= sum(i.dram_j for i in k)
+            and sum(i.onchip_j for i in c) >= sum(i.onchip_j for i in k)
+        )
+
     return skip
 
 
@@ -94,8 +100,9 @@ def uniform_assignment(table: Table, candidate: Candidate) -> dict[Group, Candid
     return out
 
 
-def build_problem(table: Table, device: DeviceSpec, alpha_points_per_nat: float
-                  ) -> tuple[Problem, list[list[Candidate]]]:
+def build_problem(
+    table: Table, device: DeviceSpec, alpha_points_per_nat: float
+) -> tuple[Problem, list[list[Candidate]]]:
     """The planner's problem (predicted WER cost = alpha x KL, in points) and, per planned group,
     the candidate behind each option index."""
     keep_all = {g: table.space.keep for g in table.groups}
@@ -104,16 +111,26 @@ def build_problem(table: Table, device: DeviceSpec, alpha_points_per_nat: float
     full = analyze(table.trace_for(keep_all), device)
     extra = full.energy_j_per_audio_s - sum(r.energy_j_per_audio_s for r in full.tensors)
     # key/value-cache and activation traffic: its own budget, so independent of the weights' placement
-    extra_offchip = full.offchip_bytes_per_audio_s - sum(r.bytes_read_per_audio_s for r in full.tensors
-                                                         if r.placement == "dram")
+    extra_offchip = full.offchip_bytes_per_audio_s - sum(
+        r.bytes_read_per_audio_s for r in full.tensors if r.placement == "dram"
+    )
     options, behind = [], []
     for g in table.planned:
         usable = table.usable(g)
-        options.append(tuple(Option(c.label, alpha_points_per_nat * e.kl, items_of(e.tensors, table.base, device))
-                             for c, e in usable))
+        options.append(
+            tuple(
+                Option(c.label, alpha_points_per_nat * e.kl, items_of(e.tensors, table.base, device)) for c, e in usable
+            )
+        )
         behind.append([c for c, _ in usable])
-    problem = Problem(tuple(g.name for g in table.planned), tuple(options), items_of(fixed, table.base, device),
-                      int(device.onchip_weight_bytes), extra, extra_offchip)
+    problem = Problem(
+        tuple(g.name for g in table.planned),
+        tuple(options),
+        items_of(fixed, table.base, device),
+        int(device.onchip_weight_bytes),
+        extra,
+        extra_offchip,
+    )
     return problem, behind
 
 
@@ -125,4 +142,3 @@ def assignment_of(table: Table, behind: list[list[Candidate]], choice: tuple[int
 def predict(table: Table, assignment: dict[Group, Candidate], device: DeviceSpec) -> ModelProfile:
     """The profile a plan would get on the calibration audio (placement re-solved by `analyze`)."""
     return dataclasses.replace(analyze(table.trace_for(assignment), device), plan="predicted")
-

@@ -25,15 +25,26 @@ def _sensitivity_rows(table, device, alpha: float) -> list[dict[str, Any]]:
     rows = []
     for (group_name, _key), e in table.entries.items():
         items = items_of(e.tensors, table.base, device)
-        rows.append({"group": group_name, "candidate": e.label, "applicable": e.applicable, "kl": e.kl,
-                     "nll_delta": e.nll_delta, "predicted_wer_points": None if e.kl is None else alpha * e.kl,
-                     "streamed_energy_j_per_audio_s": sum(i.dram_j for i in items) if items else None,
-                     "nbytes": sum(t.nbytes for t in e.tensors), "reason": e.reason, "seconds": e.seconds})
+        rows.append(
+            {
+                "group": group_name,
+                "candidate": e.label,
+                "applicable": e.applicable,
+                "kl": e.kl,
+                "nll_delta": e.nll_delta,
+                "predicted_wer_points": None if e.kl is None else alpha * e.kl,
+                "streamed_energy_j_per_audio_s": sum(i.dram_j for i in items) if items else None,
+                "nbytes": sum(t.nbytes for t in e.tensors),
+                "reason": e.reason,
+                "seconds": e.seconds,
+            }
+        )
     return rows
 
 
-def build_summary(inputs, options, table, assignment, planner, base, opt, uniform, timings, cache_path
-                  ) -> dict[str, Any]:
+def build_summary(
+    inputs, options, table, assignment, planner, base, opt, uniform, timings, cache_path
+) -> dict[str, Any]:
     device, keep = inputs.device, table.space.keep
     predicted = predict(table, assignment, device)
     keep_all = predict(table, {g: keep for g in table.groups}, device)
@@ -42,41 +53,73 @@ def build_summary(inputs, options, table, assignment, planner, base, opt, unifor
         row["energy_cut_vs_baseline"] = _cut(row["energy_j_per_audio_s"], base.energy_j_per_audio_s)
     sensitivity = _sensitivity_rows(table, device, alpha)
     return {
-        "kind": SUMMARY_KIND, "format_version": 1, "model": inputs.model, "device": device.name,
-        "device_path": device.path, "wer_budget_points": inputs.budget,
-        "baseline": {"precision": options.runtime_precision, "wer": base.wer, "energy_j_per_audio_s": base.energy_j_per_audio_s,
-                     "offchip_bytes_per_audio_s": base.offchip_bytes_per_audio_s},
+        "kind": SUMMARY_KIND,
+        "format_version": 1,
+        "model": inputs.model,
+        "device": device.name,
+        "device_path": device.path,
+        "wer_budget_points": inputs.budget,
+        "baseline": {
+            "precision": options.runtime_precision,
+            "wer": base.wer,
+            "energy_j_per_audio_s": base.energy_j_per_audio_s,
+            "offchip_bytes_per_audio_s": base.offchip_bytes_per_audio_s,
+        },
         "optimized": {
-            "wer": opt.wer, "energy_j_per_audio_s": opt.energy_j_per_audio_s,
+            "wer": opt.wer,
+            "energy_j_per_audio_s": opt.energy_j_per_audio_s,
             "offchip_bytes_per_audio_s": opt.offchip_bytes_per_audio_s,
             "wer_delta_points": 100.0 * (opt.wer - base.wer),
             "energy_cut_vs_baseline": _cut(opt.energy_j_per_audio_s, base.energy_j_per_audio_s),
             "components": opt.components,
-            "predicted": {"wer_delta_points": planner["predicted_wer_delta_points"],
-                          "calib_pseudo_wer_points": planner["calib_pseudo_wer_points"],
-                          "energy_j_per_audio_s": predicted.energy_j_per_audio_s,
-                          "offchip_bytes_per_audio_s": predicted.offchip_bytes_per_audio_s,
-                          "energy_cut_vs_keep": _cut(predicted.energy_j_per_audio_s, keep_all.energy_j_per_audio_s),
-                          "note": "modeled on the calibration audio's decode; keep = every planned weight fp16"}},
+            "predicted": {
+                "wer_delta_points": planner["predicted_wer_delta_points"],
+                "calib_pseudo_wer_points": planner["calib_pseudo_wer_points"],
+                "energy_j_per_audio_s": predicted.energy_j_per_audio_s,
+                "offchip_bytes_per_audio_s": predicted.offchip_bytes_per_audio_s,
+                "energy_cut_vs_keep": _cut(predicted.energy_j_per_audio_s, keep_all.energy_j_per_audio_s),
+                "note": "modeled on the calibration audio's decode; keep = every planned weight fp16",
+            },
+        },
         "uniform": uniform,
         "planner": planner,
-        "choices": [{"group": g.name, "modules": list(g.modules), "component": g.component,
-                     "candidate": c.label, "kl": table.entry(g, c).kl,
-                     "predicted_wer_points": alpha * (table.entry(g, c).kl or 0.0)}
-                    for g, c in assignment.items() if g in table.planned],
-        "plan": {**plan_of(assignment).to_dict(),
-                 "predicted": {"device": device.name, "wer_delta_points": planner["predicted_wer_delta_points"],
-                               "energy_j_per_audio_s": predicted.energy_j_per_audio_s,
-                               "offchip_bytes_per_audio_s": predicted.offchip_bytes_per_audio_s}},
+        "choices": [
+            {
+                "group": g.name,
+                "modules": list(g.modules),
+                "component": g.component,
+                "candidate": c.label,
+                "kl": table.entry(g, c).kl,
+                "predicted_wer_points": alpha * (table.entry(g, c).kl or 0.0),
+            }
+            for g, c in assignment.items()
+            if g in table.planned
+        ],
+        "plan": {
+            **plan_of(assignment).to_dict(),
+            "predicted": {
+                "device": device.name,
+                "wer_delta_points": planner["predicted_wer_delta_points"],
+                "energy_j_per_audio_s": predicted.energy_j_per_audio_s,
+                "offchip_bytes_per_audio_s": predicted.offchip_bytes_per_audio_s,
+            },
+        },
         "candidate_space": table.space.to_dict(),
-        "sensitivity": {"cache": cache_path, "entries": len(sensitivity),
-                        "scored": sum(r["kl"] is not None for r in sensitivity),
-                        "dominated": sum(r["applicable"] and r["kl"] is None for r in sensitivity),
-                        "not_applicable": sum(not r["applicable"] for r in sensitivity), "rows": sensitivity},
-        "calib_source": inputs.calib.source, "calib_ids": [u.id for u in inputs.calib],
-        "eval_source": inputs.eval_set.source, "eval_ids": [u.id for u in inputs.eval_set],
+        "sensitivity": {
+            "cache": cache_path,
+            "entries": len(sensitivity),
+            "scored": sum(r["kl"] is not None for r in sensitivity),
+            "dominated": sum(r["applicable"] and r["kl"] is None for r in sensitivity),
+            "not_applicable": sum(not r["applicable"] for r in sensitivity),
+            "rows": sensitivity,
+        },
+        "calib_source": inputs.calib.source,
+        "calib_ids": [u.id for u in inputs.calib],
+        "eval_source": inputs.eval_set.source,
+        "eval_ids": [u.id for u in inputs.eval_set],
         "decoding": {"max_new_tokens": options.decoding.max_new_tokens, "beam_size": options.decoding.beam_size},
-        "timings_s": timings, "versions": versions(),
+        "timings_s": timings,
+        "versions": versions(),
     }
 
 
@@ -96,15 +139,27 @@ def pareto_png(summary: dict[str, Any]) -> bytes:
     for energy, wer, name in points:
         star = name == "optimized"
         shown = min(wer, top)
-        ax.scatter(energy, shown, marker="*" if star else ("^" if wer > top else "o"), s=180 if star else 40,
-                   color="#d62728" if star else "#1f77b4", zorder=3)
+        ax.scatter(
+            energy,
+            shown,
+            marker="*" if star else ("^" if wer > top else "o"),
+            s=180 if star else 40,
+            color="#d62728" if star else "#1f77b4",
+            zorder=3,
+        )
         text = name if wer <= top else f"{name} (WER {wer:.0f}%)"
         ax.annotate(text, (energy, shown), fontsize=8, xytext=(4, 4), textcoords="offset points")
     front = pareto_front(points)
     ax.plot([p[0] for p in front], [min(p[1], top) for p in front], "k--", lw=1, label="measured Pareto front")
     curve = summary["planner"]["frontier"]
-    ax.plot([1e3 * c["energy_j_per_audio_s"] for c in curve], [base_wer + c["wer_delta_points"] for c in curve],
-            ":", color="#2ca02c", marker=".", label="planner's prediction (calibration audio)")
+    ax.plot(
+        [1e3 * c["energy_j_per_audio_s"] for c in curve],
+        [base_wer + c["wer_delta_points"] for c in curve],
+        ":",
+        color="#2ca02c",
+        marker=".",
+        label="planner's prediction (calibration audio)",
+    )
     ax.set_ylim(0, top * 1.05)
     ax.set_xlabel("modeled energy, mJ per audio-second")
     ax.set_ylabel("WER, % (evaluation audio)")
@@ -131,42 +186,72 @@ def report_html(summary: dict[str, Any]) -> str:
     base = summary["baseline"]
     rows = [("fp16 (baseline)", base, None)] + [(u["name"], u, u.get("predicted")) for u in summary["uniform"][1:]]
     rows.append(("optimized", summary["optimized"], summary["optimized"]["predicted"]))
-    variants = [[name, _fmt(r["wer"], 100), _fmt(None if r["wer"] is None else r["wer"] - base["wer"], 100, sign=True),
-                 _fmt(r["energy_j_per_audio_s"], 1e3, 3), _fmt(_cut(r["energy_j_per_audio_s"], base["energy_j_per_audio_s"]), 100, 1),
-                 _fmt(r["offchip_bytes_per_audio_s"], 1e-6, 1), _fmt((p or {}).get("energy_j_per_audio_s"), 1e3, 3)]
-                for name, r, p in rows]
+    variants = [
+        [
+            name,
+            _fmt(r["wer"], 100),
+            _fmt(None if r["wer"] is None else r["wer"] - base["wer"], 100, sign=True),
+            _fmt(r["energy_j_per_audio_s"], 1e3, 3),
+            _fmt(_cut(r["energy_j_per_audio_s"], base["energy_j_per_audio_s"]), 100, 1),
+            _fmt(r["offchip_bytes_per_audio_s"], 1e-6, 1),
+            _fmt((p or {}).get("energy_j_per_audio_s"), 1e3, 3),
+        ]
+        for name, r, p in rows
+    ]
     choices: dict[tuple[str, str], int] = {}
     for c in summary["choices"]:
         choices[(c["component"], c["candidate"])] = choices.get((c["component"], c["candidate"]), 0) + 1
     planner, opt = summary["planner"], summary["optimized"]
-    about = (f"{summary['model']} on {summary['device']}, WER budget +{summary['wer_budget_points']:g} points over fp16. "
-             f"Calibration: {len(summary['calib_ids'])} utterances of {summary['calib_source']} (no transcripts used); "
-             f"evaluation: {len(summary['eval_ids'])} utterances of {summary['eval_source']}. Predicted WER increase "
-             f"{opt['predicted']['wer_delta_points']:+.2f} points (calibration pseudo-WER "
-             f"{opt['predicted']['calib_pseudo_wer_points']:.2f}), measured {opt['wer_delta_points']:+.2f}; "
-             f"solver {planner['solver']}, alpha {planner['alpha_points_per_nat']:.1f} points per nat; "
-             f"wall time {summary.get('wall_s', 0):.0f} s.")
+    about = (
+        f"{summary['model']} on {summary['device']}, WER budget +{summary['wer_budget_points']:g} points over fp16. "
+        f"Calibration: {len(summary['calib_ids'])} utterances of {summary['calib_source']} (no transcripts used); "
+        f"evaluation: {len(summary['eval_ids'])} utterances of {summary['eval_source']}. Predicted WER increase "
+        f"{opt['predicted']['wer_delta_points']:+.2f} points (calibration pseudo-WER "
+        f"{opt['predicted']['calib_pseudo_wer_points']:.2f}), measured {opt['wer_delta_points']:+.2f}; "
+        f"solver {planner['solver']}, alpha {planner['alpha_points_per_nat']:.1f} points per nat; "
+        f"wall time {summary.get('wall_s', 0):.0f} s."
+    )
     png = base64.b64encode(pareto_png(summary)).decode()
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>weightwise optimize</title>"
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-             "font-size:13px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
-             f"<h1>weightwise optimize</h1><p>{html.escape(about)}</p>",
-             "<h2>Measured on the evaluation audio</h2>",
-             _table(["variant", "WER %", "vs fp16 (pts)", "mJ/audio-s", "cut vs fp16 %", "off-chip MB/audio-s",
-                     "predicted mJ/audio-s (calib)"], variants),
-             f"<h2>WER vs energy</h2><img alt='WER vs energy' src='data:image/png;base64,{png}'>",
-             "<h2>What the plan chose (groups per component)</h2>",
-             _table(["component", "candidate", "groups"], [[k[0], k[1], str(n)] for k, n in sorted(choices.items())]),
-             "<h2>Calibration of predicted WER (pseudo-WER vs the float model's transcripts)</h2>",
-             _table(["point", "sum KL (nats/token)", "pseudo-WER (pts)", "alpha used"],
-                    [[p["name"], f"{p['kl_sum']:.4f}", f"{p['pseudo_wer_points']:.2f}", _fmt(p["alpha"], digits=1)]
-                     for p in planner["calibration_points"]]),
-             "<h2>Per-group choices</h2>",
-             _table(["group", "candidate", "KL (nats/token)", "predicted WER (pts)"],
-                    [[c["group"], c["candidate"], _fmt(c["kl"], digits=5), _fmt(c["predicted_wer_points"], digits=3)]
-                     for c in summary["choices"]]),
-             "</body></html>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>weightwise optimize</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "font-size:13px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+        f"<h1>weightwise optimize</h1><p>{html.escape(about)}</p>",
+        "<h2>Measured on the evaluation audio</h2>",
+        _table(
+            [
+                "variant",
+                "WER %",
+                "vs fp16 (pts)",
+                "mJ/audio-s",
+                "cut vs fp16 %",
+                "off-chip MB/audio-s",
+                "predicted mJ/audio-s (calib)",
+            ],
+            variants,
+        ),
+        f"<h2>WER vs energy</h2><img alt='WER vs energy' src='data:image/png;base64,{png}'>",
+        "<h2>What the plan chose (groups per component)</h2>",
+        _table(["component", "candidate", "groups"], [[k[0], k[1], str(n)] for k, n in sorted(choices.items())]),
+        "<h2>Calibration of predicted WER (pseudo-WER vs the float model's transcripts)</h2>",
+        _table(
+            ["point", "sum KL (nats/token)", "pseudo-WER (pts)", "alpha used"],
+            [
+                [p["name"], f"{p['kl_sum']:.4f}", f"{p['pseudo_wer_points']:.2f}", _fmt(p["alpha"], digits=1)]
+                for p in planner["calibration_points"]
+            ],
+        ),
+        "<h2>Per-group choices</h2>",
+        _table(
+            ["group", "candidate", "KL (nats/token)", "predicted WER (pts)"],
+            [
+                [c["group"], c["candidate"], _fmt(c["kl"], digits=5), _fmt(c["predicted_wer_points"], digits=3)]
+                for c in summary["choices"]
+            ],
+        ),
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 

@@ -84,17 +84,33 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         assignment, result, point = keep_all, None, CalibPoint("keep", 0.0, 0.0)
     final_alpha = point.alpha or search.alpha
     problem, _ = build_problem(table, inputs.device, final_alpha)
-    frontier = [{"budget_points": b, "energy_j_per_audio_s": s.best.energy_j, "wer_delta_points": s.best.wer_cost}
-                for b in FRONTIER_BUDGETS for s in [solve(problem, b, options.bins)]]
-    info = {"alpha_points_per_nat": final_alpha, "alpha_pooled_fit": fit_alpha(points), "calibration_points": [dataclasses.asdict(p) for p in points],
-            "rounds": len(tried), "chosen_round": point.name,
-            "predicted_wer_delta_points": final_alpha * (table.kl_sum(assignment) or 0.0),
-            "calib_pseudo_wer_points": point.pseudo_wer_points, "frontier": frontier,
-            "solvers": None if result is None else {
-                name: {"energy_j_per_audio_s": s.energy_j, "wer_delta_points": s.wer_cost,
-                       "offchip_bytes_per_audio_s": s.offchip_bytes, "steps": s.steps}
-                for name, s in (("greedy", result.greedy), ("exact", result.exact))},
-            "solver": None if result is None else result.best.method}
+    frontier = [
+        {"budget_points": b, "energy_j_per_audio_s": s.best.energy_j, "wer_delta_points": s.best.wer_cost}
+        for b in FRONTIER_BUDGETS
+        for s in [solve(problem, b, options.bins)]
+    ]
+    info = {
+        "alpha_points_per_nat": final_alpha,
+        "alpha_pooled_fit": fit_alpha(points),
+        "calibration_points": [dataclasses.asdict(p) for p in points],
+        "rounds": len(tried),
+        "chosen_round": point.name,
+        "predicted_wer_delta_points": final_alpha * (table.kl_sum(assignment) or 0.0),
+        "calib_pseudo_wer_points": point.pseudo_wer_points,
+        "frontier": frontier,
+        "solvers": None
+        if result is None
+        else {
+            name: {
+                "energy_j_per_audio_s": s.energy_j,
+                "wer_delta_points": s.wer_cost,
+                "offchip_bytes_per_audio_s": s.offchip_bytes,
+                "steps": s.steps,
+            }
+            for name, s in (("greedy", result.greedy), ("exact", result.exact))
+        },
+        "solver": None if result is None else result.best.method,
+    }
     return assignment, info
 
 
@@ -108,8 +124,11 @@ def _changes(table: Table, assignment: dict[Group, Candidate]) -> dict[str, int]
 
 
 def _measured(p: ModelProfile) -> dict[str, Any]:
-    return {"wer": p.wer, "energy_j_per_audio_s": p.energy_j_per_audio_s,
-            "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s}
+    return {
+        "wer": p.wer,
+        "energy_j_per_audio_s": p.energy_j_per_audio_s,
+        "offchip_bytes_per_audio_s": p.offchip_bytes_per_audio_s,
+    }
 
 
 def _predicted(p: ModelProfile) -> dict[str, Any]:
@@ -117,7 +136,9 @@ def _predicted(p: ModelProfile) -> dict[str, Any]:
 
 
 def _evaluate(model, inputs, options, progress, name: str, tmp: Path) -> ModelProfile:
-    result = profile(model, inputs.eval_set, inputs.device, options.decoding, progress=_bar(progress, len(inputs.eval_set)))
+    result = profile(
+        model, inputs.eval_set, inputs.device, options.decoding, progress=_bar(progress, len(inputs.eval_set))
+    )
     result.save(tmp / "profiles" / f"{name}.json")
     return result
 
@@ -153,12 +174,18 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     groups = weight_groups(model.network)
     planned = options.space.planned(groups)
     runtime = load_model(inputs.model, precision=options.runtime_precision)
-    reference = build_reference(model, runtime, inputs.calib, [m for g in groups for m in g.modules],
-                                options.decoding, _bar(progress, len(inputs.calib)), options.encoder_windows)
+    reference = build_reference(
+        model,
+        runtime,
+        inputs.calib,
+        [m for g in groups for m in g.modules],
+        options.decoding,
+        _bar(progress, len(inputs.calib)),
+        options.encoder_windows,
+    )
     lap("reference_s")
     context = CompressContext(model, inputs.calib)
-    entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context,
-                                 progress)
+    entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
     lap("sensitivity_s")
     table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries)
 
@@ -174,14 +201,20 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     lap("compress_s")
     base = _evaluate(runtime, inputs, options, progress, f"baseline-{options.runtime_precision}", tmp)
     opt = _evaluate(at_runtime(final, options), inputs, options, progress, "optimized", tmp)
-    uniform = [{"name": options.runtime_precision, **_measured(base), "predicted": _predicted(predict(
-        table, {g: options.space.keep for g in groups}, inputs.device))}]
+    uniform = [
+        {
+            "name": options.runtime_precision,
+            **_measured(base),
+            "predicted": _predicted(predict(table, {g: options.space.keep for g in groups}, inputs.device)),
+        }
+    ]
     for label in options.space.uniform if options.uniform else ():
         chosen = uniform_assignment(table, options.space.by_label(label))
         variant = at_runtime(_compressed(inputs, chosen, label), options)
         measured = _evaluate(variant, inputs, options, progress, f"uniform-{label}", tmp)
-        uniform.append({"name": label, **_measured(measured),
-                        "predicted": _predicted(predict(table, chosen, inputs.device))})
+        uniform.append(
+            {"name": label, **_measured(measured), "predicted": _predicted(predict(table, chosen, inputs.device))}
+        )
     lap("evaluate_s")
     from weightwise.optimize.report import build_summary
 

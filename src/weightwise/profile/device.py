@@ -53,8 +53,7 @@ _SECTION_KEYS = {
     "memory": {key for table, key in _SCALARS.values() if table == "memory"},
     "compute": {"peak_macs_per_s", "pj_per_mac"},
 }
-_DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16",
-                  "bfloat16": "bf16"}
+_DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,9 @@ class DeviceSpec:
         key = str(dtype).strip().lower()
         key = _DTYPE_ALIASES.get(key, key)
         if key not in self.pj_per_mac:
-            raise InputError(f"device {self.name} ({self.path}): no pJ/MAC for dtype {dtype!r}; "
-                             f"known: {', '.join(self.pj_per_mac)}")
+            raise InputError(
+                f"device {self.name} ({self.path}): no pJ/MAC for dtype {dtype!r}; known: {', '.join(self.pj_per_mac)}"
+            )
         return self.pj_per_mac[key]
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,8 +115,9 @@ class DeviceSpec:
         out: dict[str, Any] = {"name": self.name, "description": self.description, "path": self.path}
         out.update({attr: getattr(self, attr) for attr in _SCALARS})
         out["pj_per_mac"] = dict(self.pj_per_mac)
-        out["sources"] = {key: {"value": c.value, "unit": c.unit, "source": c.source}
-                          for key, c in self.sources.items()}
+        out["sources"] = {
+            key: {"value": c.value, "unit": c.unit, "source": c.source} for key, c in self.sources.items()
+        }
         return out
 
 
@@ -152,8 +153,10 @@ def _resolve(name_or_path: str | Path) -> Path:
         return DEVICES_DIR / f"{text}.toml"
     path = Path(text).expanduser()
     if is_name and not path.exists():
-        raise InputError(f"unknown device {text!r}: choose one of {', '.join(available_devices())} "
-                         f"or give the path of a .toml profile")
+        raise InputError(
+            f"unknown device {text!r}: choose one of {', '.join(available_devices())} "
+            f"or give the path of a .toml profile"
+        )
     if not path.is_file():
         raise InputError(f"device file {path}: not found")
     return path
@@ -172,10 +175,13 @@ def _parse(data: dict[str, Any], path: Path) -> DeviceSpec:
         key = f"compute.pj_per_mac.{dtype}"
         sources[key] = _constant(per_mac_table, None, dtype, path, key)
     return DeviceSpec(
-        name=_text(data, "name", path), description=_text(data, "description", path),
+        name=_text(data, "name", path),
+        description=_text(data, "description", path),
         **{attr: sources[f"{table}.{key}"].value for attr, (table, key) in _SCALARS.items()},
         pj_per_mac={d: sources[f"compute.pj_per_mac.{d}"].value for d in dtypes},
-        sources=sources, path=str(path))
+        sources=sources,
+        path=str(path),
+    )
 
 
 def _table(data: Mapping[str, Any], key: str, path: Path, dotted: str | None = None) -> dict[str, Any]:
@@ -190,8 +196,10 @@ def _table(data: Mapping[str, Any], key: str, path: Path, dotted: str | None = N
 def _check_keys(data: Mapping[str, Any], allowed: set[str], prefix: str, path: Path) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise InputError(f"device file {path}: unknown key '{prefix}{unknown[0]}'; "
-                         f"expected: {', '.join(prefix + k for k in sorted(allowed))}")
+        raise InputError(
+            f"device file {path}: unknown key '{prefix}{unknown[0]}'; "
+            f"expected: {', '.join(prefix + k for k in sorted(allowed))}"
+        )
 
 
 def _text(data: Mapping[str, Any], key: str, path: Path) -> str:
@@ -201,8 +209,7 @@ def _text(data: Mapping[str, Any], key: str, path: Path) -> str:
     return value.strip()
 
 
-def _constant(data: Mapping[str, Any], table: str | None, key: str, path: Path,
-              dotted: str | None = None) -> Constant:
+def _constant(data: Mapping[str, Any], table: str | None, key: str, path: Path, dotted: str | None = None) -> Constant:
     """Read ``{value, unit, source}`` at data[table][key]; every flaw names the file and key."""
     dotted = dotted or f"{table}.{key}"
     parent = data if table is None else data[table]
@@ -210,8 +217,10 @@ def _constant(data: Mapping[str, Any], table: str | None, key: str, path: Path,
         raise InputError(f"device file {path}: missing key '{dotted}'")
     entry = parent[key]
     if not isinstance(entry, dict):
-        raise InputError(f"device file {path}: key '{dotted}' must be a table "
-                         f"{{ value = ..., unit = \"...\", source = \"...\" }}, got {entry!r}")
+        raise InputError(
+            f"device file {path}: key '{dotted}' must be a table "
+            f'{{ value = ..., unit = "...", source = "..." }}, got {entry!r}'
+        )
     _check_keys(entry, {"value", "unit", "source"}, f"{dotted}.", path)
     for part in ("value", "unit", "source"):
         if part not in entry:
@@ -220,8 +229,7 @@ def _constant(data: Mapping[str, Any], table: str | None, key: str, path: Path,
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"device file {path}: key '{dotted}.value' must be a number, got {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise InputError(f"device file {path}: key '{dotted}.value' must be a finite number > 0, "
-                         f"got {value!r}")
+        raise InputError(f"device file {path}: key '{dotted}.value' must be a finite number > 0, got {value!r}")
     for part in ("unit", "source"):
         if not isinstance(entry[part], str) or not entry[part].strip():
             raise InputError(f"device file {path}: key '{dotted}.{part}' must be a non-empty string")
@@ -230,6 +238,5 @@ def _constant(data: Mapping[str, Any], table: str | None, key: str, path: Path,
 
 def _whole_bytes(c: Constant, key: str, path: Path) -> Constant:
     if c.value != int(c.value):
-        raise InputError(f"device file {path}: key '{key}.value' must be a whole "
-                         f"number of bytes, got {c.value!r}")
+        raise InputError(f"device file {path}: key '{key}.value' must be a whole number of bytes, got {c.value!r}")
     return Constant(int(c.value), c.unit, c.source)

@@ -40,9 +40,11 @@ _COMPONENTS = (
 )
 
 _UNFUSED = "every attention score matrix (attention unfused)"
-_FUSED = ("no attention score matrix (attention fused, flash-style: scores are computed tile by tile on-chip "
-          "and never written; their MACs are counted, their traffic is not; keys and values are read once "
-          "per attention call)")
+_FUSED = (
+    "no attention score matrix (attention fused, flash-style: scores are computed tile by tile on-chip "
+    "and never written; their MACs are counted, their traffic is not; keys and values are read once "
+    "per attention call)"
+)
 
 ASSUMPTIONS = (
     "schedule fetch-once-per-call: a weight used for T frames/positions in one call is read once per call",
@@ -66,10 +68,16 @@ def assumptions(act_dtype: str | None = None, fused_attention: bool = False) -> 
     base = tuple(a.replace(_UNFUSED, _FUSED) for a in ASSUMPTIONS) if fused_attention else ASSUMPTIONS
     extra = []
     if act_dtype is not None:
-        extra.append(f"activations stored at {act_dtype} whatever the run computed them in (attention MACs "
-                     f"at {act_dtype} too)" + ("; int8 adds one fp32 scale per row: per token for module "
-                                               "outputs, per query and head for score matrices"
-                                               if act_dtype == "int8" else ""))
+        extra.append(
+            f"activations stored at {act_dtype} whatever the run computed them in (attention MACs "
+            f"at {act_dtype} too)"
+            + (
+                "; int8 adds one fp32 scale per row: per token for module "
+                "outputs, per query and head for score matrices"
+                if act_dtype == "int8"
+                else ""
+            )
+        )
     return base + tuple(extra)
 
 
@@ -111,10 +119,24 @@ def _tensor_rows(trace: Trace, device: DeviceSpec, resident: set[int]) -> list[T
         dram_j = 0.0 if onchip else read * device.dram_pj_per_byte * PJ
         onchip_j = read * device.onchip_pj_per_byte * PJ if onchip else 0.0
         compute_j = macs * device.pj_per_mac_for(t.mac_dtype) * PJ
-        rows.append(TensorProfile(
-            t.name, component_of(t.name)[0], t.shape, t.dtype, t.format, t.nbytes, t.calls / trace.audio_s,
-            read, macs, "onchip" if onchip else "dram", dram_j, onchip_j, compute_j,
-            dram_j + onchip_j + compute_j))
+        rows.append(
+            TensorProfile(
+                t.name,
+                component_of(t.name)[0],
+                t.shape,
+                t.dtype,
+                t.format,
+                t.nbytes,
+                t.calls / trace.audio_s,
+                read,
+                macs,
+                "onchip" if onchip else "dram",
+                dram_j,
+                onchip_j,
+                compute_j,
+                dram_j + onchip_j + compute_j,
+            )
+        )
     return rows
 
 
@@ -125,17 +147,16 @@ def place(trace: Trace, device: DeviceSpec) -> set[int]:
     return set(knapsack([t.nbytes for t in trace.tensors], values, int(device.onchip_weight_bytes)))
 
 
-def tensor_profiles(trace: Trace, device: DeviceSpec, resident: set[int] | None = None
-                    ) -> list[TensorProfile]:
+def tensor_profiles(trace: Trace, device: DeviceSpec, resident: set[int] | None = None) -> list[TensorProfile]:
     """Per-tensor energy with the knapsack placement (or `resident`; empty set = streaming)."""
     return _tensor_rows(trace, device, place(trace, device) if resident is None else resident)
 
 
-def op_energy_j_per_audio_s(trace: Trace, device: DeviceSpec, act_dtype: str | None = None
-                            ) -> dict[str, float]:
+def op_energy_j_per_audio_s(trace: Trace, device: DeviceSpec, act_dtype: str | None = None) -> dict[str, float]:
     """Attention (weight-free) compute energy per module, at `act_dtype` (default: the run's)."""
-    return {op.module: op.macs / trace.audio_s * device.pj_per_mac_for(act_dtype or op.mac_dtype) * PJ
-            for op in trace.ops}
+    return {
+        op.module: op.macs / trace.audio_s * device.pj_per_mac_for(act_dtype or op.mac_dtype) * PJ for op in trace.ops
+    }
 
 
 @dataclass(frozen=True)
@@ -156,14 +177,16 @@ class TrafficProfile:
         return component_of(self.name)[1]
 
 
-def _traffic_row(name: str, dtype: str, moved: list[tuple[float, float, bool]], audio_s: float,
-                 device: DeviceSpec) -> TrafficProfile:
+def _traffic_row(
+    name: str, dtype: str, moved: list[tuple[float, float, bool]], audio_s: float, device: DeviceSpec
+) -> TrafficProfile:
     """`moved`: (bytes moved, size that had to fit, fits on-chip) over the whole trace."""
     total = sum(b for b, _, _ in moved) / audio_s
     offchip = sum(b for b, _, fits in moved if not fits) / audio_s
     dram_j, onchip_j = offchip * device.dram_pj_per_byte * PJ, (total - offchip) * device.onchip_pj_per_byte * PJ
-    return TrafficProfile(name, dtype, total, offchip, max((size for _, size, _ in moved), default=0),
-                          dram_j, onchip_j, dram_j + onchip_j)
+    return TrafficProfile(
+        name, dtype, total, offchip, max((size for _, size, _ in moved), default=0), dram_j, onchip_j, dram_j + onchip_j
+    )
 
 
 def kv_cache_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = None) -> list[TrafficProfile]:
@@ -180,12 +203,12 @@ def kv_cache_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = N
         for part in KV_PARTS:
             nbytes = kv_nbytes(step.read(part) + step.written(part), step.head_dim, kv_dtype) * step.calls
             moved[part].append((nbytes, size[part], fits[part]))
-    return [_traffic_row(f"kv_cache.{part}", kv_dtype, rows, trace.audio_s, device)
-            for part, rows in moved.items()]
+    return [_traffic_row(f"kv_cache.{part}", kv_dtype, rows, trace.audio_s, device) for part, rows in moved.items()]
 
 
-def activation_profiles(trace: Trace, device: DeviceSpec, act_dtype: str | None = None,
-                        fused_attention: bool = False) -> list[TrafficProfile]:
+def activation_profiles(
+    trace: Trace, device: DeviceSpec, act_dtype: str | None = None, fused_attention: bool = False
+) -> list[TrafficProfile]:
     """Activation writes + read-backs per part; a tensor over the activation budget goes to DRAM.
 
     `act_dtype`: their storage precision (default: the run's); `fused_attention`: no score matrices.
@@ -198,16 +221,20 @@ def activation_profiles(trace: Trace, device: DeviceSpec, act_dtype: str | None 
         if fused_attention and a.part.endswith(".attention_scores"):
             continue
         nbytes = a.stored_nbytes(act_dtype)
-        moved.setdefault(a.part, []).append((2 * nbytes * a.count, nbytes,
-                                             nbytes <= device.onchip_activation_bytes))
+        moved.setdefault(a.part, []).append((2 * nbytes * a.count, nbytes, nbytes <= device.onchip_activation_bytes))
         dtypes.setdefault(a.part, set()).add(act_dtype or a.dtype)
-    return [_traffic_row(f"activations.{part}", "/".join(sorted(dtypes[part])), rows, trace.audio_s, device)
-            for part, rows in sorted(moved.items())]
+    return [
+        _traffic_row(f"activations.{part}", "/".join(sorted(dtypes[part])), rows, trace.audio_s, device)
+        for part, rows in sorted(moved.items())
+    ]
 
 
-def traffic_profiles(trace: Trace, device: DeviceSpec, kv_dtype: str | None = None,
-                     act_dtype: str | None = None, fused_attention: bool = False) -> list[TrafficProfile]:
+def traffic_profiles(
+    trace: Trace,
+    device: DeviceSpec,
+    kv_dtype: str | None = None,
+    act_dtype: str | None = None,
+    fused_attention: bool = False,
+) -> list[TrafficProfile]:
     """Key/value-cache rows, then activation rows."""
-    return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device, act_dtype,
-                                                                            fused_attention)
-
+    return kv_cache_profiles(trace, device, kv_dtype) + activation_profiles(trace, device, act_dtype, fused_attention)

@@ -16,8 +16,7 @@ import numpy as np
 MAX_CELLS = 4096  # capacity buckets of the dynamic program; sizes round up, so the budget holds
 
 
-def knapsack(sizes: Sequence[int], values: Sequence[float], capacity: int,
-             max_cells: int = MAX_CELLS) -> list[int]:
+def knapsack(sizes: Sequence[int], values: Sequence[float], capacity: int, max_cells: int = MAX_CELLS) -> list[int]:
     """Indices of the items that maximize total value with total size <= capacity.
 
     Exact when `capacity <= max_cells`; otherwise sizes are measured in units of

@@ -92,9 +92,13 @@ class ModelProfile:
         write_json_atomic(path, self.to_dict())
 
 
-def trace_manifest(model: WhisperASR, manifest: Manifest, options: DecodingOptions = DecodingOptions(),
-                   progress: Callable[[Iterable, str], Iterable] | None = None,
-                   meter: Meter | None = None) -> tuple[Trace, list[UtteranceResult], dict | None]:
+def trace_manifest(
+    model: WhisperASR,
+    manifest: Manifest,
+    options: DecodingOptions = DecodingOptions(),
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    meter: Meter | None = None,
+) -> tuple[Trace, list[UtteranceResult], dict | None]:
     """Transcribe `manifest` with hooks on; return counts, transcripts and the meter reading."""
     items = iter_audio(manifest)
     if progress is not None:
@@ -115,8 +119,13 @@ def _measured(meter: Meter | None, window: MeterWindow | None) -> dict | None:
     m = window.measurement
     if m is None:
         return {"meter": meter.name, "energy_j": None, "reason": meter.reason}
-    return {"meter": m.meter, "energy_j": m.energy_j, "duration_s": m.duration_s,
-            "domains_j": dict(m.domains_j), "note": "whole-run window on this host, not the modeled device"}
+    return {
+        "meter": m.meter,
+        "energy_j": m.energy_j,
+        "duration_s": m.duration_s,
+        "domains_j": dict(m.domains_j),
+        "note": "whole-run window on this host, not the modeled device",
+    }
 
 
 def meter_fields(meter: Meter | None, measured: dict | None) -> dict[str, Any]:
@@ -124,8 +133,11 @@ def meter_fields(meter: Meter | None, measured: dict | None) -> dict[str, Any]:
     if meter is None:
         return {"meter": None, "meter_reason": None, "measured_energy_j": None}
     energy_j = (measured or {}).get("energy_j")
-    return {"meter": meter.name, "meter_reason": None if energy_j is not None else meter.reason or None,
-            "measured_energy_j": energy_j}
+    return {
+        "meter": meter.name,
+        "meter_reason": None if energy_j is not None else meter.reason or None,
+        "measured_energy_j": energy_j,
+    }
 
 
 def _shares(energy: dict[str, float]) -> dict[str, float]:
@@ -136,22 +148,33 @@ def _shares(energy: dict[str, float]) -> dict[str, float]:
 def _components(rows: list[TensorProfile], ops: dict[str, float], traffic: list[TrafficProfile]):
     """Energy by fine component and by group; off-chip bytes by group."""
     fine, coarse, offchip = defaultdict(float), defaultdict(float), defaultdict(float)
-    energies = [(r.name, r.energy_j_per_audio_s) for r in rows] + list(ops.items()) + \
-        [(t.name, t.energy_j_per_audio_s) for t in traffic]
+    energies = (
+        [(r.name, r.energy_j_per_audio_s) for r in rows]
+        + list(ops.items())
+        + [(t.name, t.energy_j_per_audio_s) for t in traffic]
+    )
     for name, energy in energies:
         component, group = component_of(name)
         fine[component] += energy
         coarse[group] += energy
-    for name, nbytes in [(r.name, r.bytes_read_per_audio_s) for r in rows if r.placement == "dram"] + \
-            [(t.name, t.offchip_bytes_per_audio_s) for t in traffic]:
+    for name, nbytes in [(r.name, r.bytes_read_per_audio_s) for r in rows if r.placement == "dram"] + [
+        (t.name, t.offchip_bytes_per_audio_s) for t in traffic
+    ]:
         offchip[component_of(name)[1]] += nbytes
     offchip = {group: offchip.get(group, 0.0) for group in coarse}
     return fine, coarse, offchip
 
 
-def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None = None,
-            measured: dict | None = None, kv_dtype: str | None = None, act_dtype: str | None = None,
-            fused_attention: bool = False) -> ModelProfile:
+def analyze(
+    trace: Trace,
+    device: DeviceSpec,
+    data: str = "",
+    wer: float | None = None,
+    measured: dict | None = None,
+    kv_dtype: str | None = None,
+    act_dtype: str | None = None,
+    fused_attention: bool = False,
+) -> ModelProfile:
     """Placement (knapsack vs streaming), energy split, roofline and component shares.
 
     `kv_dtype` (fp32/fp16/bf16/int8): the key/value cache's storage precision; default: the run's.
@@ -174,46 +197,78 @@ def analyze(trace: Trace, device: DeviceSpec, data: str = "", wer: float | None 
     memory_s, compute_s = offchip / device.dram_bandwidth_bytes_per_s, macs / device.peak_macs_per_s
     compute_j = sum(r.compute_j_per_audio_s for r in rows) + sum(ops.values())
     return ModelProfile(
-        model=trace.model, precision=trace.precision, device=device.name, data=data, audio_s=trace.audio_s,
-        energy_j_per_audio_s=sum(r.dram_j_per_audio_s + r.onchip_j_per_audio_s for r in rows) + compute_j
-        + traffic_j,
+        model=trace.model,
+        precision=trace.precision,
+        device=device.name,
+        data=data,
+        audio_s=trace.audio_s,
+        energy_j_per_audio_s=sum(r.dram_j_per_audio_s + r.onchip_j_per_audio_s for r in rows) + compute_j + traffic_j,
         dram_j_per_audio_s=sum(r.dram_j_per_audio_s for r in rows) + traffic_dram_j,
         onchip_j_per_audio_s=sum(r.onchip_j_per_audio_s for r in rows) + traffic_j - traffic_dram_j,
         compute_j_per_audio_s=compute_j,
         offchip_bytes_per_audio_s=offchip,
         baseline_offchip_bytes_per_audio_s=sum(r.bytes_read_per_audio_s for r in streaming) + traffic_offchip,
-        baseline_energy_j_per_audio_s=sum(r.energy_j_per_audio_s for r in streaming) + sum(ops.values())
-        + traffic_j,
+        baseline_energy_j_per_audio_s=sum(r.energy_j_per_audio_s for r in streaming) + sum(ops.values()) + traffic_j,
         onchip_bytes_used=sum(r.nbytes for r in rows if r.placement == "onchip"),
-        onchip_weight_bytes=int(device.onchip_weight_bytes), model_bytes=sum(r.nbytes for r in rows),
-        macs_per_audio_s=macs, activation_bytes_per_audio_s=trace.activation_bytes / trace.audio_s,
-        roofline={"memory_s_per_audio_s": memory_s, "compute_s_per_audio_s": compute_s,
-                  "rtf_lower_bound": max(memory_s, compute_s),
-                  "bound": "memory" if memory_s >= compute_s else "compute"},
-        components=_shares(coarse), component_details=_shares(fine),
-        decode={"n_files": trace.n_files, "n_windows": trace.n_windows, "n_tokens": trace.n_tokens,
-                "n_decoder_calls": trace.n_decoder_calls, "use_cache": trace.use_cache,
-                "schedule": trace.schedule,
-                "tokens_per_audio_s": trace.n_tokens / trace.audio_s,
-                "windows_per_file": trace.n_windows / max(trace.n_files, 1)},
+        onchip_weight_bytes=int(device.onchip_weight_bytes),
+        model_bytes=sum(r.nbytes for r in rows),
+        macs_per_audio_s=macs,
+        activation_bytes_per_audio_s=trace.activation_bytes / trace.audio_s,
+        roofline={
+            "memory_s_per_audio_s": memory_s,
+            "compute_s_per_audio_s": compute_s,
+            "rtf_lower_bound": max(memory_s, compute_s),
+            "bound": "memory" if memory_s >= compute_s else "compute",
+        },
+        components=_shares(coarse),
+        component_details=_shares(fine),
+        decode={
+            "n_files": trace.n_files,
+            "n_windows": trace.n_windows,
+            "n_tokens": trace.n_tokens,
+            "n_decoder_calls": trace.n_decoder_calls,
+            "use_cache": trace.use_cache,
+            "schedule": trace.schedule,
+            "tokens_per_audio_s": trace.n_tokens / trace.audio_s,
+            "windows_per_file": trace.n_windows / max(trace.n_files, 1),
+        },
         tensors=sorted(rows, key=lambda r: -r.energy_j_per_audio_s),
-        attention_ops=[{"module": op.module, "component": component_of(op.module)[0],
-                        "macs_per_audio_s": op.macs / trace.audio_s, "mac_dtype": act_dtype or op.mac_dtype,
-                        "energy_j_per_audio_s": ops[op.module]} for op in trace.ops],
+        attention_ops=[
+            {
+                "module": op.module,
+                "component": component_of(op.module)[0],
+                "macs_per_audio_s": op.macs / trace.audio_s,
+                "mac_dtype": act_dtype or op.mac_dtype,
+                "energy_j_per_audio_s": ops[op.module],
+            }
+            for op in trace.ops
+        ],
         onchip_activation_bytes=int(device.onchip_activation_bytes),
         kv_dtype=next((t.dtype for t in traffic if t.component == "kv_cache"), ""),
         act_dtype=act_dtype or "/".join(sorted({a.dtype for a in trace.activations})),
-        fused_attention=fused_attention, assumptions=assumptions(act_dtype, fused_attention),
+        fused_attention=fused_attention,
+        assumptions=assumptions(act_dtype, fused_attention),
         component_energy_j_per_audio_s=dict(sorted(coarse.items(), key=lambda kv: -kv[1])),
-        component_offchip_bytes_per_audio_s=offchip_by_group, traffic=traffic,
-        wer=wer, measured=measured, device_spec=device.to_dict(), versions=versions())
+        component_offchip_bytes_per_audio_s=offchip_by_group,
+        traffic=traffic,
+        wer=wer,
+        measured=measured,
+        device_spec=device.to_dict(),
+        versions=versions(),
+    )
 
 
-def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
-            options: DecodingOptions = DecodingOptions(),
-            progress: Callable[[Iterable, str], Iterable] | None = None,
-            meter: Meter | None = None, kv_dtype: str | None = None, act_dtype: str | None = None,
-            fused_attention: bool = False) -> ModelProfile:
+def profile(
+    model: WhisperASR,
+    manifest: Manifest,
+    device: DeviceSpec,
+    options: DecodingOptions = DecodingOptions(),
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    meter: Meter | None = None,
+    kv_dtype: str | None = None,
+    act_dtype: str | None = None,
+    fused_attention: bool = False,
+) -> ModelProfile:
     """Trace `model` on `manifest` and model its energy on `device`.
 
     Example:
@@ -228,7 +283,9 @@ def profile(model: WhisperASR, manifest: Manifest, device: DeviceSpec,
         check_act_dtype(act_dtype)
     trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
     counts = score(results)
-    result = analyze(trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype,
-                     act_dtype, fused_attention)
-    return dataclasses.replace(result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)},
-                               **meter_fields(meter, measured))
+    result = analyze(
+        trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype, act_dtype, fused_attention
+    )
+    return dataclasses.replace(
+        result, plan=model.info.plan, decode={**result.decode, **stop_counts(results)}, **meter_fields(meter, measured)
+    )

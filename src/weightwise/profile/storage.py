@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-_FLOAT_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
-                torch.float64: "fp64", torch.int8: "int8", torch.qint8: "int8", torch.quint8: "uint8"}
+_FLOAT_NAMES = {
+    torch.float32: "fp32",
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.float64: "fp64",
+    torch.int8: "int8",
+    torch.qint8: "int8",
+    torch.quint8: "uint8",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,9 @@ class TensorStorage:
 
 
 def dense_storage(tensor: torch.Tensor) -> TensorStorage:
-    return TensorStorage(tuple(tensor.shape), dtype_name(tensor.dtype), tensor.numel() * tensor.element_size(),
-                         key=id(tensor))
+    return TensorStorage(
+        tuple(tensor.shape), dtype_name(tensor.dtype), tensor.numel() * tensor.element_size(), key=id(tensor)
+    )
 
 
 def _quantized_storage(weight: torch.Tensor, key: int) -> TensorStorage:

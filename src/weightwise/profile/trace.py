@@ -204,6 +204,7 @@ class Tracer(DecodeCounter):
         def hook(module, args, kwargs):
             self.stack.append(name)
             self.cross[name] = kwargs.get("key_value_states") is not None
+
         return hook
 
     def _kv_projection(self, attention: str):
@@ -215,6 +216,7 @@ class Tracer(DecodeCounter):
                 self.traffic.kv_write(self.cross.get(attention, False), out)
             else:
                 self.traffic.activation(self.part, out)
+
         return hook
 
     def _pop(self, module, args, output) -> None:
@@ -223,6 +225,7 @@ class Tracer(DecodeCounter):
     def _count(self, name: str):
         def hook(module, args, output):
             self.calls[name] += 1
+
         return hook
 
     def _post(self, name: str):
@@ -244,6 +247,7 @@ class Tracer(DecodeCounter):
                 use.bytes_read += _bytes_read(module, pname, st, inp, out)
                 use.macs += macs if pname == mac_owner else 0
                 use.users.add(name)
+
         return hook
 
     def __enter__(self) -> Tracer:
@@ -294,18 +298,43 @@ class Tracer(DecodeCounter):
                     calls = self._fallback_calls(mname)
                     use = _Usage(calls, calls * st.nbytes, 0, {mname})
                 full = f"{mname}.{pname}" if mname else pname
-                tensors.append(TensorTrace(full, st.shape, st.dtype, st.format, st.nbytes, use.calls,
-                                           use.bytes_read, use.macs, _mac_dtype(storage),
-                                           tuple(sorted(use.users))))
+                tensors.append(
+                    TensorTrace(
+                        full,
+                        st.shape,
+                        st.dtype,
+                        st.format,
+                        st.nbytes,
+                        use.calls,
+                        use.bytes_read,
+                        use.macs,
+                        _mac_dtype(storage),
+                        tuple(sorted(use.users)),
+                    )
+                )
         ops = tuple(OpTrace(m, c, macs, dt) for m, (c, macs, dt) in sorted(self.ops.items()))
         steps, activations = self.traffic.result()
-        return Trace(model, precision, self.audio_s, self.n_files, self.n_windows, self.n_decoder_calls,
-                     self.n_tokens, use_cache, tuple(tensors), ops, self.activation_bytes,
-                     kv_steps=steps, activations=activations, kv_dtype=self.traffic.kv_dtype)
+        return Trace(
+            model,
+            precision,
+            self.audio_s,
+            self.n_files,
+            self.n_windows,
+            self.n_decoder_calls,
+            self.n_tokens,
+            use_cache,
+            tuple(tensors),
+            ops,
+            self.activation_bytes,
+            kv_steps=steps,
+            activations=activations,
+            kv_dtype=self.traffic.kv_dtype,
+        )
 
 
-def scale_trace(reference: Trace, n_windows: int, n_decoder_calls: int, n_tokens: int, audio_s: float,
-                n_files: int = 1) -> Trace:
+def scale_trace(
+    reference: Trace, n_windows: int, n_decoder_calls: int, n_tokens: int, audio_s: float, n_files: int = 1
+) -> Trace:
     """The trace another decode of the same model would give, from its window and decoder-call counts.
 
     In an encoder-decoder every weight is invoked a whole number of times per encoder window
@@ -315,24 +344,45 @@ def scale_trace(reference: Trace, n_windows: int, n_decoder_calls: int, n_tokens
     approximate (the prompt step processes several positions and attention grows with position). Used by the
     benchmark matrix so that every cell gets energy without paying for hooks in its timed run.
     """
+
     def factor(calls: int) -> float:
-        if reference.n_decoder_calls and calls % reference.n_decoder_calls == 0 and \
-                calls >= reference.n_decoder_calls > reference.n_windows:
+        if (
+            reference.n_decoder_calls
+            and calls % reference.n_decoder_calls == 0
+            and calls >= reference.n_decoder_calls > reference.n_windows
+        ):
             return n_decoder_calls / reference.n_decoder_calls
         return n_windows / reference.n_windows if reference.n_windows else 0.0
 
-    tensors = tuple(dataclasses.replace(t, calls=round(t.calls * (f := factor(t.calls))),
-                                        bytes_read=round(t.bytes_read * f), macs=round(t.macs * f))
-                    for t in reference.tensors)
-    ops = tuple(dataclasses.replace(op, calls=round(op.calls * (f := factor(op.calls))),
-                                    macs=round(op.macs * f)) for op in reference.ops)
+    tensors = tuple(
+        dataclasses.replace(
+            t, calls=round(t.calls * (f := factor(t.calls))), bytes_read=round(t.bytes_read * f), macs=round(t.macs * f)
+        )
+        for t in reference.tensors
+    )
+    ops = tuple(
+        dataclasses.replace(op, calls=round(op.calls * (f := factor(op.calls))), macs=round(op.macs * f))
+        for op in reference.ops
+    )
     activation = reference.activation_bytes * (n_decoder_calls / max(reference.n_decoder_calls, 1))
     later = reference.n_decoder_calls - reference.n_windows  # decoder calls after each window's first
     steps, activations = scale_traffic(
-        reference.kv_steps, reference.activations,
+        reference.kv_steps,
+        reference.activations,
         n_windows / reference.n_windows if reference.n_windows else 0.0,
         (n_decoder_calls - n_windows) / later if later > 0 else 0.0,
-        n_decoder_calls / reference.n_decoder_calls if reference.n_decoder_calls else 0.0)
-    return dataclasses.replace(reference, audio_s=audio_s, n_files=n_files, n_windows=n_windows,
-                               n_decoder_calls=n_decoder_calls, n_tokens=n_tokens, tensors=tensors, ops=ops,
-                               activation_bytes=round(activation), kv_steps=steps, activations=activations)
+        n_decoder_calls / reference.n_decoder_calls if reference.n_decoder_calls else 0.0,
+    )
+    return dataclasses.replace(
+        reference,
+        audio_s=audio_s,
+        n_files=n_files,
+        n_windows=n_windows,
+        n_decoder_calls=n_decoder_calls,
+        n_tokens=n_tokens,
+        tensors=tensors,
+        ops=ops,
+        activation_bytes=round(activation),
+        kv_steps=steps,
+        activations=activations,
+    )

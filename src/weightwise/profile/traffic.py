@@ -144,8 +144,7 @@ class TrafficCounter:
     def kv_write(self, cross: bool, tensor: torch.Tensor) -> None:
         self._current()[2 if cross else 3] += tensor.numel()
 
-    def activation(self, part: str, tensor: torch.Tensor, numel: int | None = None, row: int | None = None
-                   ) -> None:
+    def activation(self, part: str, tensor: torch.Tensor, numel: int | None = None, row: int | None = None) -> None:
         """One activation tensor written: `numel` elements of `tensor`'s dtype (default its own),
         in rows of `row` elements (default its last dimension)."""
         numel = tensor.numel() if numel is None else numel
@@ -155,21 +154,29 @@ class TrafficCounter:
     def result(self) -> tuple[tuple[KVStep, ...], tuple[ActivationTrace, ...]]:
         self.end_call()
         steps = tuple(KVStep(*key, calls=calls) for key, calls in sorted(self.steps.items()))
-        acts = tuple(ActivationTrace(part, dtype, nbytes, count, row)
-                     for (part, dtype, nbytes, row), count in sorted(self.activations.items()))
+        acts = tuple(
+            ActivationTrace(part, dtype, nbytes, count, row)
+            for (part, dtype, nbytes, row), count in sorted(self.activations.items())
+        )
         return steps, acts
 
 
-def scale_traffic(steps: tuple[KVStep, ...], activations: tuple[ActivationTrace, ...],
-                  window_factor: float, later_call_factor: float, call_factor: float
-                  ) -> tuple[tuple[KVStep, ...], tuple[ActivationTrace, ...]]:
+def scale_traffic(
+    steps: tuple[KVStep, ...],
+    activations: tuple[ActivationTrace, ...],
+    window_factor: float,
+    later_call_factor: float,
+    call_factor: float,
+) -> tuple[tuple[KVStep, ...], tuple[ActivationTrace, ...]]:
     """Traffic of another decode of the same model: first decoder calls of a window (the ones that
     write the cross-attention cache) and encoder activations scale with windows, later decoder
     calls with the later calls, decoder activations with all decoder calls. Approximate where the
     position mix differs (self-attention reads grow with the position)."""
-    steps = tuple(dataclasses.replace(s, calls=s.calls * (window_factor if s.cross_written else later_call_factor))
-                  for s in steps)
-    acts = tuple(dataclasses.replace(a, count=a.count * (window_factor if a.part.startswith("encoder")
-                                                          else call_factor))
-                 for a in activations)
+    steps = tuple(
+        dataclasses.replace(s, calls=s.calls * (window_factor if s.cross_written else later_call_factor)) for s in steps
+    )
+    acts = tuple(
+        dataclasses.replace(a, count=a.count * (window_factor if a.part.startswith("encoder") else call_factor))
+        for a in activations
+    )
     return steps, acts

@@ -21,15 +21,41 @@ from weightwise.report.plots import _pyplot
 
 CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
 WER_CAP_PCT = 120.0  # top of the WER-vs-SNR y axis; higher WERs are marked on the edge
-COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
-           "energy_j_per_audio_s", "model_bytes", "peak_rss_mb", "wall_s")
-SUMMARY_COLUMNS = ("variant", "clean WER %", "mean noisy WER %", "mJ/audio-s", "energy vs fp32",
-                   "RTF clean", "RTF vs fp32", "RTF vs peer", "model MB", "peak RSS MB", "cells", "wall s")
+COLUMNS = (
+    "system",
+    "model",
+    "precision",
+    "plan",
+    "noise",
+    "snr_db",
+    "wer",
+    "rtf",
+    "energy_j_per_audio_s",
+    "model_bytes",
+    "peak_rss_mb",
+    "wall_s",
+)
+SUMMARY_COLUMNS = (
+    "variant",
+    "clean WER %",
+    "mean noisy WER %",
+    "mJ/audio-s",
+    "energy vs fp32",
+    "RTF clean",
+    "RTF vs fp32",
+    "RTF vs peer",
+    "model MB",
+    "peak RSS MB",
+    "cells",
+    "wall s",
+)
 # weightwise precision -> the faster-whisper compute type it is timed against ("RTF vs peer")
 PEER_OF = {"fp32": "float32", "int8": "int8"}
-RSS_SCOPES = {"cell": "peak RSS per cell (high-water mark reset at cell start)",
-              "process": "peak RSS since the process started",
-              None: "peak RSS = largest RSS sampled after each utterance of the cell"}
+RSS_SCOPES = {
+    "cell": "peak RSS per cell (high-water mark reset at cell start)",
+    "process": "peak RSS since the process started",
+    None: "peak RSS = largest RSS sampled after each utterance of the cell",
+}
 
 
 def load_rows(path: str | Path) -> list[BenchRow]:
@@ -103,15 +129,22 @@ def summary_table(rows: list[BenchRow]) -> tuple[list[str], list[list[str]]]:
         c, noisy = clean[name], [r.wer for r in group if r.noise is not None and r.wer is not None]
         ref, other = (reference(c) if c else None), (peer(c) if c else None)
         energy, rtf = _get(c, "energy_j_per_audio_s"), _get(c, "rtf")
-        body.append([
-            name, _pct(_get(c, "wer")), _pct(mean(noisy) if noisy else None),
-            _num(1e3 * energy if energy is not None else None),
-            _ratio(energy, _get(ref, "energy_j_per_audio_s")),
-            _num(rtf), _ratio(rtf, _get(ref, "rtf")), _ratio(rtf, _get(other, "rtf")),
-            _num(c.model_bytes / 1e6 if c and c.model_bytes else None),
-            _num(max((r.peak_rss_mb or 0.0) for r in group) or None),
-            str(len(group)), _num(sum(r.wall_s or 0.0 for r in group) or None),
-        ])
+        body.append(
+            [
+                name,
+                _pct(_get(c, "wer")),
+                _pct(mean(noisy) if noisy else None),
+                _num(1e3 * energy if energy is not None else None),
+                _ratio(energy, _get(ref, "energy_j_per_audio_s")),
+                _num(rtf),
+                _ratio(rtf, _get(ref, "rtf")),
+                _ratio(rtf, _get(other, "rtf")),
+                _num(c.model_bytes / 1e6 if c and c.model_bytes else None),
+                _num(max((r.peak_rss_mb or 0.0) for r in group) or None),
+                str(len(group)),
+                _num(sum(r.wall_s or 0.0 for r in group) or None),
+            ]
+        )
     return list(SUMMARY_COLUMNS), body
 
 
@@ -188,8 +221,7 @@ def wer_vs_snr_figure(rows: list[BenchRow]) -> bytes:
     models = {r.model: style(r)["linestyle"] for r in rows}
     handles = [Line2D([], [], color=c, marker="o", ms=3, label=k) for k, c in kinds.items()]
     handles += [Line2D([], [], color="k", linestyle=ls, label=m) for m, ls in models.items()]
-    fig.legend(handles=handles, fontsize=8, loc="upper center", ncol=min(7, len(handles)),
-               bbox_to_anchor=(0.5, 0.0))
+    fig.legend(handles=handles, fontsize=8, loc="upper center", ncol=min(7, len(handles)), bbox_to_anchor=(0.5, 0.0))
     data = _png(fig)
     plt.close(fig)
     return data
@@ -209,12 +241,15 @@ def pareto_figure(rows: list[BenchRow]) -> bytes:
         for r in rows:
             if keep(r) and r.energy_j_per_audio_s is not None and r.wer is not None:
                 groups[label(r)].append(r)
-        points = [(1e3 * mean(r.energy_j_per_audio_s for r in g), 100 * mean(r.wer for r in g), name)
-                  for name, g in groups.items()]
+        points = [
+            (1e3 * mean(r.energy_j_per_audio_s for r in g), 100 * mean(r.wer for r in g), name)
+            for name, g in groups.items()
+        ]
         for (energy, wer, name), g in zip(points, groups.values(), strict=True):
             ax.scatter(energy, wer, color=style(g[0])["color"])
-            ax.annotate(name.removeprefix("weightwise "), (energy, wer), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                name.removeprefix("weightwise "), (energy, wer), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
         front = pareto_front(points)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
         ax.set_xlabel("modeled energy, mJ per audio-second")
@@ -229,8 +264,7 @@ def pareto_figure(rows: list[BenchRow]) -> bytes:
 
 def components_figure(rows: list[BenchRow]) -> bytes:
     plt = _pyplot()
-    clean = [r for r in rows if r.noise is None and r.components
-             and r.energy_j_per_audio_s is not None]
+    clean = [r for r in rows if r.noise is None and r.components and r.energy_j_per_audio_s is not None]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(clean) + 1.5))
     names = sorted({c for r in clean for c in r.components})
     left = [0.0] * len(clean)
@@ -270,8 +304,12 @@ def _about(results: str | Path, rows: list[BenchRow]) -> str:
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(line) + " |" for line in body), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(line) + " |" for line in body),
+        "",
+    ]
 
 
 def _html_table(header: list[str], body: list[list[str]]) -> str:
@@ -292,8 +330,11 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     if out.suffix not in (".html", ".htm", ".md"):
         raise InputError(f"{out}: the report must end in .html or .md")
     tables = {"Summary per variant": summary_table(rows), "WER % by condition": wer_table(rows)}
-    figures = {"WER vs SNR": wer_vs_snr_figure(rows), "Energy vs WER": pareto_figure(rows),
-               "Energy by component (clean)": components_figure(rows)}
+    figures = {
+        "WER vs SNR": wer_vs_snr_figure(rows),
+        "Energy vs WER": pareto_figure(rows),
+        "Energy by component (clean)": components_figure(rows),
+    }
     cells = (list(COLUMNS), table_rows(rows))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".md":
@@ -307,16 +348,20 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         lines += ["## All cells", "", *_markdown_table(*cells)]
         _write_atomic(out, "\n".join(lines))
         return out
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>weightwise benchmark</title>"
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-             "font-size:13px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
-             f"<h1>weightwise benchmark</h1><p>{html.escape(_about(results, rows))}</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>weightwise benchmark</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        "font-size:13px;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+        f"<h1>weightwise benchmark</h1><p>{html.escape(_about(results, rows))}</p>",
+    ]
     for title, (header, body) in tables.items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body)}")
     for title, png in figures.items():
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        )
     parts += [f"<h2>All cells</h2>{_html_table(*cells)}", "</body></html>"]
     _write_atomic(out, "\n".join(parts))
     return out

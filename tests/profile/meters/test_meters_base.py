@@ -53,9 +53,7 @@ class _CountingMeter(Meter):
 
 
 def test_measurement_power_units_and_immutability():
-    m = Measurement(
-        energy_j=12.0, duration_s=4.0, meter="rapl", domains_j={"package-0": 12.0, "dram": 2.5}
-    )
+    m = Measurement(energy_j=12.0, duration_s=4.0, meter="rapl", domains_j={"package-0": 12.0, "dram": 2.5})
     assert m.power_w == 3.0
     assert math.isnan(Measurement(1.0, 0.0, "x", {}).power_w)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -197,9 +195,7 @@ def test_begin_twice_with_same_key_raises():
 def test_short_window_warns_and_long_window_does_not():
     short = _CountingMeter(_StepClock(0.1))  # window lasts 0.1 s < update period 0.5 s
     short.begin_window("tiny")
-    with pytest.warns(
-        ShortWindowWarning, match=r"'tiny' lasted 0\.100000 s.*update period of 0\.5 s"
-    ):
+    with pytest.warns(ShortWindowWarning, match=r"'tiny' lasted 0\.100000 s.*update period of 0\.5 s"):
         short.end_window("tiny")
     long = _CountingMeter(_StepClock(2.0))
     long.begin_window("long")

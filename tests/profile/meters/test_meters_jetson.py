@@ -11,9 +11,7 @@ import pytest
 from weightwise.profile.meters import JetsonMeter, MeterError
 
 
-def _hwmon(
-    root: Path, device: str, channels: dict[int, tuple[str, int, int]], hwmon: str = "hwmon3"
-) -> Path:
+def _hwmon(root: Path, device: str, channels: dict[int, tuple[str, int, int]], hwmon: str = "hwmon3") -> Path:
     """JetPack 5/6: ina3221/<dev>/hwmon/hwmonN/in{N}_label, in{N}_input (mV), curr{N}_input (mA)."""
     path = root / "ina3221" / device / "hwmon" / hwmon
     path.mkdir(parents=True)
@@ -140,9 +138,7 @@ def test_disabled_channel_and_repeated_labels(tmp_path):
 
 
 def test_jetpack4_iio_layout_converts_milliwatts(tmp_path):
-    _iio(
-        tmp_path, "0-0040", {0: ("GPU", 3000), 1: ("CPU", 1500), 2: ("SOC", 500)}
-    )  # AGX Xavier: no input rail
+    _iio(tmp_path, "0-0040", {0: ("GPU", 3000), 1: ("CPU", 1500), 2: ("SOC", 500)})  # AGX Xavier: no input rail
     meter = JetsonMeter(tmp_path, period_s=0.005)
     assert [r.name for r in meter.rails] == ["GPU", "CPU", "SOC"]
     with meter.window("w") as w:
@@ -168,9 +164,7 @@ def test_jetpack4_nano_uses_pom_5v_in_as_total(tmp_path):
 def test_missing_tree_is_unavailable(tmp_path):
     meter = JetsonMeter(tmp_path / "drivers")
     assert not meter.available
-    assert meter.reason.startswith(
-        "Jetson INA3221 not available: no ina3221 hwmon or ina3221x iio rails under"
-    )
+    assert meter.reason.startswith("Jetson INA3221 not available: no ina3221 hwmon or ina3221x iio rails under")
     with pytest.raises(MeterError, match="unavailable"):
         meter.begin_window("x")
 

@@ -108,9 +108,7 @@ def test_missing_pynvml_is_unavailable(monkeypatch):
 
 
 def test_nvml_init_failure_is_unavailable(monkeypatch):
-    monkeypatch.setitem(
-        sys.modules, "pynvml", _fake_pynvml(init_error="NVML Shared Library Not Found")
-    )
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(init_error="NVML Shared Library Not Found"))
     meter = NvmlMeter()
     assert not meter.available
     assert meter.reason == "NVML not available: nvmlInit failed (NVML Shared Library Not Found)"

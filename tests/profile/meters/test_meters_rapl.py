@@ -72,9 +72,7 @@ def test_domains_and_total_without_double_counting(client_tree):
     m = meter.end_window("w")
     assert m.energy_j == pytest.approx(6.5)  # package only: not 6.5+4+0.25, not +9 (psys)
     assert m.meter == "rapl:package-0"
-    assert dict(m.domains_j) == pytest.approx(
-        {"package-0": 6.5, "core": 4.0, "uncore": 0.25, "dram": 1.2, "psys": 9.0}
-    )
+    assert dict(m.domains_j) == pytest.approx({"package-0": 6.5, "core": 4.0, "uncore": 0.25, "dram": 1.2, "psys": 9.0})
 
 
 def test_counter_wraparound_between_begin_and_end(tmp_path):
@@ -134,9 +132,7 @@ def test_permission_denied_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(rapl_module, "_read_int", denied)
     meter = RaplMeter(root)
     assert not meter.available
-    assert meter.reason.startswith(
-        f"RAPL not available: permission denied reading {pkg / 'energy_uj'}"
-    )
+    assert meter.reason.startswith(f"RAPL not available: permission denied reading {pkg / 'energy_uj'}")
 
 
 def test_short_rapl_window_warns(tmp_path):

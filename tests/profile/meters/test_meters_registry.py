@@ -66,9 +66,7 @@ def test_auto_without_hardware_lists_every_reason(no_hardware):
     for name in ("auto", None, " AUTO "):
         meter = get_meter(name)
         assert isinstance(meter, NullMeter)
-        assert meter.reason.startswith(
-            "no energy meter available (jetson: Jetson INA3221 not available"
-        )
+        assert meter.reason.startswith("no energy meter available (jetson: Jetson INA3221 not available")
         assert "; nvml: NVML not available: pynvml is not installed" in meter.reason
         assert "; rapl: RAPL not available:" in meter.reason
     assert available_meters() == {}

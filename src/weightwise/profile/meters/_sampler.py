@@ -37,9 +37,7 @@ class PowerSampler:
     def start(self) -> None:
         """Take the first sample now, then keep sampling in a daemon thread."""
         self._take()
-        self._thread = threading.Thread(
-            target=self._run, name="weightwise-power-sampler", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="weightwise-power-sampler", daemon=True)
         self._thread.start()
 
     def stop(self) -> list[Sample]:

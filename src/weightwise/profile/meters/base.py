@@ -156,9 +156,7 @@ class Meter(ABC):
             MeterError: ``key`` is already open, or the meter is unavailable.
         """
         if key in self._windows:
-            raise MeterError(
-                f"meter {self.name!r}: window {key!r} is already open; end it before reusing it"
-            )
+            raise MeterError(f"meter {self.name!r}: window {key!r} is already open; end it before reusing it")
         if not self.available:
             raise MeterError(f"meter {self.name!r} is unavailable: {self.reason}")
         self._windows[key] = self._begin(key)
@@ -209,13 +207,7 @@ class Meter(ABC):
         self.close()
 
     def __repr__(self) -> str:
-        state = (
-            "available"
-            if self._probed and self._probed[0]
-            else "not probed"
-            if not self._probed
-            else "unavailable"
-        )
+        state = "available" if self._probed and self._probed[0] else "not probed" if not self._probed else "unavailable"
         return f"{type(self).__name__}(name={self.name!r}, {state})"
 
     def _probe_once(self) -> tuple[bool, str]:

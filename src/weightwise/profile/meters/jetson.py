@@ -121,9 +121,7 @@ class JetsonMeter(Meter):
         try:
             samples = state.stop()
         except (OSError, ValueError) as err:
-            raise MeterError(
-                f"meter 'jetson': reading rail power failed during the window ({err})"
-            ) from err
+            raise MeterError(f"meter 'jetson': reading rail power failed during the window ({err})") from err
         domains_j = integrate_trapezoid(samples)
         duration_s = samples[-1][0] - samples[0][0]
         input_rail = next((rail for rail in INPUT_RAILS if rail in domains_j), None)
@@ -148,11 +146,7 @@ def _hwmon_rails(driver_dir: Path) -> list[JetsonRail]:
                 continue
             volt, curr = hwmon / f"in{channel[1]}_input", hwmon / f"curr{channel[1]}_input"
             # in7_label (sum of shunt voltages) has no curr7_input; unconnected channels read "NC".
-            if (
-                volt.exists()
-                and curr.exists()
-                and _connected(label_file, hwmon / f"in{channel[1]}_enable")
-            ):
+            if volt.exists() and curr.exists() and _connected(label_file, hwmon / f"in{channel[1]}_enable"):
                 rails.append(JetsonRail(_label(label_file, hwmon.parents[1].name), (volt, curr)))
     return rails
 

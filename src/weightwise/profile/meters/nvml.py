@@ -105,22 +105,16 @@ class NvmlMeter(Meter):
         start_s, start_j = state
         energy_j = self._energy_j() - start_j
         duration_s = self._clock() - start_s
-        return Measurement(
-            energy_j, duration_s, f"nvml:energy-counter:{self.domain}", {self.domain: energy_j}
-        )
+        return Measurement(energy_j, duration_s, f"nvml:energy-counter:{self.domain}", {self.domain: energy_j})
 
     def _end_sampling(self, sampler: PowerSampler) -> Measurement:
         try:
             samples = sampler.stop()
         except Exception as err:  # noqa: BLE001 - an NVMLError raised in the sampler thread
-            raise MeterError(
-                f"meter 'nvml': reading GPU power failed during the window ({err})"
-            ) from err
+            raise MeterError(f"meter 'nvml': reading GPU power failed during the window ({err})") from err
         energy_j = integrate_trapezoid(samples)[self.domain]
         duration_s = samples[-1][0] - samples[0][0]
-        return Measurement(
-            energy_j, duration_s, f"nvml:power-sampling:{self.domain}", {self.domain: energy_j}
-        )
+        return Measurement(energy_j, duration_s, f"nvml:power-sampling:{self.domain}", {self.domain: energy_j})
 
     def _abandon(self, state: tuple[float, float] | PowerSampler) -> None:
         if isinstance(state, PowerSampler):

@@ -107,18 +107,13 @@ class RaplMeter(Meter):
         end_uj = self._read_counters_uj()
         duration_s = self._clock() - start_s
         domains_j = {
-            zone.key: _delta_uj(
-                start_uj[zone.zone_id], end_uj[zone.zone_id], zone.max_energy_range_uj
-            )
-            / _UJ_PER_J
+            zone.key: _delta_uj(start_uj[zone.zone_id], end_uj[zone.zone_id], zone.max_energy_range_uj) / _UJ_PER_J
             for zone in self._zones
         }
         summed = _total_zones(self._zones)
         total_j = sum(domains_j[zone.key] for zone in summed)
         scope = "+".join(zone.key for zone in summed)
-        return Measurement(
-            energy_j=total_j, duration_s=duration_s, meter=f"rapl:{scope}", domains_j=domains_j
-        )
+        return Measurement(energy_j=total_j, duration_s=duration_s, meter=f"rapl:{scope}", domains_j=domains_j)
 
     def _read_counters_uj(self) -> dict[str, int]:
         return {zone.zone_id: _read_int(zone.path / "energy_uj") for zone in self._zones}
@@ -170,10 +165,7 @@ def _read_int(path: Path) -> int:
 
 def _describe_error(err: OSError | ValueError) -> str:
     if isinstance(err, PermissionError):
-        return (
-            f"permission denied reading {err.filename} "
-            "(root-only since CVE-2020-8694; run as root or chmod a+r)"
-        )
+        return f"permission denied reading {err.filename} (root-only since CVE-2020-8694; run as root or chmod a+r)"
     if isinstance(err, OSError):
         return f"cannot read {err.filename}: {err.strerror or err}"
     return f"unexpected counter value ({err})"
