@@ -61,6 +61,7 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
         37760640
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    _check_cache_dir(cache)
     spec = resolve_name(name_or_path)
     if spec is not None:
         return load_ct2_dir(ct2_model_dir(spec, cache), spec.name, precision, cache)
@@ -93,6 +94,14 @@ def load_ct2_dir(model_dir: Path, name: str, precision: str, cache: Path) -> Whi
                          name, str(model_dir), sha, precision)
 
 
+def _check_cache_dir(cache: Path) -> None:
+    """The weights cache is a folder, or can become one: a file in its place is a one-line error."""
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == cache else f"lies under the file {existing}"
+        raise InputError(f"weights cache {cache}: {where}, not a folder (set --cache-dir or WEIGHTWISE_CACHE)")
+
+
 def _convert_ct2(model_dir: Path, out: Path) -> None:
     from safetensors.torch import save_file
 
@@ -103,7 +112,11 @@ def _convert_ct2(model_dir: Path, out: Path) -> None:
     config = whisper_config(ct2)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     aside = out.with_name(f"{tmp.name}.old")
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise InputError(f"weights cache {out.parent}: cannot write the converted weights "
+                         f"({err.strerror or err}); set --cache-dir or WEIGHTWISE_CACHE") from None
     try:
         save_file(hf_state_dict(ct2, config), tmp / "model.safetensors", metadata={"source": str(model_dir)})
         (tmp / "config.json").write_text(config.to_json_string())
