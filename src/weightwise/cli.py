@@ -115,12 +115,23 @@ def _load(args):
         train = _manifest(args.finetune, None) if args.finetune else None
         if args.finetune_steps and train is None:
             raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
+        if calib is None and not args.finetune_steps and _prunes_with_csp(plan):
+            raise InputError(f"--plan {args.plan} prunes with csp, which needs calibration audio (--calib MANIFEST) "
+                             "or fine-tuning (--finetune MANIFEST --finetune-steps N)")
+    if getattr(args, "calib", None) and not (plan is not None and _prunes_with_csp(plan)):
+        raise InputError("--calib is used only by csp pruning plans, and no --plan prunes with csp")
     model = load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
     if plan is not None:
         from weightwise.compress import compress_
 
         compress_(model, plan, calib, train, args.finetune_steps, args.finetune_lr)
     return model
+
+
+def _prunes_with_csp(plan) -> bool:
+    from weightwise.compress import Prune
+
+    return any(isinstance(rule.config, Prune) and rule.config.method == "csp" for rule in plan.rules)
 
 
 def _manifest(data: str, limit: int | None):
@@ -171,6 +182,16 @@ def cmd_eval(args) -> int:
 
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
+    if args.peer_compute_type and not args.peer:
+        raise InputError("--peer-compute-type is used only with --peer faster-whisper")
+    if args.peer:  # a compute type the CPU cannot run fails now, not after our own evaluation
+        from weightwise.evaluate.peer import DEFAULT_COMPUTE_TYPE, check_peer
+
+        compute_type = args.peer_compute_type or DEFAULT_COMPUTE_TYPE[args.precision]
+        try:
+            check_peer(compute_type)
+        except InputError as err:
+            raise InputError(f"--peer-compute-type {compute_type}: {err}") from None
     manifest.check_audio()  # a bad file fails now, not after the model load and earlier utterances
     model = _load(args)
     options = _options(args)
@@ -197,10 +218,11 @@ def cmd_profile(args) -> int:
             raise InputError(f"--plot {args.plot}: same path as --out; give the figure its own file")
         check_output_path(args.plot, inputs=_inputs(args, manifest), flag="--plot")
     manifest.check_audio()
+    meter = get_meter(args.meter)
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
     result = profile(model, manifest, device, options, progress=_progress(len(manifest)),
-                     meter=get_meter(args.meter), kv_dtype=args.kv_precision)
+                     meter=meter, kv_dtype=args.kv_precision)
     result.save(args.out)
     print_profile(result)
     if args.plot:
@@ -231,7 +253,6 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from weightwise.decode import DecodingOptions
     from weightwise.evaluate.bench import BenchConfig, run_bench
     from weightwise.evaluate.runtime import set_threads
 
@@ -243,7 +264,7 @@ def cmd_bench(args) -> int:
     config = BenchConfig(models=_csv(args.model), data=args.data, precisions=_csv(args.precision),
                          plans=tuple(args.plan or ()), noises=_csv(args.noise), snrs_db=snrs,
                          device=args.device, peers=_csv(args.peers), limit=args.limit, seed=args.seed,
-                         calib=args.calib, decoding=DecodingOptions(beam_size=args.beam_size))
+                         calib=args.calib, decoding=_options(args))
     rows = run_bench(config, args.out, progress=_progress(len(config.cells())))
     print(f"{len(rows)} cells in {args.out}", file=sys.stderr)
     return 0
@@ -324,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", default="int8,float32", help="faster-whisper compute types ('' = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
+    _decode_args(p)
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--out", required=True, help="results JSONL (its folder must exist); rerunning the "
                    "same command resumes it, a command with other inputs is refused")

@@ -130,10 +130,12 @@ def _calib(config: BenchConfig, plans: Mapping[str, Plan]) -> Manifest | None:
 def _model_sha256(name: str, config: BenchConfig, plans: Mapping[str, Plan]) -> str:
     """Load `name` once at fp32: it resolves, every plan matches its modules, peers can run it.
     Returns the hash of its weights (a compressed folder: also of its saved state)."""
+    from weightwise.decode.search import max_new_tokens
     from weightwise.evaluate.peer import check_peer
     from weightwise.models import load_model
 
     model = load_model(name)
+    max_new_tokens(model, config.decoding)  # a limit the decoder cannot hold fails now, not in the first cell
     identity = model.info.weights_sha256
     source = Path(model.info.source)
     if model.plan is not None:  # a folder written by `weightwise compress`
