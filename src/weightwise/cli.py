@@ -65,10 +65,17 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _decode_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-new-tokens", type=_positive_int, default=None,
-                        help="token limit per 30 s window (default: all the decoder holds, 446 for Whisper)")
-    parser.add_argument("--no-repetition-guard", action="store_true",
-                        help="decode looping windows to eot or the limit (default: stop a window that repeats itself)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        default=None,
+        help="token limit per 30 s window (default: all the decoder holds, 446 for Whisper)",
+    )
+    parser.add_argument(
+        "--no-repetition-guard",
+        action="store_true",
+        help="decode looping windows to eot or the limit (default: stop a window that repeats itself)",
+    )
 
 
 def _options(args, **overrides):
@@ -92,12 +99,21 @@ def _inputs(args, *manifests) -> list[Path]:
 
 def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--plan", required=required, default=None, help="compression plan JSON")
-    parser.add_argument("--calib", default=None,
-                        help="calibration audio manifest (no transcripts needed), for csp pruning")
-    parser.add_argument("--finetune", default=None, metavar="MANIFEST",
-                        help="transcribed training audio: csp rules fine-tune on it (see --finetune-steps)")
-    parser.add_argument("--finetune-steps", type=_positive_int, default=0,
-                        help="fine-tuning steps, one utterance each (default 0: post-training csp)")
+    parser.add_argument(
+        "--calib", default=None, help="calibration audio manifest (no transcripts needed), for csp pruning"
+    )
+    parser.add_argument(
+        "--finetune",
+        default=None,
+        metavar="MANIFEST",
+        help="transcribed training audio: csp rules fine-tune on it (see --finetune-steps)",
+    )
+    parser.add_argument(
+        "--finetune-steps",
+        type=_positive_int,
+        default=0,
+        help="fine-tuning steps, one utterance each (default 0: post-training csp)",
+    )
     parser.add_argument("--finetune-lr", type=float, default=1e-5, help="Adam learning rate for --finetune")
 
 
@@ -108,10 +124,16 @@ def _load(args):
 
     set_threads(args.threads)
     plan = getattr(args, "plan", None)
-    return load_model_with_plan(args.model, args.precision, args.cache_dir, plan=plan,
-                                calib=args.calib if plan else None, train=args.finetune if plan else None,
-                                finetune_steps=args.finetune_steps if plan else 0,
-                                finetune_lr=args.finetune_lr if plan else 1e-5)
+    return load_model_with_plan(
+        args.model,
+        args.precision,
+        args.cache_dir,
+        plan=plan,
+        calib=args.calib if plan else None,
+        train=args.finetune if plan else None,
+        finetune_steps=args.finetune_steps if plan else 0,
+        finetune_lr=args.finetune_lr if plan else 1e-5,
+    )
 
 
 def _manifest(data: str, limit: int | None):
@@ -132,14 +154,28 @@ def cmd_transcribe(args) -> int:
     rows = []
     for utt, samples in _progress(len(manifest))(iter_audio(manifest), "transcribing"):
         out = transcribe(model, samples, options, file_id=utt.id)
-        rows.append({"file": str(utt.audio_path), "text": out.text, "audio_s": out.audio_s,
-                     "n_tokens": out.n_tokens, "n_windows": len(out.windows),
-                     "stop_reasons": [w.stop_reason for w in out.windows]})
+        rows.append(
+            {
+                "file": str(utt.audio_path),
+                "text": out.text,
+                "audio_s": out.audio_s,
+                "n_tokens": out.n_tokens,
+                "n_windows": len(out.windows),
+                "stop_reasons": [w.stop_reason for w in out.windows],
+            }
+        )
         print(f"{utt.audio_path.name}\t{out.text}")
         _note_stops(utt.audio_path.name, out)
     if args.out is not None:
-        write_json_atomic(args.out, {"model": model.info.name, "precision": model.info.precision,
-                                     "decoding": dataclasses.asdict(options), "transcripts": rows})
+        write_json_atomic(
+            args.out,
+            {
+                "model": model.info.name,
+                "precision": model.info.precision,
+                "decoding": dataclasses.asdict(options),
+                "transcripts": rows,
+            },
+        )
     return 0
 
 
@@ -147,8 +183,11 @@ def _note_stops(name: str, out) -> None:
     """One stderr note when a transcript was cut short (looping windows, or the token limit)."""
     repeated, limited = out.n_windows_repetition_stopped, out.n_windows_limit_stopped
     if repeated or limited:
-        print(f"weightwise: note: {name}: {repeated + limited} of {len(out.windows)} windows stopped before "
-              f"end-of-text ({repeated} on repetition, {limited} at the token limit)", file=sys.stderr)
+        print(
+            f"weightwise: note: {name}: {repeated + limited} of {len(out.windows)} windows stopped before "
+            f"end-of-text ({repeated} on repetition, {limited} at the token limit)",
+            file=sys.stderr,
+        )
 
 
 def cmd_eval(args) -> int:
@@ -156,13 +195,24 @@ def cmd_eval(args) -> int:
 
     manifest = _manifest(args.data, args.limit)
     check_output_path(args.out, inputs=_inputs(args, manifest))
+    if args.peer_compute_type and not args.peer:
+        raise InputError("--peer-compute-type is used only with --peer faster-whisper")
+    if args.peer:  # a compute type the CPU cannot run fails now, not after our own evaluation
+        from weightwise.evaluate.peer import DEFAULT_COMPUTE_TYPE, check_peer
+
+        compute_type = args.peer_compute_type or DEFAULT_COMPUTE_TYPE[args.precision]
+        try:
+            check_peer(compute_type)
+        except InputError as err:
+            raise InputError(f"--peer-compute-type {compute_type}: {err}") from None
     manifest.check_audio()  # a bad file fails now, not after the model load and earlier utterances
     model = _load(args)
     options = _options(args)
     result = evaluate(model, manifest, options, progress=_progress(len(manifest)))
     if args.peer:
-        result = run_faster_whisper(result, manifest, args.peer_compute_type, options,
-                                    progress=_progress(len(manifest)))
+        result = run_faster_whisper(
+            result, manifest, args.peer_compute_type, options, progress=_progress(len(manifest))
+        )
     result.save(args.out)
     print_eval(result)
     print(f"wrote {args.out}", file=sys.stderr)
@@ -182,12 +232,21 @@ def cmd_profile(args) -> int:
             raise InputError(f"--plot {args.plot}: same path as --out; give the figure its own file")
         check_output_path(args.plot, inputs=_inputs(args, manifest), flag="--plot")
     manifest.check_audio()
+    meter = get_meter(args.meter)  # an unknown meter fails before the model load
     model = _load(args)
     options = _options(args, use_cache=not args.no_kv_cache)
-    with get_meter(args.meter) as meter:  # closed (its sampler, its handles) when the profile ends
-        result = profile(model, manifest, device, options, progress=_progress(len(manifest)), meter=meter,
-                         kv_dtype=args.kv_precision, act_dtype=args.activation_precision,
-                         fused_attention=args.fused_attention)
+    with meter:  # closed (its sampler, its handles) when the profile ends
+        result = profile(
+            model,
+            manifest,
+            device,
+            options,
+            progress=_progress(len(manifest)),
+            meter=meter,
+            kv_dtype=args.kv_precision,
+            act_dtype=args.activation_precision,
+            fused_attention=args.fused_attention,
+        )
     result.save(args.out)
     print_profile(result)
     if args.plot:
@@ -207,8 +266,10 @@ def cmd_compress(args) -> int:
     model = _load(args)
     out = save_compressed(model, args.out, inputs)
     sizes = unique_storage(model.network)
-    print(f"{model.info.name} + plan {model.info.plan}: {sizes['unique_params']:,} unique parameters, "
-          f"{sizes['unique_bytes'] / 1e6:.2f} MB stored (dense: {sizes['params_if_dense']:,} parameters)")
+    print(
+        f"{model.info.name} + plan {model.info.plan}: {sizes['unique_params']:,} unique parameters, "
+        f"{sizes['unique_bytes'] / 1e6:.2f} MB stored (dense: {sizes['params_if_dense']:,} parameters)"
+    )
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -219,18 +280,27 @@ def cmd_optimize(args) -> int:
     set_threads(args.threads)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill runs the clean-up: nothing half-written in --out
     space = CandidateSpace.from_json(args.candidates) if args.candidates else CandidateSpace()
-    options = OptimizeOptions(space=space, limit_calib=args.limit_calib, limit_eval=args.limit_eval,
-                              cache_dir=args.sensitivity_cache, uniform=not args.no_uniform)
-    result = optimize(args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options,
-                      progress=_progress)
+    options = OptimizeOptions(
+        space=space,
+        limit_calib=args.limit_calib,
+        limit_eval=args.limit_eval,
+        cache_dir=args.sensitivity_cache,
+        uniform=not args.no_uniform,
+    )
+    result = optimize(
+        args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options, progress=_progress
+    )
     s, base = result.summary, result.summary["baseline"]
     opt = s["optimized"]
-    print(f"{s['model']} on {s['device']}: fp16 WER {100 * base['wer']:.2f}%, "
-          f"{1e3 * base['energy_j_per_audio_s']:.3f} mJ/audio-s -> optimized WER {100 * opt['wer']:.2f}% "
-          f"({opt['wer_delta_points']:+.2f} pts; predicted {opt['predicted']['wer_delta_points']:+.2f}), "
-          f"{1e3 * opt['energy_j_per_audio_s']:.3f} mJ/audio-s ({100 * opt['energy_cut_vs_baseline']:.1f}% below fp16)")
-    print(f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s",
-          file=sys.stderr)
+    print(
+        f"{s['model']} on {s['device']}: fp16 WER {100 * base['wer']:.2f}%, "
+        f"{1e3 * base['energy_j_per_audio_s']:.3f} mJ/audio-s -> optimized WER {100 * opt['wer']:.2f}% "
+        f"({opt['wer_delta_points']:+.2f} pts; predicted {opt['predicted']['wer_delta_points']:+.2f}), "
+        f"{1e3 * opt['energy_j_per_audio_s']:.3f} mJ/audio-s ({100 * opt['energy_cut_vs_baseline']:.1f}% below fp16)"
+    )
+    print(
+        f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s", file=sys.stderr
+    )
     return 0
 
 
@@ -257,10 +327,20 @@ def cmd_bench(args) -> int:
         snrs = tuple(float(s) for s in _csv(args.snr))
     except ValueError:
         raise InputError(f"--snr must be comma-separated numbers in dB, got {args.snr!r}") from None
-    config = BenchConfig(models=_csv(args.model), data=args.data, precisions=_csv(args.precision),
-                         plans=tuple(args.plan or ()), noises=_csv(args.noise), snrs_db=snrs,
-                         device=args.device, peers=_csv(args.peers), limit=args.limit, seed=args.seed,
-                         calib=args.calib, decoding=DecodingOptions(beam_size=args.beam_size))
+    config = BenchConfig(
+        models=_csv(args.model),
+        data=args.data,
+        precisions=_csv(args.precision),
+        plans=tuple(args.plan or ()),
+        noises=_csv(args.noise),
+        snrs_db=snrs,
+        device=args.device,
+        peers=_csv(args.peers),
+        limit=args.limit,
+        seed=args.seed,
+        calib=args.calib,
+        decoding=_options(args),
+    )
     rows = run_bench(config, args.out, progress=_progress(len(config.cells())))
     print(f"{len(rows)} cells in {args.out}", file=sys.stderr)
     return 0
@@ -296,12 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="WER/RTF of a model on a manifest, optionally beside a peer")
     _model_args(p)
     _decode_args(p)
-    p.add_argument("--data", required=True, help="manifest.jsonl, its folder, a LibriSpeech folder, "
-                   "or 'samples' (the bundled set)")
+    p.add_argument(
+        "--data", required=True, help="manifest.jsonl, its folder, a LibriSpeech folder, or 'samples' (the bundled set)"
+    )
     p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
     p.add_argument("--peer", choices=PEERS, default=None)
-    p.add_argument("--peer-compute-type", default=None,
-                   help="CTranslate2 compute type (default: float32 for fp32/fp16/bf16, int8 for int8)")
+    p.add_argument(
+        "--peer-compute-type",
+        default=None,
+        help="CTranslate2 compute type (default: float32 for fp32/fp16/bf16, int8 for int8)",
+    )
     _plan_args(p)
     p.add_argument("--out", required=True, help="result JSON (written atomically)")
     p.set_defaults(func=cmd_eval)
@@ -312,12 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
     p.add_argument("--no-kv-cache", action="store_true", help="recompute all positions every step")
-    p.add_argument("--kv-precision", choices=tuple(KV_BYTES_PER_VALUE), default=None,
-                   help="storage precision of the key/value cache (default: the model's activation dtype)")
-    p.add_argument("--activation-precision", default=None, metavar="|".join(KV_BYTES_PER_VALUE),
-                   help="storage precision of activations and attention MACs (default: the run's dtype)")
-    p.add_argument("--fused-attention", action="store_true",
-                   help="assume flash-style attention: score matrices stay on-chip and are not charged")
+    p.add_argument(
+        "--kv-precision",
+        choices=tuple(KV_BYTES_PER_VALUE),
+        default=None,
+        help="storage precision of the key/value cache (default: the model's activation dtype)",
+    )
+    p.add_argument(
+        "--activation-precision",
+        default=None,
+        metavar="|".join(KV_BYTES_PER_VALUE),
+        help="storage precision of activations and attention MACs (default: the run's dtype)",
+    )
+    p.add_argument(
+        "--fused-attention",
+        action="store_true",
+        help="assume flash-style attention: score matrices stay on-chip and are not charged",
+    )
     p.add_argument("--meter", default="auto", help="auto, nvml, rapl, jetson or null")
     p.add_argument("--out", required=True, help="profile JSON (written atomically)")
     p.add_argument("--plot", default=None, help="also write a PNG figure")
@@ -328,8 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_args(p, required=True)
     p.add_argument("--out", required=True, help="output directory (load it with --model DIR)")
     p.set_defaults(func=cmd_compress)
-    p = sub.add_parser("optimize", help="least modeled energy on a device within a WER budget: "
-                       "profile -> sensitivity -> plan -> compress -> evaluate")
+    p = sub.add_parser(
+        "optimize",
+        help="least modeled energy on a device within a WER budget: "
+        "profile -> sensitivity -> plan -> compress -> evaluate",
+    )
     # fmt: off
     p.add_argument("--model", default=DEFAULT_MODEL, help="registered name or checkpoint path (float32)")
     p.add_argument("--device", required=True, help="bundled device profile name or a TOML file")
@@ -362,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", default="int8,float32", help="faster-whisper compute types ('' = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
+    _decode_args(p)
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--out", required=True, help="results JSONL (its folder must exist); rerunning the "
                    "same command resumes it, a command with other inputs is refused")

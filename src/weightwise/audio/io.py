@@ -10,7 +10,9 @@ file, because the CLI turns those into exit status 2 instead of a numpy or libsn
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +52,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     """
     file = _checked_file(path)
     try:
-        samples, file_rate_hz = sf.read(file, dtype="float32", always_2d=True)
+        with _native_stderr_hidden():
+            samples, file_rate_hz = sf.read(file, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:
         raise InputError(f"{file}: not a readable audio file ({_reason(err)})") from None
     if samples.shape[0] == 0:
@@ -67,7 +70,8 @@ def audio_duration_s(path: str | os.PathLike) -> float:
     """
     file = _checked_file(path)
     try:
-        info = sf.info(file)
+        with _native_stderr_hidden():
+            info = sf.info(file)
     except (sf.SoundFileError, RuntimeError) as err:
         raise InputError(f"{file}: not a readable audio file ({_reason(err)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
@@ -89,9 +93,7 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """
     array = np.asarray(samples)
     if array.ndim not in (1, 2):
-        raise InputError(
-            f"audio array must be 1-D or 2-D (frames, channels), got shape {array.shape}"
-        )
+        raise InputError(f"audio array must be 1-D or 2-D (frames, channels), got shape {array.shape}")
     if array.size == 0:
         raise InputError("audio array is empty")
     array = _as_float32(array)
@@ -105,8 +107,10 @@ def _check_values(samples: np.ndarray, what: str) -> None:
         raise InputError(f"{what} contains non-finite samples (NaN or inf)")
     peak = float(np.abs(samples).max())
     if peak > MAX_ABS_SAMPLE:
-        raise InputError(f"{what} has samples up to {peak:.3g}, beyond the accepted +-{MAX_ABS_SAMPLE:g} "
-                         "(full scale is 1); rescale it (integer PCM stored as float?)")
+        raise InputError(
+            f"{what} has samples up to {peak:.3g}, beyond the accepted +-{MAX_ABS_SAMPLE:g} "
+            "(full scale is 1); rescale it (integer PCM stored as float?)"
+        )
 
 
 def _mono_resampled(samples: np.ndarray, rate_hz: int, target_hz: int) -> np.ndarray:
@@ -143,6 +147,25 @@ def _checked_file(path: str | os.PathLike) -> Path:
     if file.stat().st_size == 0:
         raise InputError(f"{file}: empty file (0 bytes), not a readable audio file")
     return file
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block. libsndfile's MP3 decoder (mpg123) prints
+    "Note: Illegal Audio-MPEG-Header ..." lines straight to fd 2 on data that is not MP3 (or an
+    MP3 it has to resync), which would break the one-line error a bad file gets."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _reason(err: Exception) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from weightwise.audio.noise import NoiseSource, load_clip
 from weightwise.compress import Plan
-from weightwise.compress.configs import Prune
+from weightwise.compress.loading import needs_calibration
 from weightwise.data import Manifest, Utterance, iter_audio, open_manifest, resolve_noise
 from weightwise.errors import InputError
 from weightwise.evaluate.peer import check_peer
@@ -57,10 +57,13 @@ class BenchInputs:
 
     def of(self, cell: Cell) -> dict[str, Any]:
         """Everything `cell`'s result depends on beyond its coordinates (RUN_KEYS + CELL_KEYS)."""
-        return {**self.run, "weights_sha256": self.weights_sha256[cell.model],
-                "plan_sha256": self.plan_sha256[cell.plan] if cell.plan else None,
-                "calib_sha256": self.calib_sha256 if self.needs_calib(cell.plan) else None,
-                "noise_sha256": self.noise_sha256[cell.noise] if cell.noise else None}
+        return {
+            **self.run,
+            "weights_sha256": self.weights_sha256[cell.model],
+            "plan_sha256": self.plan_sha256[cell.plan] if cell.plan else None,
+            "calib_sha256": self.calib_sha256 if self.needs_calib(cell.plan) else None,
+            "noise_sha256": self.noise_sha256[cell.noise] if cell.noise else None,
+        }
 
 
 def load_inputs(config: BenchConfig) -> BenchInputs:
@@ -75,12 +78,28 @@ def load_inputs(config: BenchConfig) -> BenchInputs:
     _check_plan_names(plans)
     calib = _calib(config, plans)
     weights = {model: _model_sha256(model, config, plans) for model in config.models}
-    run = {"data_sha256": _utterances_sha256(manifest), "limit": config.limit, "seed": config.seed,
-           "device": device.name, "device_sha256": _file_sha256(Path(device.path)),
-           "decoding": asdict(config.decoding), "threads": threads()}
-    return BenchInputs(manifest, audio, device, noises, plans, calib, run, weights,
-                       {path: _json_sha256(plan.to_dict()) for path, plan in plans.items()}, noise_sha,
-                       _utterances_sha256(calib) if calib is not None else None)
+    run = {
+        "data_sha256": _utterances_sha256(manifest),
+        "limit": config.limit,
+        "seed": config.seed,
+        "device": device.name,
+        "device_sha256": _file_sha256(Path(device.path)),
+        "decoding": asdict(config.decoding),
+        "threads": threads(),
+    }
+    return BenchInputs(
+        manifest,
+        audio,
+        device,
+        noises,
+        plans,
+        calib,
+        run,
+        weights,
+        {path: _json_sha256(plan.to_dict()) for path, plan in plans.items()},
+        noise_sha,
+        _utterances_sha256(calib) if calib is not None else None,
+    )
 
 
 def differing(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
@@ -90,7 +109,7 @@ def differing(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], ke
 
 
 def _needs_calib(plan: Plan) -> bool:
-    return any(isinstance(rule.config, Prune) and rule.config.method == "csp" for rule in plan.rules)
+    return needs_calibration(plan)
 
 
 def _check_plan_names(plans: Mapping[str, Plan]) -> None:
@@ -98,19 +117,23 @@ def _check_plan_names(plans: Mapping[str, Plan]) -> None:
     by_name: dict[str, str] = {}
     for path, plan in plans.items():
         if plan.name in by_name:
-            raise InputError(f"--plan {path} and --plan {by_name[plan.name]} are both named "
-                             f"'{plan.name}' (rows name plans by file stem); rename one")
+            raise InputError(
+                f"--plan {path} and --plan {by_name[plan.name]} are both named "
+                f"'{plan.name}' (rows name plans by file stem); rename one"
+            )
         by_name[plan.name] = path
 
 
 def _calib(config: BenchConfig, plans: Mapping[str, Plan]) -> Manifest | None:
     csp = [path for path, plan in plans.items() if _needs_calib(plan)]
     if csp and config.calib is None:
-        raise InputError(f"--plan {csp[0]} prunes with csp, which needs calibration audio (--calib MANIFEST)")
+        raise InputError(
+            f"--plan {csp[0]} prunes with csp or quantizes with gptq, which needs calibration audio (--calib MANIFEST)"
+        )
     if config.calib is None:
         return None
     if not csp:
-        raise InputError("--calib is used only by csp pruning plans, and no --plan prunes with csp")
+        raise InputError("--calib is used only by csp pruning and gptq plans, and no --plan has either")
     calib = open_manifest(config.calib, None)
     for _ in iter_audio(calib):  # every file decodes (compress_ reads them all)
         pass
@@ -121,6 +144,7 @@ def _model_sha256(name: str, config: BenchConfig, plans: Mapping[str, Plan]) -> 
     """Load `name` once at fp32: it resolves, every plan matches its modules, peers can run it.
     Returns the hash of its weights (a compressed folder: also of its saved state)."""
     model = load_model(name)
+    max_new_tokens(model, config.decoding)  # a limit the decoder cannot hold fails now, not in the first cell
     identity = model.info.weights_sha256
     source = Path(model.info.source)
     if model.plan is not None:  # a folder written by `weightwise compress`

@@ -53,9 +53,27 @@ def load_model_with_plan(
     train = _opened(train)
     if finetune_steps and train is None:
         raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
+    if calib is None and not finetune_steps and needs_calibration(plan):
+        raise InputError(
+            f"plan {plan.name or 'plan'} prunes with csp or quantizes with gptq, which needs "
+            "calibration audio (--calib MANIFEST)"
+        )
+    if calib is not None and not needs_calibration(plan):
+        raise InputError(
+            f"--calib is used only by csp pruning and gptq plans, and plan {plan.name or 'plan'} has neither"
+        )
     model = load_model(name_or_path, precision=precision, cache_dir=cache_dir)
     compress_(model, plan, calib, train, finetune_steps, finetune_lr)
     return model
+
+
+def needs_calibration(plan: Plan) -> bool:
+    """Whether a rule of `plan` chooses its weights from calibration activations (csp pruning, gptq)."""
+    from weightwise.compress.configs import Gptq, Prune
+
+    return any(
+        isinstance(r.config, Gptq) or (isinstance(r.config, Prune) and r.config.method == "csp") for r in plan.rules
+    )
 
 
 def _opened(data: Manifest | str | os.PathLike | None) -> Manifest | None:

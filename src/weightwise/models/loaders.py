@@ -52,8 +52,7 @@ def register_loader(predicate: Callable[[Path], bool], load_fn: PathLoader) -> N
         _LOADERS.append((predicate, load_fn))
 
 
-def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None
-               ) -> WhisperASR:
+def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None) -> WhisperASR:
     """Load a Whisper model for CPU inference.
 
     Args:
@@ -70,6 +69,7 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
         37760640
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    _check_cache_dir(cache)
     spec = resolve_name(name_or_path)
     if spec is not None:
         return load_ct2_dir(ct2_model_dir(spec, cache), spec.name, precision, cache)
@@ -87,8 +87,10 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
         raise InputError(f"{path}: not a CTranslate2, Hugging Face or openai-whisper checkpoint")
     if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
         return load_hub_model(name_or_path, precision)
-    raise InputError(f"unknown model {name_or_path!r}: not one of {', '.join(available_models())}, "
-                     "an existing checkpoint path, or a hub id like openai/whisper-tiny.en")
+    raise InputError(
+        f"unknown model {name_or_path!r}: not one of {', '.join(available_models())}, "
+        "an existing checkpoint path, or a hub id like openai/whisper-tiny.en"
+    )
 
 
 def load_ct2_dir(model_dir: Path, name: str, precision: str, cache: Path) -> WhisperASR:
@@ -98,8 +100,17 @@ def load_ct2_dir(model_dir: Path, name: str, precision: str, cache: Path) -> Whi
     if not _conversion_intact(converted):  # missing, truncated, altered, or from before SHA256SUMS
         _convert_ct2(model_dir, converted)
     network = _network_from_safetensors(converted)
-    return build_whisper(network, model_dir / "tokenizer.json", read_suppress_lists(model_dir),
-                         name, str(model_dir), sha, precision)
+    return build_whisper(
+        network, model_dir / "tokenizer.json", read_suppress_lists(model_dir), name, str(model_dir), sha, precision
+    )
+
+
+def _check_cache_dir(cache: Path) -> None:
+    """The weights cache is a folder, or can become one: a file in its place is a one-line error."""
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == cache else f"lies under the file {existing}"
+        raise InputError(f"weights cache {cache}: {where}, not a folder (set --cache-dir or WEIGHTWISE_CACHE)")
 
 
 def _convert_ct2(model_dir: Path, out: Path) -> None:
@@ -109,7 +120,13 @@ def _convert_ct2(model_dir: Path, out: Path) -> None:
     config = whisper_config(ct2)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     aside = out.with_name(f"{tmp.name}.old")
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise InputError(
+            f"weights cache {out.parent}: cannot write the converted weights "
+            f"({err.strerror or err}); set --cache-dir or WEIGHTWISE_CACHE"
+        ) from None
     try:
         save_file(hf_state_dict(ct2, config), tmp / "model.safetensors", metadata={"source": str(model_dir)})
         (tmp / "config.json").write_text(config.to_json_string())
@@ -132,7 +149,8 @@ def _conversion_intact(converted: Path) -> bool:
     expected = {name: digest for digest, _, name in (line.partition("  ") for line in lines)}
     try:
         return set(expected) == {"model.safetensors", "config.json"} and all(
-            file_sha256(converted / name) == digest for name, digest in expected.items())
+            file_sha256(converted / name) == digest for name, digest in expected.items()
+        )
     except OSError:
         return False
 
@@ -148,14 +166,15 @@ def _network_from_safetensors(converted: Path):
     state = {k: v.float() for k, v in load_file(converted / "model.safetensors").items()}
     missing, unexpected = network.load_state_dict(state, strict=False, assign=True)
     if set(missing) - {"proj_out.weight"} or unexpected:
-        raise InputError(f"{converted}: cached weights do not match the network "
-                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise InputError(
+            f"{converted}: cached weights do not match the network "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
     network.tie_weights()  # proj_out shares the token embedding
     return network
 
 
-def load_hf_dir(path: Path, precision: str, source: str | None = None,
-                cache_dir: Path | None = None) -> WhisperASR:
+def load_hf_dir(path: Path, precision: str, source: str | None = None, cache_dir: Path | None = None) -> WhisperASR:
     """A local Hugging Face Whisper directory (`config.json`, safetensors or .bin, tokenizer.json)."""
     from transformers import WhisperForConditionalGeneration
 
@@ -167,8 +186,9 @@ def load_hf_dir(path: Path, precision: str, source: str | None = None,
         raise InputError(f"{path}: no model.safetensors or pytorch_model.bin")
     network = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
     suppress = _suppress_lists(path, network.config.vocab_size, cache_dir)
-    return build_whisper(network, path / "tokenizer.json", suppress,
-                         path.name, source or str(path), file_sha256(*weights), precision)
+    return build_whisper(
+        network, path / "tokenizer.json", suppress, path.name, source or str(path), file_sha256(*weights), precision
+    )
 
 
 def _suppress_lists(path: Path, vocab_size: int, cache_dir: Path | None) -> tuple[list[int], list[int]]:
