@@ -490,7 +490,7 @@ def outcome(request, tmp_path_factory, samples, weightwise_cache):
     elif any(c.loads for c in cases):
         request.getfixturevalue("tiny_model")  # convert the weights once, not in every process
     with ThreadPoolExecutor(WORKERS) as pool:
-        done = dict(zip((c.id for c in cases), pool.map(run, cases)))
+        done = dict(zip((c.id for c in cases), pool.map(run, cases), strict=True))
     return lambda case: done[case.id] if case.id in done else run(case)
 
 

@@ -320,7 +320,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from weightwise import BenchConfig, DecodingOptions, run_bench, set_threads
+    from weightwise import BenchConfig, run_bench, set_threads
 
     set_threads(args.threads)
     try:

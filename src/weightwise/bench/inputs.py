@@ -22,6 +22,7 @@ from weightwise.audio.noise import NoiseSource, load_clip
 from weightwise.compress import Plan
 from weightwise.compress.loading import needs_calibration
 from weightwise.data import Manifest, Utterance, iter_audio, open_manifest, resolve_noise
+from weightwise.decode.search import max_new_tokens
 from weightwise.errors import InputError
 from weightwise.evaluate.peer import check_peer
 from weightwise.evaluate.runtime import threads
