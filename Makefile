@@ -22,6 +22,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q --durations=10
 
 bench-foundation: setup
