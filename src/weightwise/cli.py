@@ -100,7 +100,7 @@ def _inputs(args, *manifests) -> list[Path]:
 def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--plan", required=required, default=None, help="compression plan JSON")
     parser.add_argument(
-        "--calib", default=None, help="calibration audio manifest (no transcripts needed), for csp pruning"
+        "--calib", default=None, help="calibration audio manifest (no transcripts needed), for csp pruning and gptq plans"
     )
     parser.add_argument(
         "--finetune",
@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32,fp16,bf16,int8")
     p.add_argument("--plan", action="append", help="compression plan JSON (repeatable; run at fp32)")
     p.add_argument("--calib", default=None, metavar="MANIFEST",
-                   help="calibration audio manifest (no transcripts needed), for csp pruning plans")
+                   help="calibration audio manifest (no transcripts needed), for csp pruning and gptq plans")
     p.add_argument("--noise", default="", help="comma-separated: white,pink,babble, an audio file or a manifest")
     p.add_argument("--snr", default="", help="comma-separated SNRs in dB, e.g. 20,10,5,0")
     p.add_argument("--data", required=True, help="manifest (as for eval) or 'samples'")

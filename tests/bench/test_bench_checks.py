@@ -39,9 +39,9 @@ CASES = [
     ),
     (
         ["--plan", "{d}/csp.json"],
-        "--plan {d}/csp.json prunes with csp, which needs calibration audio (--calib MANIFEST)",
+        "--plan {d}/csp.json prunes with csp or quantizes with gptq, which needs calibration audio (--calib MANIFEST)",
     ),
-    (["--calib", "samples"], "--calib is used only by csp pruning plans, and no --plan prunes with csp"),
+    (["--calib", "samples"], "--calib is used only by csp pruning and gptq plans, and no --plan has either"),
     (
         ["--peers", "int8,bogus"],
         "--peers bogus with --model whisper-tiny.en: peer compute type 'bogus' is not "
