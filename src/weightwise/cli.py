@@ -100,7 +100,9 @@ def _inputs(args, *manifests) -> list[Path]:
 def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--plan", required=required, default=None, help="compression plan JSON")
     parser.add_argument(
-        "--calib", default=None, help="calibration audio manifest (no transcripts needed), for csp pruning and gptq plans"
+        "--calib",
+        default=None,
+        help="calibration audio manifest (no transcripts needed), for csp pruning and gptq plans",
     )
     parser.add_argument(
         "--finetune",
