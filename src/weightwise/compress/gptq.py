@@ -133,7 +133,7 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, config: Gptq, nam
 
     Runs in float64 when `weight` is float64 (the tests' exact comparisons), else float32.
     """
-    rows, cols = weight.shape
+    cols = weight.shape[1]
     group = config.group_size if config.granularity == "group" else cols
     if cols % group:
         raise InputError(f"{name}: gptq group_size {group} does not divide its {cols} input elements")
