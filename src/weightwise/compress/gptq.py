@@ -32,7 +32,9 @@ Choices here (the paper leaves them open or to its code):
   is calibrated on the projection's inputs only; its embedding role wants a small plain weight
   error ||W - Q||^2, which is what a larger damping favours (damp -> large makes GPTQ round to
   nearest): on tiny.en, damp 0.3 gave both a lower held-out projection error than 0.03 and a
-  weight error within 15 % of RTN's (0.03: +54 %).
+  weight error within 15 % of RTN's (0.03: +54 %), yet test-other WER was worse (17.19 % vs
+  14.83 %, one utterance cut short by an early end of text): layer errors do not rank these
+  close variants, so the default stays one damping for all (benchmarks/gptq_rows.py).
 
 No library was used: torchao's GPTQ (prototype) runs on CUDA only, GPTQModel and llm-compressor
 pull CUDA toolkits or pin other transformers versions, and HQQ / optimum-quanto have no GPTQ.
@@ -135,7 +137,7 @@ def gptq_quantize(
 
     Runs in float64 when `weight` is float64 (the tests' exact comparisons), else float32.
     """
-    rows, cols = weight.shape
+    cols = weight.shape[1]
     group = config.group_size if config.granularity == "group" else cols
     if cols % group:
         raise InputError(f"{name}: gptq group_size {group} does not divide its {cols} input elements")
