@@ -42,6 +42,8 @@ _EXPORTS = {
     "transcribe": "weightwise.decode",
     # evaluation
     "PEERS": "weightwise.evaluate",
+    "DEFAULT_COMPUTE_TYPE": "weightwise.evaluate.peer",
+    "check_peer": "weightwise.evaluate.peer",
     "evaluate": "weightwise.evaluate",
     "run_faster_whisper": "weightwise.evaluate",
     "set_threads": "weightwise.evaluate.runtime",

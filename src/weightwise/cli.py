@@ -200,7 +200,7 @@ def cmd_eval(args) -> int:
     if args.peer_compute_type and not args.peer:
         raise InputError("--peer-compute-type is used only with --peer faster-whisper")
     if args.peer:  # a compute type the CPU cannot run fails now, not after our own evaluation
-        from weightwise.evaluate.peer import DEFAULT_COMPUTE_TYPE, check_peer
+        from weightwise import DEFAULT_COMPUTE_TYPE, check_peer
 
         compute_type = args.peer_compute_type or DEFAULT_COMPUTE_TYPE[args.precision]
         try:
