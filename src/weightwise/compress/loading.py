@@ -47,6 +47,7 @@ def load_model_with_plan(
     """
     if plan is None:
         return load_model(name_or_path, precision=precision, cache_dir=cache_dir)
+    label = f"plan {plan.name or 'plan'}" if isinstance(plan, Plan) else f"--plan {os.fspath(plan)}"
     if not isinstance(plan, Plan):
         plan = Plan.from_json(plan)
     calib = _opened(calib)
@@ -55,12 +56,11 @@ def load_model_with_plan(
         raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
     if calib is None and not finetune_steps and needs_calibration(plan):
         raise InputError(
-            f"plan {plan.name or 'plan'} prunes with csp or quantizes with gptq, which needs "
-            "calibration audio (--calib MANIFEST)"
+            f"{label} prunes with csp or quantizes with gptq, which needs calibration audio (--calib MANIFEST)"
         )
     if calib is not None and not needs_calibration(plan):
         raise InputError(
-            f"--calib is used only by csp pruning and gptq plans, and plan {plan.name or 'plan'} has neither"
+            f"--calib is used only by csp pruning and gptq plans, and {label} has neither"
         )
     model = load_model(name_or_path, precision=precision, cache_dir=cache_dir)
     compress_(model, plan, calib, train, finetune_steps, finetune_lr)
