@@ -24,7 +24,7 @@ WER_CAP_PCT = 120.0  # top of the WER-vs-SNR y axis; higher WERs are marked on t
 COLUMNS = ("system", "model", "precision", "plan", "noise", "snr_db", "wer", "rtf",
            "energy_j_per_audio_s", "model_bytes", "peak_rss_mb", "wall_s")
 SUMMARY_COLUMNS = ("variant", "clean WER %", "mean noisy WER %", "mJ/audio-s", "energy vs fp32",
-                   "RTF clean", "RTF vs fp32", "RTF vs peer", "model MB", "peak RSS MB", "cells", "wall s")
+                   "RTF clean", "RTF vs fp32", "RTF vs peer", "model MB", "peak RSS MiB", "cells", "wall s")
 # weightwise precision -> the faster-whisper compute type it is timed against ("RTF vs peer")
 PEER_OF = {"fp32": "float32", "int8": "int8"}
 RSS_SCOPES = {"cell": "peak RSS per cell (high-water mark reset at cell start)",
