@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -17,6 +16,7 @@ from typing import Any
 from weightwise.audio.noise import noise_label
 from weightwise.bench.row import BenchRow, read_rows
 from weightwise.errors import InputError
+from weightwise.outputs import write_bytes_atomic, write_text_atomic
 from weightwise.report.plots import _pyplot
 
 CLEAN_X_DB = 40.0  # where clean speech sits on the SNR axis of the WER-vs-SNR plots
@@ -45,7 +45,7 @@ SUMMARY_COLUMNS = (
     "RTF vs fp32",
     "RTF vs peer",
     "model MB",
-    "peak RSS MB",
+    "peak RSS MiB",
     "cells",
     "wall s",
 )
@@ -318,12 +318,6 @@ def _html_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(cells) + "</table>"
 
 
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 def write_report(results: str | Path, out: str | Path) -> Path:
     """Write `out` (.html: self-contained; .md: PNGs beside it) from the benchmark rows."""
     rows, out = load_rows(results), Path(out)
@@ -343,10 +337,10 @@ def write_report(results: str | Path, out: str | Path) -> Path:
             lines += [f"## {title}", "", *_markdown_table(header, body)]
         for i, (title, png) in enumerate(figures.items()):
             image = out.with_name(f"{out.stem}_fig{i}.png")
-            _write_atomic(image, png)
+            write_bytes_atomic(image, png)
             lines += [f"## {title}", "", f"![{title}]({image.name})", ""]
         lines += ["## All cells", "", *_markdown_table(*cells)]
-        _write_atomic(out, "\n".join(lines))
+        write_text_atomic(out, "\n".join(lines))
         return out
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>weightwise benchmark</title>"
@@ -363,5 +357,5 @@ def write_report(results: str | Path, out: str | Path) -> Path:
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         )
     parts += [f"<h2>All cells</h2>{_html_table(*cells)}", "</body></html>"]
-    _write_atomic(out, "\n".join(parts))
+    write_text_atomic(out, "\n".join(parts))
     return out
