@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-from weightwise.data import Manifest
+from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
-from weightwise.data import iter_audio
 from weightwise.profile.trace import TensorTrace, Trace, Tracer
 
 Shape = tuple[tuple[int, ...], str]  # (input shape, "float" | "long")

@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -170,7 +170,7 @@ def csp_finetune_(
         raise InputError(f"csp fine-tuning needs steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
     network = model.network
     modules = [network.get_submodule(n) for n in names]
-    for name, module in zip(names, modules):
+    for name, module in zip(names, modules, strict=False):
         if not isinstance(module, nn.Linear):
             raise InputError(f"{name}: csp fine-tuning applies to Linear layers only")
     weights = [m.weight for m in modules]
@@ -182,7 +182,7 @@ def csp_finetune_(
     losses, start = [], time.perf_counter()
     try:
         with torch.enable_grad():
-            for step, example in zip(range(1, steps + 1), _examples(model, train, seed)):
+            for step, example in zip(range(1, steps + 1), _examples(model, train, seed), strict=False):
                 loss = example_loss(model, example)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -226,7 +226,7 @@ def quant_module(
         config.group_size,
         config.symmetric,
     )
-    for param, value in zip((new.codes, new.scales, new.zero_points), state):
+    for param, value in zip((new.codes, new.scales, new.zero_points), state, strict=False):
         if value is not None:
             param.copy_(value)
     new.load_bias(getattr(module, "bias", None))

@@ -13,8 +13,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 

@@ -59,9 +59,7 @@ def load_model_with_plan(
             f"{label} prunes with csp or quantizes with gptq, which needs calibration audio (--calib MANIFEST)"
         )
     if calib is not None and not needs_calibration(plan):
-        raise InputError(
-            f"--calib is used only by csp pruning and gptq plans, and {label} has neither"
-        )
+        raise InputError(f"--calib is used only by csp pruning and gptq plans, and {label} has neither")
     model = load_model(name_or_path, precision=precision, cache_dir=cache_dir)
     compress_(model, plan, calib, train, finetune_steps, finetune_lr)
     return model

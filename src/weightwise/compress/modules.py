@@ -9,16 +9,17 @@ Every compressed module
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from weightwise.profile.storage import TensorStorage
 
-MODULE_TYPES: dict[str, type["CompressedModule"]] = {}
+MODULE_TYPES: dict[str, type[CompressedModule]] = {}
 
 
-def register_module(cls: type["CompressedModule"]) -> type["CompressedModule"]:
+def register_module(cls: type[CompressedModule]) -> type[CompressedModule]:
     """Class decorator: make `cls` rebuildable by its `kind` when loading a saved model."""
     MODULE_TYPES[cls.kind] = cls
     return cls
@@ -32,7 +33,7 @@ class CompressedModule(torch.nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> "CompressedModule":
+    def from_spec(cls, spec: dict[str, Any]) -> CompressedModule:
         return cls(**spec)
 
     def weightwise_storage(self) -> dict[str, TensorStorage]:

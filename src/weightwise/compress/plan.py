@@ -54,13 +54,13 @@ class Plan:
     name: str = ""
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> "Plan":
+    def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> Plan:
         if not isinstance(data, dict) or not isinstance(data.get("rules"), list) or not data["rules"]:
             raise InputError(f"{where}: a plan is an object with a non-empty list 'rules'")
         return cls(tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(data["rules"])), name)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "Plan":
+    def from_json(cls, path: str | os.PathLike) -> Plan:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: plan file not found")

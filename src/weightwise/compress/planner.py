@@ -128,7 +128,7 @@ def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str 
 
 def _group_energy(problem: Problem, choice: list[int], resident: list[list[bool]]) -> list[float]:
     return [
-        sum(i.onchip_j if r else i.dram_j for i, r in zip(problem.options[g][o].items, resident[g]))
+        sum(i.onchip_j if r else i.dram_j for i, r in zip(problem.options[g][o].items, resident[g], strict=False))
         for g, o in enumerate(choice)
     ]
 

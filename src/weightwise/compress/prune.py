@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import partial
 from typing import Any
 
 import torch
@@ -105,7 +106,7 @@ class SparseModule(WeightOpModule):
     @classmethod
     def from_mask(
         cls, module: nn.Module, name: str, config: Prune, mask: torch.Tensor, weight: torch.Tensor | None = None
-    ) -> "SparseModule":
+    ) -> SparseModule:
         """Store `weight` (default: the module's own) where bool `mask` (rows, cols) is True.
 
         The mask must keep exactly `kept_count` entries per row (unstructured, N:M: per group)
@@ -199,8 +200,7 @@ def prune_handler(network: nn.Module, names: list[str], config: Prune, context: 
     inputs = context.inputs([g[0] for g in csp_groups]) if csp_groups else {}
     for group in groups:
         if group in csp_groups:
-            calib = inputs[group[0]]
-            build = lambda module, name: _csp_module(module, name, config, calib)  # noqa: E731
+            build = partial(_csp_module, config=config, inputs=inputs[group[0]])
         else:
             build = lambda module, name: SparseModule.from_mask(  # noqa: E731
                 module, name, config, magnitude_mask(flat_weight(module), config)

@@ -110,7 +110,7 @@ class QuantModule(WeightOpModule):
         }
 
     @classmethod
-    def from_float(cls, module: nn.Module, name: str, config: Quant) -> "QuantModule":
+    def from_float(cls, module: nn.Module, name: str, config: Quant) -> QuantModule:
         """Quantize `module`'s weight; InputError when `group_size` does not divide its inputs."""
         op, op_args = op_of(module, name)
         weight = flat_weight(module)
@@ -131,7 +131,7 @@ class QuantModule(WeightOpModule):
         )
         state = (weight.half(),) if config.bits == 16 else quantize_weight(weight, config)
         params = (new.codes, getattr(new, "scales", None), getattr(new, "zero_points", None))
-        for param, value in zip(params, state):
+        for param, value in zip(params, state, strict=False):
             if value is not None:
                 param.copy_(value)
         new.load_bias(getattr(module, "bias", None))

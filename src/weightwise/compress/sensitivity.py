@@ -38,10 +38,9 @@ import torch
 from weightwise.compress.candidates import Candidate, CandidateSpace, Group, applied
 from weightwise.compress.costs import replay, trace_calls, trace_from_dict, trace_to_dict
 from weightwise.compress.lowrank import LowRankWarning
-from weightwise.data import Manifest
+from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
 from weightwise.errors import InputError
-from weightwise.data import iter_audio
 from weightwise.profile.trace import TensorTrace, Trace
 
 SCORE_VERSION = 1  # bump when the score's definition changes (invalidates caches)
@@ -130,7 +129,7 @@ def reference_pass(
             out = transcribe(model, samples, options, file_id=utt.id)
             transcripts.append((utt.id, out.text))
             start, per_window = 0, len(encoder.layers)
-            for i, ((features, encoder_out), window) in enumerate(zip(seen, out.windows)):
+            for i, ((features, encoder_out), window) in enumerate(zip(seen, out.windows, strict=False)):
                 text = list(out.tokens[start : start + window.n_tokens])
                 start += window.n_tokens
                 ids = torch.tensor([prompt + text])

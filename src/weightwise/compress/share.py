@@ -231,7 +231,7 @@ def _share_lowrank(network: torch.nn.Module, modules: dict[str, torch.nn.Linear]
     side = "u" if what == "lowrank_u" else "v"
     dtype = first.weight.dtype
     common = torch.nn.Parameter(shared.to(dtype).contiguous())
-    for (name, old), mine in zip(modules.items(), own):
+    for (name, old), mine in zip(modules.items(), own, strict=False):
         tied = {} if name == owner else {side: f"{owner}.{side}"}
         new = SharedLowRankLinear(in_f, out_f, rank, side, old.bias is not None, tied)
         mine = torch.nn.Parameter(mine.to(dtype).contiguous())

@@ -12,7 +12,8 @@ rule claims only one of them, the other keeps the original float weight: the pai
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,7 @@ class WeightOpModule(CompressedModule):
         bias = self.dense_bias()
         self._buffers["effective_bias"] = None if bias is None else bias.detach()
 
-    def share_state(self, owner: "WeightOpModule") -> None:
+    def share_state(self, owner: WeightOpModule) -> None:
         """Use `owner`'s compressed state (its Parameter objects, bias excepted) as this one's."""
         for name, param in owner.named_parameters(recurse=False):
             if name != "bias":
