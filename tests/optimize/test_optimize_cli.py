@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from weightwise.cli import main
 from weightwise.profile.devices import DEVICES_DIR
@@ -135,9 +136,6 @@ def test_a_kill_mid_run_leaves_nothing_beside_or_in_out(tmp_path, speech):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="failed once on merged main at the stop, not yet diagnosed (see the stop-9 note)", strict=False
-)
 def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     from weightwise.compress import Plan
     from weightwise.models import load_model
@@ -173,7 +171,10 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     for handlers in ("lowrank", "prune", "quantize", "share"):  # compressed kinds register on import
         importlib.import_module(f"weightwise.compress.{handlers}")
     model = load_model(str(out / "model"))
-    assert model.plan.to_dict() == plan.to_dict() and len(plan.resolve(model.network)) == 67
+    assert model.plan.to_dict() == plan.to_dict()
+    fresh = load_model("tiny.en", cache_dir=weightwise_cache).network
+    weight_modules = {n for n, m in fresh.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Embedding))}
+    assert set(plan.resolve(fresh)) == {n for n in weight_modules if "embed_positions" not in n}  # 67 groups
     chosen = {c["group"]: c["candidate"] for c in summary["choices"]}
     assert set(chosen) == {"model.decoder.layers.3.fc1", "model.decoder.layers.3.fc2", "model.decoder.embed_tokens"}
     assert summary["optimized"]["predicted"]["wer_delta_points"] <= 0.5 + 1e-9
