@@ -306,8 +306,17 @@ def cmd_optimize(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that the clean-ups of Ctrl-C run.
+
+    A subclass on purpose: CPython remembers a bare KeyboardInterrupt that passes through code run
+    by an extension's PyRun_* call (pybind11's exec during an import) and then ends the process by
+    SIGINT (exit -2) even after `main` caught it and returned 130; it checks the exact type only.
+    """
+
+
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _budget(text: str) -> float:
