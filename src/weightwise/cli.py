@@ -304,6 +304,7 @@ def cmd_optimize(args) -> int:
         limit_eval=args.limit_eval,
         cache_dir=args.sensitivity_cache,
         uniform=not args.no_uniform,
+        executor=_executor(args),
     )
     result = optimize(
         args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options, progress=_progress
@@ -461,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-cache", default=None, metavar="DIR",
                    help="where the resumable sensitivity table is kept (default: the model cache)")
     p.add_argument("--no-uniform", action="store_true", help="skip measuring the uniform baselines")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
     # fmt: on
+    _executor_args(p, "the sensitivity candidates")
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="models x precisions/plans x noise x SNR matrix, resumable JSONL")
     # fmt: off
