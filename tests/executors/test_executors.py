@@ -57,3 +57,27 @@ def test_ray_gives_the_local_results_and_its_error(ray_cluster, tmp_path):
 def test_threads_beyond_every_node_is_one_line(ray_cluster):
     with pytest.raises(InputError, match="--threads 64: no node of the Ray cluster has that many CPUs"):
         _run(ExecutorConfig("ray", threads=64), [])
+
+
+def test_cli_flags_are_checked_before_any_work(tmp_path, capsys):
+    from weightwise.cli import main
+
+    out = str(tmp_path / "r.jsonl")
+    assert main(["bench", "--data", "samples", "--out", out, "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == "weightwise: error: --ray-address needs --executor ray"
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path):
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # as if the ray extra were not installed
+        "from weightwise.cli import main\n"
+        f"sys.exit(main(['bench', '--data', 'samples', '--out', {str(tmp_path / 'r.jsonl')!r}, '--executor', 'ray']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "weightwise: error: --executor ray needs Ray, an optional extra: pip install 'weightwise[ray]'"
+    ]
