@@ -15,6 +15,7 @@ import pytest
 from weightwise.bench import BenchConfig, run_bench
 from weightwise.evaluate.runtime import set_threads, threads
 from weightwise.executors import ExecutorConfig, open_executor
+from weightwise.report.bench_report import write_report
 
 pytestmark = pytest.mark.slow  # Ray workers import torch and load the model: ~1 min for the module
 
@@ -72,6 +73,9 @@ def test_ray_rows_equal_local_rows_with_a_worker_killed_mid_cell(ray_cluster, tm
         assert ray[key].energy_j_per_audio_s == row.energy_j_per_audio_s
         assert (row.executor, row.tasks_on_node, ray[key].executor) == ("local", 1, "ray")
         assert ray[key].tasks_on_node in (1, 2)  # 2 CPUs, 1 thread per task
+    shares = "/".join(str(n) for n in sorted({r.tasks_on_node for r in ray.values()}))
+    report = write_report(tmp_path / "ray.jsonl", tmp_path / "ray.html").read_text()
+    assert f"{shares} bench tasks per machine while timed" in report
 
 
 def _cmd(out, *extra):
