@@ -66,6 +66,10 @@ def test_cli_flags_are_checked_before_any_work(tmp_path, capsys):
     assert main(["bench", "--data", "samples", "--out", out, "--ray-address", "auto"]) == 2
     assert capsys.readouterr().err.strip() == "weightwise: error: --ray-address needs --executor ray"
     assert not (tmp_path / "r.jsonl").exists()
+    optimize = ["optimize", "--device", "jetson-orin-nano", "--wer-budget", "1", "--calib", "samples"]
+    assert main([*optimize, "--eval", "samples", "--out", str(tmp_path / "opt"), "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == "weightwise: error: --ray-address needs --executor ray"
+    assert not (tmp_path / "opt").exists()
 
 
 def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path):
