@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[peer,dev,plots]'
+	$(PY) -m pip install -q -e '.[peer,dev,plots,ray]'
 	touch $@
 
 demo: setup

@@ -101,3 +101,18 @@ def looping_audio(shared_data_dir):
     manifest = load_manifest(shared_data_dir / "speech" / "librispeech_test_other_mini")
     utt = next(u for u in manifest if u.id == LOOPING_UTTERANCE)
     return utt, load_audio(utt.audio_path)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(weightwise_cache) -> str:
+    """One local 2-CPU Ray cluster for the whole session (it takes seconds to start); its address.
+
+    Skips the test when Ray (the optional `ray` extra) is not installed. Started after
+    WEIGHTWISE_CACHE is set, so its workers share the session's converted weights.
+    """
+    import logging
+
+    ray = pytest.importorskip("ray", reason="--executor ray needs the optional extra: pip install 'weightwise[ray]'")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

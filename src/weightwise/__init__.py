@@ -73,6 +73,9 @@ _EXPORTS = {
     # result files and errors
     "check_output_path": "weightwise.outputs",
     "write_json_atomic": "weightwise.outputs",
+    # where bench cells and sensitivity candidates run (this process or a Ray cluster)
+    "ExecutorConfig": "weightwise.executors",
+    "open_executor": "weightwise.executors",
     # the headline: a plan under a WER budget, end to end
     "optimize": "weightwise.optimize",
     "OptimizeOptions": "weightwise.optimize",

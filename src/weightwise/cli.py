@@ -64,6 +64,22 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     # fmt: on
 
 
+def _executor_args(parser: argparse.ArgumentParser, what: str) -> None:
+    # fmt: off
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help=f"where {what} run: here, one after the other (default), or as Ray tasks "
+                        "(needs pip install 'weightwise[ray]')")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="join this Ray cluster (e.g. HOST:6379 or 'auto'); default: start a local one")
+    # fmt: on
+
+
+def _executor(args):
+    from weightwise import ExecutorConfig
+
+    return ExecutorConfig(args.executor, args.ray_address, args.threads)
+
+
 def _decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens",
@@ -288,6 +304,7 @@ def cmd_optimize(args) -> int:
         limit_eval=args.limit_eval,
         cache_dir=args.sensitivity_cache,
         uniform=not args.no_uniform,
+        executor=_executor(args),
     )
     result = optimize(
         args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options, progress=_progress
@@ -331,7 +348,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from weightwise import BenchConfig, run_bench, set_threads
+    from weightwise import BenchConfig, open_executor, run_bench, set_threads
 
     set_threads(args.threads)
     try:
@@ -352,7 +369,8 @@ def cmd_bench(args) -> int:
         calib=args.calib,
         decoding=_options(args),
     )
-    rows = run_bench(config, args.out, progress=_progress(len(config.cells())))
+    with open_executor(_executor(args)) as executor:
+        rows = run_bench(config, args.out, progress=_progress(len(config.cells())), executor=executor)
     print(f"{len(rows)} cells in {args.out}", file=sys.stderr)
     return 0
 
@@ -453,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-cache", default=None, metavar="DIR",
                    help="where the resumable sensitivity table is kept (default: the model cache)")
     p.add_argument("--no-uniform", action="store_true", help="skip measuring the uniform baselines")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
     # fmt: on
+    _executor_args(p, "the sensitivity candidates")
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="models x precisions/plans x noise x SNR matrix, resumable JSONL")
     # fmt: off
@@ -472,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
     _decode_args(p)
-    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
+    _executor_args(p, "the cells")
     p.add_argument("--out", required=True, help="results JSONL (its folder must exist); rerunning the "
                    "same command resumes it, a command with other inputs is refused")
     # fmt: on

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from weightwise.bench.row import ROW_VERSION
 from weightwise.cli import main
 from weightwise.data import sample_manifest
 
@@ -149,7 +150,7 @@ def test_a_new_cell_joins_a_file_that_answers_the_same_question(copy_of):
     assert out.read_bytes().startswith(before)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["snr_db"] for r in rows] == [None, 10.0, 0.0]
-    assert rows[2]["inputs"] == rows[1]["inputs"] and rows[2]["version"] == 2
+    assert rows[2]["inputs"] == rows[1]["inputs"] and rows[2]["version"] == ROW_VERSION
 
 
 def test_changed_noise_clip_is_refused(finished, copy_of, capsys):

@@ -26,11 +26,13 @@ def test_a_row_survives_json():
         utterances=({"id": "a", "hyp": "b"},),
         data="samples",
         inputs={"seed": 0, "decoding": {"beam_size": 1}},
+        executor="ray",
+        tasks_on_node=2,
         extra={"future": [1]},
     )
     data = json.loads(json.dumps(row.to_dict()))
     assert data["cell"] == '["weightwise", "whisper-tiny.en", "fp32", "int4-group64", "white", 10.0]'
-    assert data["version"] == ROW_VERSION == 2 and data["future"] == [1]
+    assert data["version"] == ROW_VERSION == 3 and data["future"] == [1]
     assert BenchRow.from_dict(data) == row
 
 
@@ -42,10 +44,18 @@ def test_committed_version_0_rows_read_as_version_0():
     assert {k: v for k, v in row.to_dict().items() if k in raw} == raw  # every field read back as written
 
 
+def test_a_version_2_row_reads_without_executor_or_share():
+    data = BenchRow("weightwise", "m", "fp32", None, None, None, 0.1, version=2).to_dict()
+    del data["executor"], data["tasks_on_node"]
+    row = BenchRow.from_dict(data)
+    assert (row.version, row.executor, row.tasks_on_node, row.extra) == (2, None, None, {})
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"version": 3}, "row version 3 is newer than this weightwise reads (2)"),
+        ({"version": 4}, "row version 4 is newer than this weightwise reads (3)"),
+        ({"tasks_on_node": 1.5}, "field 'tasks_on_node' must be an integer or null, got 1.5"),
         ({"wer": "low"}, "field 'wer' must be a number or null, got 'low'"),
         ({"substitutions": True}, "field 'substitutions' must be an integer or null, got True"),
         ({"model": None}, "field 'model' must be a string, got None"),

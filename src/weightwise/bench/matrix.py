@@ -10,6 +10,10 @@ each row records its inputs (data, weights, plan, calibration and noise content,
 limit, seed, decoding options, threads), and a file whose rows were computed from other inputs is
 refused with one line rather than silently mixed with new rows or reported as this command's.
 
+Cells run where an executor puts them (`weightwise.executors`): in this process, one after the
+other (`local`, the default), or as Ray tasks, each loading its model in its worker (kept there for
+the run's next cells). Either way the rows come back to this process, which alone writes `out`.
+
 Energy per cell: the model's weight traffic and MACs are traced once per model variant on clean
 audio, then scaled to the cell's own decode (its encoder windows and decoder calls: see
 `weightwise.profile.trace.scale_trace`), so timed runs carry no hooks.
@@ -21,6 +25,7 @@ import dataclasses
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +44,7 @@ from weightwise.evaluate.evaluate import UtteranceResult, score_fields
 from weightwise.evaluate.peer import faster_whisper_runner
 from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss, threads
 from weightwise.evaluate.timing import warm_up_and_time
+from weightwise.executors import Executor, LocalExecutor, timed_share
 from weightwise.models import PRECISIONS, load_model
 from weightwise.profile import analyze, get_meter, trace_manifest
 from weightwise.profile.trace import scale_trace
@@ -202,7 +208,16 @@ def _energy(reference, counter: DecodeCounter, audio_s: float, n_files: int, dev
     }
 
 
-def run_cell(cell: Cell, variants: _Variants, meter) -> BenchRow:
+def _measured(window, meter, tasks_on_node: int) -> dict[str, Any]:
+    measured = window.measurement
+    if measured is not None and tasks_on_node > 1:
+        reason = f"{tasks_on_node} bench tasks shared the machine while timed: its meter cannot split their energy"
+        return {"measured_energy_j": None, "meter": meter.name, "meter_reason": reason}
+    reason = None if measured else meter.reason or None
+    return {"measured_energy_j": measured.energy_j if measured else None, "meter": meter.name, "meter_reason": reason}
+
+
+def run_cell(cell: Cell, variants: _Variants, meter, executor: str = "local") -> BenchRow:
     inputs, config = variants.inputs, variants.config
     since_cell_start = reset_peak_rss()  # the peak then covers this cell only (load included)
     items = list(noisy_items(inputs.audio, inputs.noises.get(cell.noise), cell.snr_db, config.seed))
@@ -215,15 +230,15 @@ def run_cell(cell: Cell, variants: _Variants, meter) -> BenchRow:
         return transcribe(runner, samples, config.decoding, observer=counter).text
 
     window = meter.window(cell.key)  # entered after the warm-up: it covers the timed utterances only
-    results = [
-        UtteranceResult(t.utterance.id, t.utterance.text, t.output, t.audio_s, t.compute_s)
-        for t in warm_up_and_time({cell.key: run_one}, items, counter.reset, window)
-    ]
-    measured = window.measurement
+    with timed_share() as share:
+        results = [
+            UtteranceResult(t.utterance.id, t.utterance.text, t.output, t.audio_s, t.compute_s)
+            for t in warm_up_and_time({cell.key: run_one}, items, counter.reset, window)
+        ]
     extra: dict[str, Any] = {
-        "measured_energy_j": measured.energy_j if measured else None,
-        "meter": meter.name,
-        "meter_reason": None if measured else meter.reason or None,
+        **_measured(window, meter, share.tasks_on_node),
+        "executor": executor,
+        "tasks_on_node": share.tasks_on_node,
         "peak_rss_scope": "cell" if since_cell_start else "process",
         "data": config.data,
         "inputs": inputs.of(cell),
@@ -268,13 +283,42 @@ def resumable_rows(path: Path, cells: list[Cell], inputs: BenchInputs) -> dict[s
     return finished
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every cell task of one bench needs (sent once to each Ray worker)."""
+
+    config: BenchConfig
+    inputs: BenchInputs
+    token: str  # names the run: a worker keeps its loaded model and meter for the run's next cells
+    executor: str
+
+
+_worker: dict[str, tuple[_Variants, Any]] = {}  # run token -> this process's loaded model and meter
+
+
+def _cell_task(run: _Run, cell: Cell) -> BenchRow:
+    """One cell, in whatever process the executor runs it."""
+    if run.token not in _worker:
+        _worker.clear()  # an earlier run's model
+        _worker[run.token] = (_Variants(run.config, run.inputs), get_meter("auto"))
+    variants, meter = _worker[run.token]
+    start = time.perf_counter()
+    row = run_cell(cell, variants, meter, run.executor)
+    # the whole cell: load/trace if new, mixing, warm-up
+    return dataclasses.replace(row, wall_s=time.perf_counter() - start)
+
+
 def run_bench(
-    config: BenchConfig, out: str | os.PathLike, progress: Callable[[Iterable, str], Iterable] | None = None
+    config: BenchConfig,
+    out: str | os.PathLike,
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    executor: Executor | None = None,
 ) -> list[BenchRow]:
     """Run every cell not yet in `out` (JSONL), appending one row per finished cell.
 
     Before the first cell: `out` is checked and locked, every input is read and checked, and the
-    rows already in `out` must answer the same question (see `resumable_rows`).
+    rows already in `out` must answer the same question (see `resumable_rows`). `executor` runs
+    the cells (default: here, one after the other); this process appends every row as it arrives.
     """
     path = Path(out)
     check_out_path(path)
@@ -284,13 +328,17 @@ def run_bench(
         finished = resumable_rows(path, cells, inputs)
         repair_tail(path)  # only now: `path` holds this bench's rows, whatever its tail is
         todo = [cell for cell in cells if cell.key not in finished]
-        variants, rows = _Variants(config, inputs), list(finished.values())
+        executor = executor or LocalExecutor()
+        run, rows = _Run(config, inputs, uuid.uuid4().hex, executor.name), list(finished.values())
         with get_meter("auto") as meter:
-            for cell in progress(todo, "bench cells") if progress else todo:
-                start = time.perf_counter()
-                row = run_cell(cell, variants, meter)
-                # the whole cell: load/trace if new, mixing, warm-up
-                row = dataclasses.replace(row, wall_s=time.perf_counter() - start)
-                append_row(path, row.to_dict())
-                rows.append(row)
+            if executor.name == "local":
+                _worker.clear()
+                _worker[run.token] = (_Variants(config, inputs), meter)
+            try:
+                done = (row for _, row in executor.map(_cell_task, todo, run))
+                for row in progress(done, "bench cells") if progress else done:
+                    append_row(path, row.to_dict())
+                    rows.append(row)
+            finally:
+                _worker.clear()  # the local model and meter
     return rows

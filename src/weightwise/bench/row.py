@@ -10,6 +10,9 @@ Row versions (the `version` field; a row without one is version 0):
     2  `meter` is the meter's name ("rapl", "nvml", "jetson", "null") and the new `meter_reason` says
        why it measured nothing (null when it measured). Versions 0 and 1 wrote that reason into
        `meter` when no meter was available; such rows are read as written (`meter_reason` null).
+    3  `executor` ("local" or "ray") ran the cell, and `tasks_on_node` tasks of the bench (this one
+       included) shared its machine while it was timed: 1 = alone, as every local row; RTF of rows
+       timed beside others is comparable only at the same count. Older rows read both as null.
 
 `cell` is the JSON list [system, model, precision, plan, noise, snr_db] of the row's coordinates;
 it is derived from the fields and checked against them when read.
@@ -26,7 +29,7 @@ from typing import Any
 
 from weightwise.errors import InputError
 
-ROW_VERSION = 2
+ROW_VERSION = 3
 REQUIRED = ("cell", "system", "model", "precision", "noise", "snr_db", "wer")
 
 _NUMBER, _INT, _TEXT, _OBJECT, _LIST = "a number", "an integer", "a string", "an object", "a list"
@@ -66,6 +69,8 @@ class BenchRow:
     data: str | None = None  # the manifest as given (version >= 1)
     inputs: dict[str, Any] | None = None  # what the result depends on (version >= 1)
     meter_reason: str | None = None  # why `meter` measured nothing (version >= 2)
+    executor: str | None = None  # "local" | "ray" (version >= 3)
+    tasks_on_node: int | None = None  # bench tasks on the cell's machine while it was timed (version >= 3)
     version: int = ROW_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
 
@@ -144,6 +149,8 @@ _TYPES = {
     "data": _TEXT,
     "inputs": _OBJECT,
     "meter_reason": _TEXT,
+    "executor": _TEXT,
+    "tasks_on_node": _INT,
 }
 _NOT_NULL = ("system", "model", "precision")
 

@@ -14,6 +14,7 @@ from weightwise.compress.candidates import Candidate, Group, plan_of, weight_gro
 from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
+from weightwise.executors import open_executor
 from weightwise.optimize.calibrate import (
     DEFAULT_ALPHA,
     AlphaSearch,
@@ -45,7 +46,8 @@ def _sweep(model, reference, groups, planned, space, inputs, options, context, p
     root = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
     cache = SensitivityCache(cache_file(root, model, reference))
     skip = dominated_on(inputs.device, reference.trace)
-    entries = sensitivity(model, reference, planned, space, cache, skip, _sized_bar(progress), context)
+    with open_executor(options.executor) as executor:  # a local Ray cluster lives for the sweep only
+        entries = sensitivity(model, reference, planned, space, cache, skip, _sized_bar(progress), context, executor)
     others = [g for g in groups if g not in planned]
     if others:  # their keep tensors only
         keep_only = dataclasses.replace(space, candidates=(), uniform=())

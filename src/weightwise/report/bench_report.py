@@ -299,6 +299,8 @@ def _about(results: str | Path, rows: list[BenchRow]) -> str:
     text += f", cells took {wall / 60:.1f} min of wall time in all" if wall else ""
     hosts = dict.fromkeys(f"{h['cpu']}, {h['threads']} threads" for r in rows if (h := r.host))
     text += f", timed on {'; '.join(hosts)}" if hosts else ""
+    shares = sorted({r.tasks_on_node for r in rows if r.tasks_on_node})  # rows v3+: RTF compares within one count
+    text += f", {'/'.join(map(str, shares))} bench tasks per machine while timed" if shares else ""
     scopes = dict.fromkeys(r.peak_rss_scope for r in rows)
     return text + "; " + "; ".join(RSS_SCOPES.get(s, f"peak RSS scope {s}") for s in scopes)
 
