@@ -18,6 +18,7 @@ hop 128, halved twice by the stride-2 convolutions, then one LSTM step), at fp32
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,9 @@ def _load_silero():
         raise InputError(f"VAD needs silero-vad (pip install --no-deps silero-vad): {err}") from None
     finally:
         torch.set_num_threads(threads)
-    model = load_silero_vad()
+    with warnings.catch_warnings():  # its importlib.resources.path and torch.jit.load deprecations
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = load_silero_vad()
     torch.set_num_threads(threads)
     return model
 
