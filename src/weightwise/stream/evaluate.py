@@ -135,7 +135,7 @@ def _run_offline(model, items, options):
 
 
 def _run_streaming(model, items, options: StreamOptions, progress):
-    tracer, results, per_utt, skipped, vad_calls = Tracer(model.network), [], [], 0, 0
+    tracer, results, per_utt, skipped, vad_calls, cpu_s = Tracer(model.network), [], [], 0, 0, 0.0
     latencies: dict[str, list[float]] = {clock: [] for clock in CLOCKS}
     with tracer:
         for utt, samples in progress(items, f"streaming {model.info.name} {options.chunk_ms} ms"):
@@ -145,13 +145,13 @@ def _run_streaming(model, items, options: StreamOptions, progress):
             lat = word_latencies(stream)
             audio_s, compute_s = len(samples) / model.sample_rate, sum(s.compute_s for s in stream.steps)
             results.append(UtteranceResult(utt.id, utt.text, stream.result.confirmed_text, audio_s, compute_s))
-            latencies["cpu_s"] = latencies.get("cpu_s", []) + [sum(s.cpu_s for s in stream.steps)]
+            cpu_s += sum(s.cpu_s for s in stream.steps)
             skipped += sum(s.skipped for s in stream.steps)
             vad_calls += stream.gate.n_calls if stream.gate is not None else 0
             n_decodes = sum(not s.skipped for s in stream.steps)
             row = {"id": utt.id, "ref": utt.text, "hyp": results[-1].hyp, "offline_hyp": None, "audio_s": audio_s}
             per_utt.append({**row, "n_decodes": n_decodes, "latency_median_s": _percentile(lat, 50)})
-    return tracer, results, latencies, per_utt, skipped, vad_calls
+    return tracer, results, latencies, per_utt, skipped, vad_calls, cpu_s
 
 
 def evaluate_stream(
@@ -168,7 +168,7 @@ def evaluate_stream(
         raise InputError(f"{manifest.source}: no utterances to stream")
     transcribe(model, items[0][1][: 2 * model.sample_rate], DecodingOptions())  # warm-up, untimed
     offline_tracer, offline, offline_cpu_s = _run_offline(model, items, options.decoding)
-    tracer, streamed, latencies, per_utt, skipped, vad_calls = _run_streaming(model, items, options, progress)
+    tracer, streamed, latencies, per_utt, skipped, vad_calls, cpu_s = _run_streaming(model, items, options, progress)
     cpu, wall, none = latencies["cpu"], latencies["wall"], latencies["none"]
     for row, off in zip(per_utt, offline, strict=True):
         row["offline_hyp"] = off.hyp
@@ -196,7 +196,7 @@ def evaluate_stream(
         algorithmic_latency_median_s=_percentile(none, 50),
         algorithmic_latency_p90_s=_percentile(none, 90),
         n_words_timed=len(cpu),
-        rtf=sum(latencies["cpu_s"]) / audio_s,
+        rtf=cpu_s / audio_s,
         offline_rtf=offline_cpu_s / audio_s,
         wall_rtf=sum(u.compute_s for u in streamed) / audio_s,
         offline_wall_rtf=sum(u.compute_s for u in offline) / audio_s,
