@@ -62,6 +62,16 @@ _EXPORTS = {
     "check_compressed_out": "weightwise.compress",
     "unique_storage": "weightwise.compress",
     "load_model_with_plan": "weightwise.compress.loading",
+    # streaming
+    "create_stream": "weightwise.stream",
+    "StreamOptions": "weightwise.stream",
+    "StreamResult": "weightwise.stream",
+    "Word": "weightwise.stream",
+    "evaluate_stream": "weightwise.stream.evaluate",
+    "make_paused_audio": "weightwise.stream.pauses",
+    "file_chunks": "weightwise.stream.live",
+    "mic_chunks": "weightwise.stream.live",
+    "run_stream": "weightwise.stream.live",
     # benchmark matrix and reports
     "BenchConfig": "weightwise.bench",
     "BenchRow": "weightwise.bench",
@@ -96,6 +106,7 @@ def __getattr__(name: str):
 # Last, so that the names above exist while it runs: every import of a weightwise module runs
 # this file first, so the compressed-folder loader is registered before any `load_model` call.
 import weightwise.compress  # noqa: E402,F401
+import weightwise.stream  # noqa: E402,F401  (registers `WhisperASR.create_stream`)
 
 # `evaluate`, `profile` and `optimize` name both a function of the API and a subpackage, and importing a
 # subpackage binds its name on this package (which `__getattr__` then never sees). The import above

@@ -384,6 +384,74 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _print_live(result) -> None:
+    """One line per update: confirmed text, then the partial text in brackets (a terminal redraws it)."""
+    line = f"[{result.audio_s:6.1f}s] {result.confirmed_text}" + (f" [{result.partial}]" if result.partial else "")
+    if sys.stdout.isatty():
+        print("\r\x1b[K" + line[-200:], end="\n" if result.is_final else "", flush=True)
+    elif result.new_words or result.is_final:
+        print(line, flush=True)
+
+
+def cmd_stream(args) -> int:
+    from weightwise import (
+        StreamOptions,
+        check_output_path,
+        create_stream,
+        file_chunks,
+        load_audio,
+        mic_chunks,
+        run_stream,
+        write_json_atomic,
+    )
+
+    options = StreamOptions(chunk_ms=args.chunk_ms, vad=args.vad)  # a bad --chunk-ms fails before the model load
+    sources = [bool(args.file), args.mic, bool(args.data)]
+    if sum(sources) != 1:
+        raise InputError("stream: give one of FILE, --mic or --data MANIFEST")
+    if args.data:
+        return _stream_manifest(args, options)
+    if args.out:
+        check_output_path(args.out, inputs=[Path(args.file)] if args.file else [])
+    samples = load_audio(args.file) if args.file else None
+    model = _load(args)
+    stream = create_stream(model, args.chunk_ms, args.vad)
+    if samples is not None:
+        chunks = file_chunks(samples, stream.chunk_samples, model.sample_rate, pace=not args.no_pace)
+    else:
+        chunks = mic_chunks(stream.chunk_samples, model.sample_rate)
+    final = run_stream(stream, chunks, _print_live)
+    if args.out:
+        words = [dataclasses.asdict(c) for c in stream.confirmations]
+        write_json_atomic(
+            args.out, {"text": final.text, "words": words, "chunk_ms": args.chunk_ms, "model": args.model}
+        )
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _stream_manifest(args, options) -> int:
+    from weightwise import check_output_path, evaluate_stream, load_device
+
+    if not args.out:
+        raise InputError("stream --data: --out FILE.json is required")
+    device = load_device(args.device)
+    manifest = _manifest(args.data, args.limit)
+    check_output_path(args.out, inputs=_inputs(args, manifest))
+    manifest.check_audio()
+    model = _load(args)
+    result = evaluate_stream(model, manifest, device, options, progress=_progress(len(manifest)))
+    result.save(args.out)
+    fields = ("wer", "offline_wer", "latency_median_s", "latency_p90_s", "rtf", "offline_rtf")
+    print(" ".join(f"{f}={getattr(result, f):.4g}" for f in fields if getattr(result, f) is not None))
+    print(
+        f"energy_j_per_audio_s={result.energy_j_per_audio_s:.4g} (offline {result.offline_energy_j_per_audio_s:.4g})"
+        f" on {result.device}; decodes/audio-s {result.decodes_per_audio_s:.3g}"
+    )
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from weightwise import available_models
 
@@ -392,7 +460,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from weightwise import KV_BYTES_PER_VALUE, PEERS
+    from weightwise import KV_BYTES_PER_VALUE, PEERS, PRECISIONS
 
     parser = _Parser(prog="weightwise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -501,6 +569,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="results JSONL from `weightwise bench`")
     p.add_argument("-o", "--output", required=True, help="report.html (self-contained) or report.md")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser(
+        "stream", help="streaming transcription: a file paced in real time, the microphone, or a manifest"
+    )
+    # fmt: off
+    p.add_argument("file", nargs="?", default=None, help="audio file to stream (paced in real time)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="registered name or checkpoint path")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--cache-dir", default=None, help="where converted weights are cached")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
+    p.add_argument("--chunk-ms", type=_positive_int, default=1000, help="decode every this many ms of audio")
+    p.add_argument("--vad", action="store_true", help="gate decodes with silero-vad (silence is not decoded)")
+    p.add_argument("--no-pace", action="store_true", help="feed the file as fast as it decodes")
+    p.add_argument("--mic", action="store_true", help="stream from the default input device (needs sounddevice)")
+    p.add_argument("--data", default=None, help="evaluate a manifest (simulated real-time pacing) instead")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N utterances only")
+    p.add_argument("--device", default="jetson-orin-nano", help="device profile for modeled energy (--data)")
+    p.add_argument("--out", default=None, help="JSON result (required with --data; written atomically)")
+    # fmt: on
+    p.set_defaults(func=cmd_stream, plan=None)
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

@@ -71,13 +71,14 @@ class _Decoder:
             self.history = self.history[index]
 
 
-def max_new_tokens(model: WhisperASR, options: DecodingOptions) -> int:
-    """Tokens one window may generate: `options.max_new_tokens`, or all the decoder has room for.
+def max_new_tokens(model: WhisperASR, options: DecodingOptions, n_prefix: int = 0) -> int:
+    """Tokens one window may generate: `options.max_new_tokens`, or all the decoder has room for
+    (after `n_prefix` previous-text tokens placed before the prompt).
 
     Raises:
         InputError: `options.max_new_tokens` is more than the decoder's room.
     """
-    room = model.max_target_positions - len(model.tokens.prompt)
+    room = model.max_target_positions - len(model.tokens.prompt) - n_prefix
     if options.max_new_tokens is not None and options.max_new_tokens > room:
         raise InputError(
             f"max_new_tokens {options.max_new_tokens} is more than a window can hold for "
@@ -94,14 +95,18 @@ def greedy_search(
     options: DecodingOptions,
     observer: DecodeObserver,
     window_index: int = 0,
+    prefix: tuple[int, ...] = (),
 ) -> SearchResult:
     """Most likely next token at every step until end-of-text, the token limit or the repetition
-    guard; returns the text tokens and which of the three stopped it."""
+    guard; returns the text tokens and which of the three stopped it.
+
+    `prefix`: tokens decoded before the prompt (`<|startofprev|>` + previous text, as
+    openai-whisper's `condition_on_previous_text`); empty = the bare prompt."""
     decoder = _Decoder(model, encoder_out, observer, window_index, options.use_cache)
     guard = RepetitionGuard(options, model.decode_text)
-    new = torch.tensor([model.tokens.prompt])
+    new = torch.tensor([tuple(prefix) + model.tokens.prompt])
     tokens: list[int] = []
-    for step in range(max_new_tokens(model, options)):
+    for step in range(max_new_tokens(model, options, len(prefix))):
         next_id = int(decoder.logits(new, step == 0, options.suppress_blank).argmax(-1))
         if next_id == model.tokens.eot:
             return SearchResult(tokens, "eot")

@@ -3,7 +3,7 @@
 from weightwise.models.loaders import load_model, register_loader
 from weightwise.models.precision import PRECISIONS
 from weightwise.models.registry import available_models
-from weightwise.models.whisper import ModelInfo, WhisperASR, WhisperTokens
+from weightwise.models.whisper import ModelInfo, WhisperASR, WhisperTokens, register_stream
 
 __all__ = [
     "PRECISIONS",
@@ -13,4 +13,5 @@ __all__ = [
     "available_models",
     "load_model",
     "register_loader",
+    "register_stream",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer
@@ -92,8 +94,30 @@ class WhisperASR:
         """Text of the generated ids (special tokens dropped)."""
         return self.tokenizer.decode([i for i in ids if i < self.tokens.eot], skip_special_tokens=True).strip()
 
+    def create_stream(self, **options: Any):
+        """A streaming state object the caller drives (`weightwise.stream`): `accept_waveform`,
+        `result`, `finish`. `options` go to the registered factory (e.g. `chunk_ms`, `vad`).
+
+        Raises:
+            InputError: no streaming implementation is registered for this model's family.
+        """
+        factory = _STREAM_FACTORIES.get(self.info.family)
+        if factory is None:
+            raise InputError(f"model {self.info.name}: no streaming decoder for family {self.info.family!r}")
+        return factory(self, **options)
+
     def __repr__(self) -> str:
         return f"WhisperASR({self.info.name!r}, precision={self.info.precision!r})"
+
+
+# family -> factory(model, **options) -> stream; filled by packages above `models` (weightwise.stream)
+_STREAM_FACTORIES: dict[str, Callable[..., Any]] = {}
+
+
+def register_stream(family: str, factory: Callable[..., Any]) -> None:
+    """Let `model.create_stream(...)` build streams for models of `family` (as `register_loader`
+    lets `load_model` read new folders), so `models` never imports the streaming package."""
+    _STREAM_FACTORIES[family] = factory
 
 
 def read_suppress_lists(model_dir: Path) -> tuple[list[int], list[int]]:

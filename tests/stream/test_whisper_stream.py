@@ -1,0 +1,114 @@
+"""WhisperStream on real audio with whisper-tiny.en: split invariance, garbage input, word times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from weightwise.errors import InputError
+from weightwise.evaluate.normalize import normalize
+from weightwise.stream import StreamOptions, WhisperStream, create_stream
+from weightwise.stream.evaluate import stream_utterance
+
+CHUNK_MS = 300  # 5 decodes of the 1.3 s clip: agreement, trimming of nothing, finish
+
+
+@pytest.fixture(scope="module")
+def clip(sample_audio):
+    """A short bundled utterance (ARCTIC, 1.3 s: "Wash your hands of me.")."""
+    return next((utt, audio) for utt, audio in sample_audio if utt.id.startswith("arctic_a0240"))
+
+
+@pytest.fixture(scope="module")
+def reference_stream(tiny_model, clip):
+    """The clip streamed in chunks of exactly `CHUNK_MS`."""
+    return stream_utterance(tiny_model, clip[1], StreamOptions(chunk_ms=CHUNK_MS), None)
+
+
+def _signature(stream: WhisperStream):
+    return [(c.word, c.confirmed_at_audio_s) for c in stream.confirmations], stream.result.partial
+
+
+def _feed(model, samples, cuts):
+    stream = create_stream(model, chunk_ms=CHUNK_MS)
+    for a, b in zip([0, *cuts], [*cuts, len(samples)], strict=True):
+        stream.accept_waveform(samples[a:b])
+    stream.finish()
+    return stream
+
+
+def test_stream_matches_reference_text(reference_stream, clip):
+    utt, _ = clip
+    final = reference_stream.result
+    assert final.is_final
+    assert normalize(final.text) == normalize(utt.text)
+    assert len(reference_stream.steps) == int(np.ceil(len(clip[1]) / (16000 * CHUNK_MS / 1000)))
+
+
+def test_word_times_are_ordered_and_inside_the_audio(reference_stream, clip):
+    words = reference_stream.result.confirmed
+    duration_s = len(clip[1]) / 16000
+    assert all(0 <= w.start_s <= w.end_s <= duration_s + 1e-6 for w in words)
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(words, words[1:], strict=False))
+    assert words[-1].end_s > 0.6 * duration_s  # DTW spreads words over the speech, not at 0
+    # a word is confirmed only after the decode that covered its end
+    assert all(c.word.end_s <= c.confirmed_at_audio_s + 1e-6 for c in reference_stream.confirmations)
+
+
+def _split_invariance(tiny_model, clip, reference_stream, cuts):
+    assert _signature(_feed(tiny_model, clip[1], sorted(set(cuts)))) == _signature(reference_stream)
+
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.integers(min_value=1, max_value=20_000), max_size=10))
+    def test_results_do_not_depend_on_how_audio_is_split(tiny_model, clip, reference_stream, cuts):
+        _split_invariance(tiny_model, clip, reference_stream, [c for c in cuts if c < len(clip[1])])
+
+except ImportError:  # seeded random splits, the same property
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_results_do_not_depend_on_how_audio_is_split(tiny_model, clip, reference_stream, seed):
+        rng = np.random.default_rng(seed)
+        _split_invariance(tiny_model, clip, reference_stream, list(rng.integers(1, len(clip[1]), 8)))
+
+
+def test_garbage_chunks_give_one_line_errors_and_the_stream_goes_on(tiny_model, clip, reference_stream):
+    samples = clip[1]
+    stream = create_stream(tiny_model, chunk_ms=CHUNK_MS)
+    half = len(samples) // 2
+    stream.accept_waveform(samples[:half])
+    bad = [
+        (np.array([0.1, np.nan, 0.2], np.float32), {}),
+        (np.array([np.inf], np.float32), {}),
+        (samples[:100], {"sample_rate": 8000}),
+        ((samples[:100] * 32767).astype(np.int16), {}),
+        (np.zeros((2, 100), np.float32), {}),
+        (np.array([1e39]), {}),  # float64 beyond float32: inf once converted
+    ]
+    for chunk, kwargs in bad:
+        with pytest.raises(InputError) as err:
+            stream.accept_waveform(chunk, **kwargs)
+        assert "\n" not in str(err.value)
+    stream.accept_waveform(np.zeros(0, np.float32))  # empty: ignored
+    stream.accept_waveform([])
+    stream.accept_waveform(samples[half:])
+    stream.finish()
+    assert _signature(stream) == _signature(reference_stream)  # the bad chunks left no trace
+    with pytest.raises(InputError, match="finished"):
+        stream.accept_waveform(samples[:10])
+
+
+def test_bad_options_are_one_line_input_errors(tiny_model):
+    with pytest.raises(InputError, match="chunk"):
+        create_stream(tiny_model, chunk_ms=5)
+    with pytest.raises(InputError, match="trim_s"):
+        StreamOptions(trim_s=40, max_buffer_s=45)
+
+
+def test_empty_stream_finishes_empty(tiny_model):
+    final = tiny_model.create_stream(chunk_ms=CHUNK_MS).finish()
+    assert final.is_final and final.text == "" and final.audio_s == 0
