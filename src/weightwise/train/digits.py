@@ -64,17 +64,28 @@ def load_noise_clips(folder: str | Path | None) -> list[np.ndarray]:
 
 def make_digit_string(clips: list[Clip], spec: DigitStrings, seed: int, noise: list[np.ndarray] = ()) -> Clip:
     """One string: `n` clips drawn with replacement, joined by gaps, noise mixed in (seeded)."""
+    text, audio, _ = make_timed_digit_string(clips, spec, seed, noise)
+    return text, audio
+
+
+def make_timed_digit_string(
+    clips: list[Clip], spec: DigitStrings, seed: int, noise: list[np.ndarray] = ()
+) -> tuple[str, np.ndarray, tuple[float, ...]]:
+    """`make_digit_string` plus the end time (s) of every digit's clip in the string."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(spec.min_digits, spec.max_digits + 1))
     edge = np.zeros(int(spec.edge_ms * SAMPLE_RATE / 1000), dtype=np.float32)
-    parts, words = [edge], []
+    parts, words, ends, length = [edge], [], [], len(edge)
     for i in range(n):
         text, samples = clips[int(rng.integers(len(clips)))]
         if i:
             gap_s = rng.uniform(spec.min_gap_ms, spec.max_gap_ms) / 1000
             parts.append(np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.float32))
+            length += len(parts[-1])
         parts.append(samples)
         words.append(text)
+        length += len(samples)
+        ends.append(length / SAMPLE_RATE)
     parts.append(edge)
     audio = np.concatenate(parts)
     if len(noise) and rng.random() < spec.noise_prob:
@@ -83,7 +94,7 @@ def make_digit_string(clips: list[Clip], spec: DigitStrings, seed: int, noise: l
         segment = np.resize(clip[start:], len(audio))
         if np.any(segment):
             audio = mix_at_snr(audio, segment, float(rng.uniform(spec.min_snr_db, spec.max_snr_db)))
-    return " ".join(words), audio
+    return " ".join(words), audio, tuple(ends)
 
 
 def write_digit_strings(

@@ -54,7 +54,7 @@ class ConformerBlock(nn.Module):
     def step(self, x, state, keep: int):
         kv, conv = state if state is not None else (None, None)
         x = x + 0.5 * self.ffn1(x)
-        attended, kv = self.self_attn.step(x, kv, keep)
+        attended, kv = self.self_attn(x, cache=kv, keep=keep)
         x = x + attended
         convolved, conv = self.conv(x, conv)
         x = x + convolved

@@ -64,15 +64,14 @@ class ChunkAttention(nn.Module):
         batch, _, frames, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(batch, frames, -1))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`mask` (batch or 1, 1, frames, frames): True where a query may attend to a key."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache=None, keep: int | None = None):
+        """Offline (`keep` None): attend under `mask` (batch or 1, 1, frames, frames; True = may
+        attend); returns the output. Streaming: one chunk attends to itself and `cache` (keys and
+        values of earlier frames); returns the output and the new cache (the last `keep` frames).
+        Both go through `__call__`, so the profiler's hooks see every call."""
         q, k, v = self._heads(x)
-        return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-
-    def step(self, x: torch.Tensor, cache: torch.Tensor | None, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One chunk attending to itself and the cached keys/values; returns the new cache
-        (the last `keep` frames' keys and values, stacked)."""
-        q, k, v = self._heads(x)
+        if keep is None:
+            return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
         if cache is not None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         y = F.scaled_dot_product_attention(q, k, v)
