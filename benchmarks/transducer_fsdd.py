@@ -60,7 +60,7 @@ def paced(model, audio: np.ndarray, chunk_ms: float) -> tuple[str, list[float], 
     stream, piece = model.create_stream(), int(chunk_ms * SAMPLE_RATE / 1000)
     free_at, confirmed, compute_s = 0.0, [], 0.0
     starts = list(range(0, len(audio), piece))
-    for i, start in enumerate(starts + [None]):
+    for start in [*starts, None]:
         arrival = min(start + piece, len(audio)) / SAMPLE_RATE if start is not None else len(audio) / SAMPLE_RATE
         began = time.perf_counter()
         result = stream.accept_waveform(audio[start : start + piece]) if start is not None else stream.finish()

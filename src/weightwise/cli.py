@@ -366,7 +366,7 @@ def cmd_train_transducer(args) -> int:
         model = TransducerConfig.from_dict({"encoder": args.encoder, **overrides}, "--model-config")
     except TypeError as err:
         raise InputError(f"--model-config: {err}") from None
-    strings = DigitStrings(noise_prob=args.noise_prob if args.noise else 0.0)
+    strings = DigitStrings(noise_prob=args.noise_prob if args.noise else 0.0, repeat_prob=args.repeat_prob)
     config = TrainConfig(
         data=args.data,
         out=args.out,
@@ -376,6 +376,9 @@ def cmd_train_transducer(args) -> int:
         batch_size=args.batch_size,
         noise=args.noise,
         seed=args.seed,
+        lr=args.lr,
+        warmup_steps=min(args.warmup_steps, args.steps),
+        init=args.init,
     )
     summary = train_transducer(config, progress=_progress(args.steps))
     print(
@@ -525,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--noise", default=None, metavar="DIR", help="folder of noise audio mixed into digit strings")
     p.add_argument("--noise-prob", type=float, default=0.5, help="share of digit strings with noise")
+    p.add_argument("--repeat-prob", type=float, default=0.0, help="chance a digit repeats the one before")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay after warm-up)")
+    p.add_argument("--warmup-steps", type=int, default=150)
+    p.add_argument("--init", default=None, metavar="DIR", help="start from this model folder (fine-tuning)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads")
     # fmt: on

@@ -54,3 +54,10 @@ def test_written_strings_form_a_manifest(tmp_path, clips):
     manifest = load_manifest(path)
     assert len(manifest) == 3
     assert all(set(u.text.split()) <= {"zero", "one"} for u in manifest)
+
+
+def test_repeat_prob_repeats_the_previous_digit(clips):
+    text, _ = make_digit_string(clips, DigitStrings(repeat_prob=1.0), seed=4)
+    assert len(set(text.split())) == 1 and len(text.split()) >= 3
+    plain = [make_digit_string(clips, DigitStrings(), seed)[0] for seed in range(5)]
+    assert plain == [make_digit_string(clips, DigitStrings(repeat_prob=0.0), seed)[0] for seed in range(5)]

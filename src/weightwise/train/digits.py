@@ -28,6 +28,7 @@ class DigitStrings:
     min_gap_ms: float = 50.0
     max_gap_ms: float = 400.0
     edge_ms: float = 100.0  # silence before the first and after the last digit
+    repeat_prob: float = 0.0  # chance that a digit repeats the one before (another clip of it)
     noise_prob: float = 0.0  # share of strings mixed with background noise
     min_snr_db: float = 10.0
     max_snr_db: float = 30.0
@@ -35,8 +36,9 @@ class DigitStrings:
     def __post_init__(self):
         if not 1 <= self.min_digits <= self.max_digits or not 0 <= self.min_gap_ms <= self.max_gap_ms:
             raise InputError("digit strings: need 1 <= min_digits <= max_digits and 0 <= min_gap_ms <= max_gap_ms")
-        if not 0.0 <= self.noise_prob <= 1.0:
-            raise InputError(f"digit strings: noise_prob must be in [0, 1], got {self.noise_prob}")
+        for name in ("noise_prob", "repeat_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"digit strings: {name} must be in [0, 1], got {getattr(self, name)}")
 
 
 Clip = tuple[str, np.ndarray]  # (text, samples at SAMPLE_RATE)
@@ -77,7 +79,11 @@ def make_timed_digit_string(
     edge = np.zeros(int(spec.edge_ms * SAMPLE_RATE / 1000), dtype=np.float32)
     parts, words, ends, length = [edge], [], [], len(edge)
     for i in range(n):
-        text, samples = clips[int(rng.integers(len(clips)))]
+        if i and spec.repeat_prob and rng.random() < spec.repeat_prob:  # no draw at all when 0: same strings
+            same = [clip for clip in clips if clip[0] == words[-1]]
+            text, samples = same[int(rng.integers(len(same)))]
+        else:
+            text, samples = clips[int(rng.integers(len(clips)))]
         if i:
             gap_s = rng.uniform(spec.min_gap_ms, spec.max_gap_ms) / 1000
             parts.append(np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.float32))

@@ -48,6 +48,7 @@ class TrainConfig:
     noise: str | None = None  # folder of noise audio (e.g. ../shared/data/noise), None = no noise
     checkpoint_every: int = 100
     seed: int = 0
+    init: str | None = None  # a model folder to start from (fine-tuning); its config must be `model`
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -138,6 +139,16 @@ def _resume(out: Path, network, optimizer, config: TrainConfig) -> tuple[int, li
     return state["step"], state["history"]
 
 
+def _initialize(network: TransducerNetwork, config: TrainConfig) -> None:
+    """Weights and feature statistics of the model folder `config.init`."""
+    from weightwise.models.transducer import load_transducer_dir
+
+    start = load_transducer_dir(config.init)
+    if start.config != config.model:
+        raise InputError(f"{config.init}: its config.json differs from the model being trained")
+    network.load_state_dict(start.network.state_dict())
+
+
 def _check_vocab(config: TrainConfig, clips: list[Clip]) -> None:
     words = {w for text, _ in clips for w in text.split()}
     unknown = sorted(words - set(config.model.vocab))
@@ -160,6 +171,8 @@ def train_transducer(config: TrainConfig, progress: Callable | None = None) -> T
     torch.manual_seed(config.seed)
     network = TransducerNetwork(config.model)
     _feature_stats(network, clips)
+    if config.init is not None:
+        _initialize(network, config)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start, history = 0, []
     if (out / CHECKPOINT).is_file():
