@@ -50,3 +50,24 @@ def test_energy_per_component(profiled):
     assert all(energy[c] > 0 for c in ("encoder", "predictor", "joiner"))
     assert result.wer is not None and result.model_bytes < 2_000_000
     assert {"encoder.attention", "encoder.ffn", "encoder.conv", "joiner", "predictor"} <= set(result.component_details)
+
+
+def test_shared_low_rank_factor_is_stored_once_and_invoked_per_layer(profiled):
+    """Paper 4's shared factors: one stored tensor, read by every layer that uses it."""
+    import torch
+
+    from weightwise.models.transducer import TransducerASR, TransducerConfig, TransducerNetwork, count_params
+    from weightwise.models.whisper import ModelInfo
+
+    _, clips, _ = profiled
+    torch.manual_seed(0)
+    config = TransducerConfig(n_layers=3, lowrank_rank=16, shared_factor="in")
+    network = TransducerNetwork(config)
+    info = ModelInfo("lowrank-shared", "test", "-", "fp32", count_params(network), family="transducer")
+    result = profile(
+        TransducerASR(network, info), Manifest(clips.utterances[:1], "one"), load_device("jetson-orin-nano")
+    )
+    shared = [t for t in result.tensors if t.name.endswith("ffn1.fc1.down.weight")]
+    assert len(shared) == 1  # stored once, whatever the number of layers using it
+    chunks_per_s = result.decode["n_windows"] / result.audio_s
+    assert shared[0].invocations_per_audio_s == pytest.approx(3 * chunks_per_s)
