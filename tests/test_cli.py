@@ -80,13 +80,13 @@ def test_transcribe_prints_name_and_text(capsys, tmp_path, samples, tiny_greedy)
 def test_models_lists_the_registry(capsys):
     code, out, _ = _run(capsys, "models", "--json")
     assert code == 0
-    assert json.loads(out) == ["whisper-base", "whisper-tiny.en"]
+    assert json.loads(out) == ["transducer-fsdd", "whisper-base", "whisper-tiny.en"]
 
 
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "weightwise", "models"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["whisper-base", "whisper-tiny.en"]
+    assert proc.stdout.splitlines() == ["transducer-fsdd", "whisper-base", "whisper-tiny.en"]
     bad = subprocess.run(
         [sys.executable, "-m", "weightwise", "transcribe", "/nonexistent/x.wav"],
         capture_output=True,

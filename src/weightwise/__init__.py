@@ -39,6 +39,7 @@ _EXPORTS = {
     "available_models": "weightwise.models",
     "load_model": "weightwise.models",
     "DecodingOptions": "weightwise.decode",
+    "TransducerConfig": "weightwise.models.transducer",
     "transcribe": "weightwise.decode",
     # evaluation
     "PEERS": "weightwise.evaluate",
@@ -80,6 +81,10 @@ _EXPORTS = {
     "print_eval": "weightwise.report.tables",
     "print_profile": "weightwise.report.tables",
     "plot_profile": "weightwise.report.plots",
+    # training our own models (the streaming transducer family)
+    "DigitStrings": "weightwise.train",
+    "TrainConfig": "weightwise.train",
+    "train_transducer": "weightwise.train",
     # result files and errors
     "check_output_path": "weightwise.outputs",
     "write_json_atomic": "weightwise.outputs",

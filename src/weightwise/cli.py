@@ -452,6 +452,51 @@ def _stream_manifest(args, options) -> int:
     return 0
 
 
+def cmd_train_transducer(args) -> int:
+    from weightwise import DigitStrings, TrainConfig, TransducerConfig, set_threads, train_transducer
+
+    set_threads(args.threads)
+    overrides = _json_arg(args.model_config, "--model-config")
+    try:
+        model = TransducerConfig.from_dict({"encoder": args.encoder, **overrides}, "--model-config")
+    except TypeError as err:
+        raise InputError(f"--model-config: {err}") from None
+    strings = DigitStrings(noise_prob=args.noise_prob if args.noise else 0.0, repeat_prob=args.repeat_prob)
+    config = TrainConfig(
+        data=args.data,
+        out=args.out,
+        model=model,
+        strings=strings,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        noise=args.noise,
+        seed=args.seed,
+        lr=args.lr,
+        warmup_steps=min(args.warmup_steps, args.steps),
+        init=args.init,
+    )
+    summary = train_transducer(config, progress=_progress(args.steps))
+    print(
+        f"{summary.out}/model: {summary.n_params:,} parameters, {summary.steps} steps "
+        f"(resumed at {summary.resumed_from}), final loss {summary.final_loss:.3f}"
+    )
+    return 0
+
+
+def _json_arg(text: str | None, flag: str) -> dict:
+    """A JSON object given inline or as a file path."""
+    if not text:
+        return {}
+    raw = Path(text).read_text() if not text.lstrip().startswith("{") and Path(text).is_file() else text
+    try:
+        value = json.loads(raw)
+    except ValueError as err:
+        raise InputError(f"{flag}: not a JSON object or a JSON file ({err})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{flag}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def cmd_models(args) -> int:
     from weightwise import available_models
 
@@ -588,6 +633,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON result (required with --data; written atomically)")
     # fmt: on
     p.set_defaults(func=cmd_stream, plan=None)
+    p = sub.add_parser("train-transducer", help="train a streaming transducer on a manifest (CPU, resumable)")
+    # fmt: off
+    p.add_argument("--data", required=True, help="manifest.jsonl with `split` fields (e.g. fsdd_digits)")
+    p.add_argument("--out", required=True, help="output folder: checkpoint.pt (resumed on rerun), model/")
+    p.add_argument("--encoder", choices=("conformer", "recurrent"), default="conformer")
+    p.add_argument("--model-config", default=None, metavar="JSON",
+                   help='more TransducerConfig fields, inline or a file: {"n_layers": 4, "n_unique_layers": 2}')
+    p.add_argument("--steps", type=_positive_int, default=2000)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--noise", default=None, metavar="DIR", help="folder of noise audio mixed into digit strings")
+    p.add_argument("--noise-prob", type=float, default=0.5, help="share of digit strings with noise")
+    p.add_argument("--repeat-prob", type=float, default=0.0, help="chance a digit repeats the one before")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay after warm-up)")
+    p.add_argument("--warmup-steps", type=int, default=150)
+    p.add_argument("--init", default=None, metavar="DIR", help="start from this model folder (fine-tuning)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads")
+    # fmt: on
+    p.set_defaults(func=cmd_train_transducer)
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

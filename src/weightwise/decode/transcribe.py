@@ -12,6 +12,7 @@ from weightwise.decode.features import log_mel_spectrogram, split_windows
 from weightwise.decode.options import DecodeObserver, DecodingOptions
 from weightwise.decode.search import beam_search, greedy_search, max_new_tokens
 from weightwise.errors import InputError
+from weightwise.models.transducer import TransducerASR
 from weightwise.models.whisper import WhisperASR
 
 
@@ -52,13 +53,14 @@ class Transcript:
 
 @torch.inference_mode()
 def transcribe(
-    model: WhisperASR,
+    model: WhisperASR | TransducerASR,
     audio: np.ndarray,
     options: DecodingOptions = DecodingOptions(),
     observer: DecodeObserver | None = None,
     file_id: str = "",
 ) -> Transcript:
-    """Transcribe 16 kHz mono float32 `audio` (long audio in consecutive 30 s windows).
+    """Transcribe 16 kHz mono float32 `audio` (long audio in consecutive 30 s windows; a transducer
+    streams it chunk by chunk, see `weightwise.decode.transducer`).
 
     Args:
         model: from `load_model`.
@@ -77,6 +79,10 @@ def transcribe(
         'Stuff it into you, his belly counselled him.'
     """
     observer = observer or DecodeObserver()
+    if model.info.family == "transducer":
+        from weightwise.decode.transducer import transcribe_transducer
+
+        return transcribe_transducer(model, audio, options, observer, file_id)
     max_new_tokens(model, options)  # a limit the decoder cannot honour fails before any work
     mel = log_mel_spectrogram(audio, model.n_mels)
     if not torch.isfinite(mel).all():  # NaN/inf or overflowing samples: the model would babble

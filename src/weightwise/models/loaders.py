@@ -31,7 +31,9 @@ from weightwise.models.registry import (
     default_cache_dir,
     file_sha256,
     resolve_name,
+    transducer_weights_dir,
 )
+from weightwise.models.transducer import TransducerASR, is_transducer_dir, load_transducer_dir
 from weightwise.models.whisper import WhisperASR, build_whisper, read_suppress_lists
 from weightwise.models.whisper_ct2 import hf_state_dict, whisper_config
 
@@ -52,11 +54,14 @@ def register_loader(predicate: Callable[[Path], bool], load_fn: PathLoader) -> N
         _LOADERS.append((predicate, load_fn))
 
 
-def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None) -> WhisperASR:
-    """Load a Whisper model for CPU inference.
+def load_model(
+    name_or_path: str, precision: str = "fp32", cache_dir: str | Path | None = None
+) -> WhisperASR | TransducerASR:
+    """Load a Whisper model (or one of our streaming transducers) for CPU inference.
 
     Args:
-        name_or_path: a registered name (`available_models()`), a directory written by
+        name_or_path: a registered name (`available_models()`), a transducer folder
+            (config.json + model.safetensors from `weightwise train-transducer`), a directory written by
             `weightwise compress`, a CTranslate2 model directory,
             a Hugging Face model directory, an openai-whisper `.pt` checkpoint, or a hub id
             such as ``openai/whisper-tiny.en`` (needs network access).
@@ -70,6 +75,9 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     _check_cache_dir(cache)
+    packaged = transducer_weights_dir(name_or_path)
+    if packaged is not None:
+        return load_transducer_dir(packaged, precision, name_or_path)
     spec = resolve_name(name_or_path)
     if spec is not None:
         return load_ct2_dir(ct2_model_dir(spec, cache), spec.name, precision, cache)
@@ -77,6 +85,8 @@ def load_model(name_or_path: str, precision: str = "fp32", cache_dir: str | Path
     for predicate, load_fn in _LOADERS:
         if predicate(path):
             return load_fn(path, precision, cache)
+    if is_transducer_dir(path):
+        return load_transducer_dir(path, precision)
     if path.is_dir() and (path / "model.bin").is_file():
         return load_ct2_dir(path, path.name, precision, cache)
     if path.is_dir() and (path / "config.json").is_file():

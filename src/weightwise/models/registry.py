@@ -42,6 +42,9 @@ _MODELS = {
     ),
 }
 _ALIASES = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
+# transducers we trained (weightwise.train): name -> folder under models/transducer/weights/, shipped
+# inside this package with the recipe command and training config that made them
+_TRANSDUCERS = {"transducer-fsdd": "fsdd"}
 # checkpoints without a tokenizer or suppression list borrow them from the bundled model with
 # the same vocabulary (51864 = English-only, 51865 = multilingual)
 _BUNDLED_BY_VOCAB = {51864: "whisper-tiny.en", 51865: "whisper-base"}
@@ -49,7 +52,13 @@ _BUNDLED_BY_VOCAB = {51864: "whisper-tiny.en", 51865: "whisper-base"}
 
 def available_models() -> list[str]:
     """Names `load_model` accepts without a path or a hub."""
-    return sorted(_MODELS)
+    return sorted([*_MODELS, *_TRANSDUCERS])
+
+
+def transducer_weights_dir(name: str) -> Path | None:
+    """The packaged folder of a registered transducer name, or None."""
+    folder = _TRANSDUCERS.get(name)
+    return Path(__file__).parent / "transducer" / "weights" / folder if folder else None
 
 
 def resolve_name(name: str) -> PackagedWhisper | None:

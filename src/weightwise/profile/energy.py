@@ -28,6 +28,15 @@ PJ = 1e-12  # joules per picojoule
 
 # (regex on the tensor/module name, component, group). First match wins.
 _COMPONENTS = (
+    # the transducer family (weightwise.models.transducer): names start at the network's root
+    (r"^encoder\.frontend", "encoder.frontend", "encoder"),
+    (r"^encoder\.blocks\.\d+\.self_attn", "encoder.attention", "encoder"),
+    (r"^encoder\.blocks\.\d+\.ffn", "encoder.ffn", "encoder"),
+    (r"^encoder\.blocks\.\d+\.conv", "encoder.conv", "encoder"),
+    (r"^encoder\.blocks\.\d+\.cell", "encoder.recurrence", "encoder"),
+    (r"^predictor\.", "predictor", "predictor"),
+    (r"^joiner\.", "joiner", "joiner"),
+    # Whisper (transformers' names)
     (r"(embed_tokens|proj_out)", "token_embedding_projection", "token_embedding_projection"),
     (r"encoder\.conv", "encoder.conv", "encoder"),
     (r"encoder\.layers\.\d+\.(self_attn|encoder_attn)", "encoder.attention", "encoder"),

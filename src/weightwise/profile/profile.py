@@ -73,6 +73,9 @@ class ModelProfile:
     fused_attention: bool = False  # attention score matrices assumed kept on-chip (not charged)
     component_energy_j_per_audio_s: dict[str, float] = field(default_factory=dict)
     component_offchip_bytes_per_audio_s: dict[str, float] = field(default_factory=dict)
+    # per weight group, its most-invoked tensor's calls per audio-second: a transducer's encoder
+    # (chunks), predictor (label steps) and joiner (frame x hypothesis x symbol) rates
+    component_invocations_per_audio_s: dict[str, float] = field(default_factory=dict)
     traffic: list[TrafficProfile] = field(default_factory=list)  # key/value cache and activations, per part
     wer: float | None = None
     plan: str | None = None  # compression plan applied to the model, if any
@@ -165,6 +168,15 @@ def _components(rows: list[TensorProfile], ops: dict[str, float], traffic: list[
     return fine, coarse, offchip
 
 
+def _invocations(rows: list[TensorProfile]) -> dict[str, float]:
+    """Group -> the largest invocations per audio-second among its tensors."""
+    rates: dict[str, float] = defaultdict(float)
+    for row in rows:
+        group = component_of(row.name)[1]
+        rates[group] = max(rates[group], row.invocations_per_audio_s)
+    return dict(rates)
+
+
 def analyze(
     trace: Trace,
     device: DeviceSpec,
@@ -250,6 +262,7 @@ def analyze(
         assumptions=assumptions(act_dtype, fused_attention),
         component_energy_j_per_audio_s=dict(sorted(coarse.items(), key=lambda kv: -kv[1])),
         component_offchip_bytes_per_audio_s=offchip_by_group,
+        component_invocations_per_audio_s=_invocations(rows),
         traffic=traffic,
         wer=wer,
         measured=measured,

@@ -265,7 +265,7 @@ class Tracer(DecodeCounter):
                         self._handles.append(getattr(module, child).register_forward_hook(hook))
             if self.storage[name]:
                 self._handles.append(module.register_forward_hook(self._post(name)))
-            elif any(self.storage[f"{name}.{c}" if name else c] for c, _ in module.named_children()):
+            elif any(module_storage(child) for _, child in module.named_children()):  # (shared children too)
                 self._handles.append(module.register_forward_hook(self._count(name)))
         self._mode.__enter__()
         return self
