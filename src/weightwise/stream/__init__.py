@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 
 from weightwise.decode import DecodeObserver
+from weightwise.errors import InputError
 from weightwise.models import WhisperASR, register_stream
 from weightwise.stream.protocol import ConfirmedWord, DecodeStep, Stream, StreamResult, Word
+from weightwise.stream.transducer import TransducerStreamAdapter
 from weightwise.stream.whisper import StreamOptions, WhisperStream
 
 
@@ -26,14 +28,21 @@ def create_stream(
     observer: DecodeObserver | None = None,
     file_id: str = "",
     options: StreamOptions | None = None,
-) -> WhisperStream:
+) -> WhisperStream | TransducerStreamAdapter:
     """A new stream over `model` that decodes every `chunk_ms` of received audio.
 
     `observer` (e.g. the profiler's `Tracer`) sees every re-decode; `options` overrides the rest.
 
     Raises:
-        InputError: `chunk_ms` out of 10..10000, or `vad` without silero-vad installed.
+        InputError: `chunk_ms` out of 10..10000, or `vad` without silero-vad installed (or on a
+            transducer, whose stream decodes each chunk once and has no gate).
     """
+    if not isinstance(model, WhisperASR):
+        if not hasattr(model, "create_stream"):
+            raise InputError(f"{model!r} has no streaming decoder")
+        if vad:
+            raise InputError("--vad gates Whisper streams only (a transducer decodes each chunk once)")
+        return TransducerStreamAdapter(model, chunk_ms, observer)
     options = dataclasses.replace(options or StreamOptions(), chunk_ms=chunk_ms, vad=vad)
     return WhisperStream(model, options, observer, file_id)
 
@@ -46,6 +55,7 @@ __all__ = [
     "Stream",
     "StreamOptions",
     "StreamResult",
+    "TransducerStreamAdapter",
     "WhisperStream",
     "Word",
     "create_stream",

@@ -163,6 +163,10 @@ def evaluate_stream(
 ) -> StreamEvaluation:
     """Stream every utterance of `manifest` (simulated pacing) and decode it offline; compare."""
     progress = progress or (lambda items, label: items)
+    if not isinstance(model, WhisperASR):
+        raise InputError(
+            f"stream --data evaluates Whisper models; {model.info.name} is scored by benchmarks/transducer_fsdd.py"
+        )
     items = list(iter_audio(manifest))
     if not items:
         raise InputError(f"{manifest.source}: no utterances to stream")
