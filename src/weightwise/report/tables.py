@@ -84,21 +84,19 @@ def profile_tables(p, top: int = 15) -> list[Table]:
         f"{_si(p.baseline_offchip_bytes_per_audio_s, 'B')}); roofline RTF >= "
         f"{p.roofline['rtf_lower_bound']:.4f} ({p.roofline['bound']}-bound)"
     )
-    for column in ("component", "inv/audio-s", "energy share", "mJ/audio-s", "off-chip/audio-s"):
+    for column in ("component", "energy share", "mJ/audio-s", "off-chip/audio-s"):
         shares.add_column(column, justify="left" if column == "component" else "right")
     energy, offchip = p.component_energy_j_per_audio_s, p.component_offchip_bytes_per_audio_s
-    invocations = getattr(p, "component_invocations_per_audio_s", {})  # most-invoked tensor of the group
     for name, share in p.components.items():
         shares.add_row(
             f"[bold]{name}[/bold]",
-            f"{invocations[name]:.2f}" if name in invocations else "",
             f"{100 * share:.1f}%",
             f"{1e3 * energy[name]:.3f}" if name in energy else "",
             _si(offchip[name], "B") if name in offchip else "",
         )
     for name, share in p.component_details.items():
         if name not in p.components:
-            shares.add_row(f"  {name}", "", f"{100 * share:.1f}%", "", "")
+            shares.add_row(f"  {name}", f"{100 * share:.1f}%", "", "")
     return [tensors, shares, traffic_table(p)]
 
 
