@@ -282,7 +282,9 @@ def cmd_optimize(args) -> int:
     set_threads(args.threads)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill runs the clean-up: nothing half-written in --out
     space = CandidateSpace.from_json(args.candidates) if args.candidates else CandidateSpace()
+    runtime = _runtime(args)
     options = OptimizeOptions(
+        runtime=runtime,
         space=space,
         limit_calib=args.limit_calib,
         limit_eval=args.limit_eval,
@@ -304,6 +306,26 @@ def cmd_optimize(args) -> int:
         f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s", file=sys.stderr
     )
     return 0
+
+
+def _runtime(args):
+    """The plan runtime settings the optimize flags ask for (checked as a plan's would be), or None."""
+    from weightwise import RuntimeSettings
+
+    context = args.encoder_context
+    if context is not None and context != "auto":
+        try:
+            context = int(context)
+        except ValueError:
+            raise InputError(f"--encoder-context {context!r}: 'auto' or a number of positions") from None
+    fields = {
+        "kv_precision": args.kv_precision,
+        "activation_precision": args.activation_precision,
+        "encoder_context": context,
+        "fused_attention": True if args.fused_attention else None,
+    }
+    settings = RuntimeSettings.from_dict({k: v for k, v in fields.items() if v is not None}, "optimize flags")
+    return settings or None
 
 
 def _interrupt(signum, frame) -> None:
@@ -445,6 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the resumable sensitivity table is kept (default: the model cache)")
     p.add_argument("--no-uniform", action="store_true", help="skip measuring the uniform baselines")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
+    p.add_argument("--kv-precision", default=None, metavar="fp16|int8",
+                   help="plan runtime: key/value-cache precision, simulated in the decode (priced as one group)")
+    p.add_argument("--activation-precision", default=None, metavar="fp16|int8",
+                   help="plan runtime: activation precision, simulated in the decode (priced as one group)")
+    p.add_argument("--encoder-context", default=None, metavar="auto|N",
+                   help="plan runtime: encoder positions per window ('auto': the audio + a margin; default 1500)")
+    p.add_argument("--fused-attention", action="store_true",
+                   help="plan runtime and every baseline: attention scores stay on-chip (not charged)")
     # fmt: on
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="models x precisions/plans x noise x SNR matrix, resumable JSONL")

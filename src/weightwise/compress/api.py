@@ -12,6 +12,7 @@ from weightwise.compress.modules import HANDLERS
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest
 from weightwise.errors import InputError
+from weightwise.models.runtime import apply_runtime
 
 
 class CompressContext:
@@ -82,5 +83,6 @@ def compress_(
         for index in sorted(groups):
             config = plan.rules[index].config
             HANDLERS[type(config)](model.network, groups[index], config, context)
+    apply_runtime(model, plan.runtime)  # after the rules: the hooks sit on the compressed modules
     model.info = dataclasses.replace(model.info, plan=plan.name or "plan")
     model.plan = plan

@@ -2,7 +2,12 @@
 
 JSON contract (extend compatibly)::
 
-    {"rules": [{"match": "re:<regex>" | "<exact module name>" | [names...], "<method>": {params}}, ...]}
+    {"rules": [{"match": "re:<regex>" | "<exact module name>" | [names...], "<method>": {params}}, ...],
+     "runtime": {"kv_precision": "int8", "activation_precision": "int8",       # optional: how the
+                 "encoder_context": "auto", "fused_attention": true}}        # model runs (simulated)
+
+`runtime` (see `weightwise.models.runtime`) is applied after the rules; a plan with a runtime may
+have no rules (the weights stay dense).
 
 A rule applies to the weight-bearing modules (Linear, Conv1d, Embedding) whose names match; a
 regex must match the whole name (``re:.*`` = all of them). Positional-embedding tables (Whisper's
@@ -24,6 +29,7 @@ import torch
 
 from weightwise.compress.configs import CompressionConfig, config_from_dict, config_to_dict
 from weightwise.errors import InputError
+from weightwise.models.runtime import RuntimeSettings
 
 WEIGHT_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Embedding)
 
@@ -52,12 +58,16 @@ class Rule:
 class Plan:
     rules: tuple[Rule, ...]
     name: str = ""
+    runtime: RuntimeSettings | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> Plan:
-        if not isinstance(data, dict) or not isinstance(data.get("rules"), list) or not data["rules"]:
+        has_runtime = isinstance(data, dict) and "runtime" in data
+        runtime = RuntimeSettings.from_dict(data["runtime"], where) if has_runtime else None
+        rules = data.get("rules") if isinstance(data, dict) else None
+        if not isinstance(rules, list) or not (rules or runtime):
             raise InputError(f"{where}: a plan is an object with a non-empty list 'rules'")
-        return cls(tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(data["rules"])), name)
+        return cls(tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(rules)), name, runtime or None)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Plan:
@@ -71,7 +81,10 @@ class Plan:
         return cls.from_dict(data, str(path), path.stem)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rules": [rule.to_dict() for rule in self.rules]}
+        out: dict[str, Any] = {"rules": [rule.to_dict() for rule in self.rules]}
+        if self.runtime:
+            out["runtime"] = self.runtime.to_dict()
+        return out
 
     def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:
         """module name -> (rule index, config) for every weight-bearing module a rule claims."""

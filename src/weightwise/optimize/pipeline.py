@@ -22,6 +22,7 @@ from weightwise.compress.planner import check_budget
 from weightwise.data import Manifest, load_manifest, sample_manifest
 from weightwise.decode import DecodingOptions
 from weightwise.errors import InputError
+from weightwise.models.runtime import RuntimeSettings
 from weightwise.profile.device import DeviceSpec, load_device
 
 SUMMARY_KIND = "weightwise-optimize"
@@ -45,6 +46,9 @@ class OptimizeOptions:
     decoding: DecodingOptions = DECODING
     runtime_precision: str = "fp16"  # the dense baseline, and how compressed models run (activations)
     encoder_windows: int | None = 8  # encoder groups' KL on the first N calibration windows (None: all)
+    # runtime settings the plan carries (kv-cache / activation precision, encoder context), simulated in
+    # every decode of the plan; `fused_attention` is applied to the baselines' profiles too
+    runtime: RuntimeSettings | None = None
 
 
 @dataclass(frozen=True)

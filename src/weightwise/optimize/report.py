@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -96,7 +97,7 @@ def build_summary(
             if g in table.planned
         ],
         "plan": {
-            **plan_of(assignment).to_dict(),
+            **dataclasses.replace(plan_of(assignment), runtime=options.runtime).to_dict(),
             "predicted": {
                 "device": device.name,
                 "wer_delta_points": planner["predicted_wer_delta_points"],

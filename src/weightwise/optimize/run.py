@@ -14,6 +14,7 @@ from weightwise.compress.candidates import Candidate, Group, plan_of, weight_gro
 from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
+from weightwise.models.runtime import runtime_applied
 from weightwise.optimize.calibrate import (
     DEFAULT_ALPHA,
     AlphaSearch,
@@ -54,22 +55,29 @@ def _sweep(model, reference, groups, planned, space, inputs, options, context, p
 
 
 def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]:
-    """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate)."""
+    """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate).
+
+    The uniform probes are measured on the weights alone (they fit KL -> WER); the runtime settings
+    (`options.runtime`) are priced first, as one fixed group: their own pseudo-WER on the calibration
+    audio comes off the weights' budget, and every plan is then measured with them on."""
     points: list[CalibPoint] = []
+    keep_all = {g: table.space.keep for g in table.groups}
+    runtime_points = measure(keep_all, True) if options.runtime else 0.0
+    weight_budget = max(0.0, inputs.budget - runtime_points)
     for label in table.space.uniform:
         assignment = uniform_assignment(table, table.space.by_label(label))
         kl = table.kl_sum(assignment)
         if kl is not None:
-            points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment)))
+            points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment, False)))
     search = AlphaSearch(fit_alpha(points) or DEFAULT_ALPHA)
     tried: list[tuple[dict, PlannerResult, CalibPoint]] = []
     for round_ in range(options.rounds):
         alpha = search.alpha
         problem, behind = build_problem(table, inputs.device, alpha)
-        result = solve(problem, inputs.budget, options.bins)
+        result = solve(problem, weight_budget, options.bins)
         assignment = assignment_of(table, behind, result.best.choice)
         same = next((t for t in tried if t[0] == assignment), None)
-        measured = same[2].pseudo_wer_points if same else measure(assignment)
+        measured = same[2].pseudo_wer_points if same else measure(assignment, True)
         point = CalibPoint(f"plan:{round_}", table.kl_sum(assignment), measured, alpha, _changes(table, assignment))
         points.append(point)
         if same is None:
@@ -77,7 +85,6 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         if search.update(measured, inputs.budget) is None:
             break
     feasible = [t for t in tried if t[2].pseudo_wer_points <= inputs.budget]
-    keep_all = {g: table.space.keep for g in table.groups}
     if feasible:
         assignment, result, point = min(feasible, key=lambda t: t[1].best.energy_j)
     else:  # no plan held the budget on the calibration audio: fp16 everywhere
@@ -90,12 +97,17 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         for s in [solve(problem, b, options.bins)]
     ]
     info = {
+        "runtime": {
+            "settings": options.runtime.to_dict() if options.runtime else {},
+            "calib_pseudo_wer_points": runtime_points,
+            "weight_budget_points": weight_budget,
+        },
         "alpha_points_per_nat": final_alpha,
         "alpha_pooled_fit": fit_alpha(points),
         "calibration_points": [dataclasses.asdict(p) for p in points],
         "rounds": len(tried),
         "chosen_round": point.name,
-        "predicted_wer_delta_points": final_alpha * (table.kl_sum(assignment) or 0.0),
+        "predicted_wer_delta_points": runtime_points + final_alpha * (table.kl_sum(assignment) or 0.0),
         "calib_pseudo_wer_points": point.pseudo_wer_points,
         "frontier": frontier,
         "solvers": None
@@ -136,8 +148,16 @@ def _predicted(p: ModelProfile) -> dict[str, Any]:
 
 
 def _evaluate(model, inputs, options, progress, name: str, tmp: Path) -> ModelProfile:
+    """Measured WER and modeled energy on the evaluation audio (a plan's runtime settings are
+    simulated and charged; fused attention, when the plan assumes it, is assumed for every variant)."""
+    fused = bool(options.runtime and options.runtime.fused_attention)
     result = profile(
-        model, inputs.eval_set, inputs.device, options.decoding, progress=_bar(progress, len(inputs.eval_set))
+        model,
+        inputs.eval_set,
+        inputs.device,
+        options.decoding,
+        progress=_bar(progress, len(inputs.eval_set)),
+        fused_attention=fused,
     )
     result.save(tmp / "profiles" / f"{name}.json")
     return result
@@ -152,11 +172,11 @@ def at_runtime(model, options):
     return model
 
 
-def _compressed(inputs, assignment: dict[Group, Candidate], name: str):
+def _compressed(inputs, assignment: dict[Group, Candidate], name: str, runtime=None):
     from weightwise.models import load_model
 
     model = load_model(inputs.model)
-    compress_(model, plan_of(assignment, name), inputs.calib)
+    compress_(model, dataclasses.replace(plan_of(assignment, name), runtime=runtime), inputs.calib)
     return model
 
 
@@ -187,16 +207,17 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     context = CompressContext(model, inputs.calib)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
     lap("sensitivity_s")
-    table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries)
+    table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries, options.runtime)
 
-    def measure(assignment):
+    def measure(assignment, with_runtime: bool):
         with all_applied(model, assignment, context):
-            return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
+            with runtime_applied(model, options.runtime if with_runtime else None):
+                return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
 
     assignment, planner = _plan(table, inputs, options, measure)
     lap("plan_s")
-    plan = plan_of(assignment, "optimized")
-    final = _compressed(inputs, assignment, "optimized")
+    plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=options.runtime)
+    final = _compressed(inputs, assignment, "optimized", options.runtime)
     save_compressed(final, tmp / "model")
     lap("compress_s")
     base = _evaluate(runtime, inputs, options, progress, f"baseline-{options.runtime_precision}", tmp)
