@@ -97,7 +97,7 @@ def build_summary(
             if g in table.planned
         ],
         "plan": {
-            **dataclasses.replace(plan_of(assignment), runtime=options.runtime).to_dict(),
+            **dataclasses.replace(plan_of(assignment), runtime=table.runtime).to_dict(),
             "predicted": {
                 "device": device.name,
                 "wer_delta_points": planner["predicted_wer_delta_points"],

@@ -14,7 +14,7 @@ from weightwise.compress.candidates import Candidate, Group, plan_of, weight_gro
 from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
-from weightwise.models.runtime import runtime_applied
+from weightwise.models.runtime import RuntimeSettings, runtime_applied
 from weightwise.optimize.calibrate import (
     DEFAULT_ALPHA,
     AlphaSearch,
@@ -54,7 +54,7 @@ def _sweep(model, reference, groups, planned, space, inputs, options, context, p
     return entries, str(cache.path)
 
 
-def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]:
+def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any], Table]:
     """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate).
 
     The uniform probes are measured on the weights alone (they fit KL -> WER); the runtime settings
@@ -62,13 +62,15 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
     audio comes off the weights' budget, and every plan is then measured with them on."""
     points: list[CalibPoint] = []
     keep_all = {g: table.space.keep for g in table.groups}
-    runtime_points = measure(keep_all, True) if options.runtime else 0.0
-    weight_budget = max(0.0, inputs.budget - runtime_points)
+    runtime, runtime_points, runtime_tried = _runtime_group(options.runtime, inputs.budget, keep_all, measure)
+    table = dataclasses.replace(table, runtime=runtime)  # the planner prices the settings kept
+    # the solver needs a positive budget: settings that spend it all leave the weights next to nothing
+    weight_budget = max(0.01 * inputs.budget, inputs.budget - runtime_points)
     for label in table.space.uniform:
         assignment = uniform_assignment(table, table.space.by_label(label))
         kl = table.kl_sum(assignment)
         if kl is not None:
-            points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment, False)))
+            points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment)))
     search = AlphaSearch(fit_alpha(points) or DEFAULT_ALPHA)
     tried: list[tuple[dict, PlannerResult, CalibPoint]] = []
     for round_ in range(options.rounds):
@@ -77,7 +79,7 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         result = solve(problem, weight_budget, options.bins)
         assignment = assignment_of(table, behind, result.best.choice)
         same = next((t for t in tried if t[0] == assignment), None)
-        measured = same[2].pseudo_wer_points if same else measure(assignment, True)
+        measured = same[2].pseudo_wer_points if same else measure(assignment, runtime)
         point = CalibPoint(f"plan:{round_}", table.kl_sum(assignment), measured, alpha, _changes(table, assignment))
         points.append(point)
         if same is None:
@@ -98,7 +100,9 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
     ]
     info = {
         "runtime": {
-            "settings": options.runtime.to_dict() if options.runtime else {},
+            "requested": options.runtime.to_dict() if options.runtime else {},
+            "settings": runtime.to_dict() if runtime else {},
+            "measured": runtime_tried,
             "calib_pseudo_wer_points": runtime_points,
             "weight_budget_points": weight_budget,
         },
@@ -123,7 +127,30 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         },
         "solver": None if result is None else result.best.method,
     }
-    return assignment, info
+    return assignment, info, table
+
+
+def _runtime_group(requested, budget: float, keep_all: dict, measure):
+    """The runtime settings kept, their pseudo-WER on the calibration audio, and what was measured.
+
+    All requested settings together if they fit the budget; else each alone, keeping those whose
+    own cost is within an equal share of the budget (then measured together)."""
+    if not requested:
+        return None, 0.0, []
+    tried = [{"settings": requested.to_dict(), "pseudo_wer_points": measure(keep_all, requested)}]
+    if tried[0]["pseudo_wer_points"] <= budget:
+        return requested, tried[0]["pseudo_wer_points"], tried
+    costs = {}
+    for key, value in requested.to_dict().items():
+        costs[key] = measure(keep_all, RuntimeSettings(**{key: value}))
+        tried.append({"settings": {key: value}, "pseudo_wer_points": costs[key]})
+    kept = {k: v for k, v in requested.to_dict().items() if costs[k] <= budget / len(costs)}
+    if not kept:
+        return None, 0.0, tried
+    chosen = RuntimeSettings(**kept)
+    cost = measure(keep_all, chosen) if len(kept) > 1 else costs[next(iter(kept))]
+    tried.append({"settings": chosen.to_dict(), "pseudo_wer_points": cost})
+    return (chosen, cost, tried) if cost <= budget else (None, 0.0, tried)
 
 
 def _changes(table: Table, assignment: dict[Group, Candidate]) -> dict[str, int]:
@@ -150,7 +177,7 @@ def _predicted(p: ModelProfile) -> dict[str, Any]:
 def _evaluate(model, inputs, options, progress, name: str, tmp: Path) -> ModelProfile:
     """Measured WER and modeled energy on the evaluation audio (a plan's runtime settings are
     simulated and charged; fused attention, when the plan assumes it, is assumed for every variant)."""
-    fused = bool(options.runtime and options.runtime.fused_attention)
+    fused = bool(options.runtime and options.runtime.fused_attention)  # never dropped: it costs no words
     result = profile(
         model,
         inputs.eval_set,
@@ -204,20 +231,20 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         options.encoder_windows,
     )
     lap("reference_s")
-    context = CompressContext(model, inputs.calib)
+    context = CompressContext(model, inputs.calib, cache_hessians=True)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
     lap("sensitivity_s")
     table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries, options.runtime)
 
-    def measure(assignment, with_runtime: bool):
+    def measure(assignment, runtime=None):
         with all_applied(model, assignment, context):
-            with runtime_applied(model, options.runtime if with_runtime else None):
+            with runtime_applied(model, runtime):
                 return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
 
-    assignment, planner = _plan(table, inputs, options, measure)
+    assignment, planner, table = _plan(table, inputs, options, measure)
     lap("plan_s")
-    plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=options.runtime)
-    final = _compressed(inputs, assignment, "optimized", options.runtime)
+    plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=table.runtime)
+    final = _compressed(inputs, assignment, "optimized", table.runtime)
     save_compressed(final, tmp / "model")
     lap("compress_s")
     base = _evaluate(runtime, inputs, options, progress, f"baseline-{options.runtime_precision}", tmp)
