@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -91,3 +93,36 @@ def test_dominated_candidates_are_those_no_plan_would_pick(setup):
     assert skip(group, keep, keep)  # equal bytes and energy: nothing to gain
     doubled = tuple(t.__class__(**{**t.__dict__, "nbytes": 2 * t.nbytes, "bytes_read": 2 * t.bytes_read}) for t in keep)
     assert skip(group, keep, doubled)
+
+
+def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the_planner(setup):
+    """Settings that fit the budget are kept together; over it, each alone within an equal share;
+    the planner's energy then charges the int8 cache (fewer joules than the float cache)."""
+    from weightwise.models.runtime import RuntimeSettings
+    from weightwise.optimize.run import _runtime_group
+
+    table, _calib = setup
+    keep_all = {g: table.space.keep for g in table.groups}
+    requested = RuntimeSettings(kv_precision="int8", activation_precision="int8", fused_attention=True)
+    costs = {"kv_precision": 0.05, "activation_precision": 0.9, "fused_attention": 0.0}
+    calls = []
+
+    def measure(assignment, settings):
+        assert assignment == keep_all
+        calls.append(settings)
+        return sum(costs[k] for k in settings.to_dict())
+
+    kept, cost, tried = _runtime_group(requested, 0.5, keep_all, measure)
+    assert kept == RuntimeSettings(kv_precision="int8", fused_attention=True) and cost == pytest.approx(0.05)
+    assert [t["pseudo_wer_points"] for t in tried][0] == pytest.approx(0.95) and len(calls) == 5
+    assert _runtime_group(requested, 2.0, keep_all, measure)[0] == requested  # all fit: one measurement
+    assert _runtime_group(None, 0.5, keep_all, measure) == (None, 0.0, [])
+    device = load_device("jetson-orin-nano")
+    plain = predict(table, keep_all, device)
+    cached = predict(dataclasses.replace(table, runtime=kept), keep_all, device)
+    assert cached.kv_dtype == "int8" and cached.fused_attention and plain.kv_dtype != "int8"
+    assert cached.energy_j_per_audio_s < plain.energy_j_per_audio_s
+    problem, _ = build_problem(dataclasses.replace(table, runtime=kept), device, 10.0)
+    assert problem.extra_j == pytest.approx(
+        cached.energy_j_per_audio_s - sum(r.energy_j_per_audio_s for r in cached.tensors), rel=1e-6
+    )

@@ -50,6 +50,8 @@ def load_model_with_plan(
     label = f"plan {plan.name or 'plan'}" if isinstance(plan, Plan) else f"--plan {os.fspath(plan)}"
     if not isinstance(plan, Plan):
         plan = Plan.from_json(plan)
+    if calib is None and plan.calib is not None and needs_calibration(plan):
+        calib = plan.calib  # the manifest the plan was calibrated on, named in the plan file
     calib = _opened(calib)
     train = _opened(train)
     if finetune_steps and train is None:

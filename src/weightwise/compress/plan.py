@@ -8,6 +8,8 @@ JSON contract (extend compatibly)::
 
 `runtime` (see `weightwise.models.runtime`) is applied after the rules; a plan with a runtime may
 have no rules (the weights stay dense).
+`calib` (optional): the calibration manifest a gptq or csp rule was made with, relative to the plan
+file; used when no --calib is given, so the plan alone rebuilds the same weights.
 
 A rule applies to the weight-bearing modules (Linear, Conv1d, Embedding) whose names match; a
 regex must match the whole name (``re:.*`` = all of them). Positional-embedding tables (Whisper's
@@ -18,6 +20,7 @@ method or parameter, or a rule with two methods is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -59,6 +62,7 @@ class Plan:
     rules: tuple[Rule, ...]
     name: str = ""
     runtime: RuntimeSettings | None = None
+    calib: str | None = None  # calibration manifest (resolved against the plan file's folder)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> Plan:
@@ -67,7 +71,11 @@ class Plan:
         rules = data.get("rules") if isinstance(data, dict) else None
         if not isinstance(rules, list) or not (rules or runtime):
             raise InputError(f"{where}: a plan is an object with a non-empty list 'rules'")
-        return cls(tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(rules)), name, runtime or None)
+        calib = data.get("calib")
+        if calib is not None and (not isinstance(calib, str) or not calib):
+            raise InputError(f"{where}: 'calib' must be the path of a calibration manifest")
+        rules = tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(rules))
+        return cls(rules, name, runtime or None, calib)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Plan:
@@ -78,12 +86,17 @@ class Plan:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f"{path}: not valid JSON ({err})") from None
-        return cls.from_dict(data, str(path), path.stem)
+        plan = cls.from_dict(data, str(path), path.stem)
+        if plan.calib is not None and plan.calib != "samples":
+            return dataclasses.replace(plan, calib=os.path.normpath(path.parent / plan.calib))
+        return plan
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rules": [rule.to_dict() for rule in self.rules]}
         if self.runtime:
             out["runtime"] = self.runtime.to_dict()
+        if self.calib is not None:
+            out["calib"] = self.calib
         return out
 
     def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:
