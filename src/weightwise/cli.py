@@ -263,6 +263,8 @@ def cmd_profile(args) -> int:
 def cmd_compress(args) -> int:
     from weightwise import check_compressed_out, save_compressed, unique_storage
 
+    if getattr(args, "precision", "fp32") != "fp32":
+        raise InputError(f"--precision {args.precision}: a compressed model is saved at fp32")
     inputs = (args.model, args.plan, args.calib, args.finetune)
     check_compressed_out(args.out, inputs)  # before the slow load: never delete what we did not write
     model = _load(args)
@@ -290,6 +292,7 @@ def cmd_optimize(args) -> int:
         limit_eval=args.limit_eval,
         cache_dir=args.sensitivity_cache,
         uniform=not args.no_uniform,
+        rounds=args.rounds,
     )
     result = optimize(
         args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options, progress=_progress
@@ -466,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-cache", default=None, metavar="DIR",
                    help="where the resumable sensitivity table is kept (default: the model cache)")
     p.add_argument("--no-uniform", action="store_true", help="skip measuring the uniform baselines")
+    p.add_argument("--rounds", type=_positive_int, default=4,
+                   help="plan -> measure -> refit rounds on the calibration audio (default 4)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
     p.add_argument("--kv-precision", default=None, metavar="fp16|int8",
                    help="plan runtime: key/value-cache precision, simulated in the decode (priced as one group)")
