@@ -4,8 +4,9 @@
 # Calibration: the first 8 of librispeech_train_clean_100_untranscribed (no
 # transcripts used); evaluation: the first $LIMIT_EVAL utterances of librispeech_test_other_mini
 # (unseen; the acceptance size is all 100: LIMIT_EVAL=100, about 2 h on a shared 2-core machine).
-# Candidates (benchmarks/optimize/candidates.json): per weight group fp16 / int8 / RTN int4-g64 /
-# GPTQ int4-g64; plan runtime settings (simulated in the decode, priced as one group on the
+# Candidates (benchmarks/optimize/candidates.json): per decoder/projection weight group fp16 / int8 /
+# RTN int4-g64 / GPTQ int4-g64 (the encoder stays fp16: its sensitivity entries re-run the encoder
+# and cost ~4x a decoder entry, more than this shared machine allows; uniform baselines cover it); plan runtime settings (simulated in the decode, priced as one group on the
 # calibration audio): int8 key/value cache, int8 activations, encoder context "auto". Attention is
 # assumed fused (score matrices on-chip) for the fp16 baseline, the uniform baselines and the plan alike.
 # Then arctic_kathleen (first $LIMIT_ARCTIC utterances, unseen) is measured with the plan file alone

@@ -199,6 +199,16 @@ def at_runtime(model, options):
     return model
 
 
+def _uniform(table: Table, candidate: Candidate) -> dict[Group, Candidate]:
+    """A uniform baseline: `candidate` on every group where it applies, planned or not (a group the
+    sweep did not score for it gets it too, unless the sweep found it does not apply)."""
+    out = {}
+    for g in table.groups:
+        entry = table.entry(g, candidate)
+        out[g] = table.space.keep if entry is not None and not entry.applicable else candidate
+    return out
+
+
 def _compressed(inputs, assignment: dict[Group, Candidate], name: str, runtime=None):
     from weightwise.models import load_model
 
@@ -257,12 +267,12 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         }
     ]
     for label in options.space.uniform if options.uniform else ():
-        chosen = uniform_assignment(table, options.space.by_label(label))
+        chosen = _uniform(table, options.space.by_label(label))
         variant = at_runtime(_compressed(inputs, chosen, label), options)
         measured = _evaluate(variant, inputs, options, progress, f"uniform-{label}", tmp)
-        uniform.append(
-            {"name": label, **_measured(measured), "predicted": _predicted(predict(table, chosen, inputs.device))}
-        )
+        scored = all(table.entry(g, c) is not None for g, c in chosen.items())
+        predicted = _predicted(predict(table, chosen, inputs.device)) if scored else None
+        uniform.append({"name": label, **_measured(measured), "predicted": predicted})
     lap("evaluate_s")
     from weightwise.optimize.report import build_summary
 
