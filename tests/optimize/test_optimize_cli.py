@@ -146,6 +146,7 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     argv = _args(
         speech, out, "--candidates", str(space), "--sensitivity-cache", str(tmp_path / "cache"), "--threads", "2"
     )
+    argv += ["--kv-precision", "int8", "--fused-attention", "--rounds", "2"]
     run = subprocess.run([sys.executable, "-m", "weightwise", *argv], capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr
     assert "below fp16" in run.stdout and "Traceback" not in run.stderr
@@ -168,6 +169,13 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     assert not set(summary["calib_ids"]) & set(summary["eval_ids"])
     # the plan is an ordinary plan: it loads, claims every weight group, and matches the saved model
     plan = Plan.from_json(out / "plan.json")
+    # the runtime settings are priced on the calibration audio; kept ones ride in the plan, and fused
+    # attention is assumed for the baseline's profile as for the plan's
+    runtime = summary["planner"]["runtime"]
+    assert runtime["requested"] == {"kv_precision": "int8", "fused_attention": True}
+    assert plan.to_dict().get("runtime", {}) == runtime["settings"] and runtime["settings"]["fused_attention"]
+    for name in ("baseline-fp16", "optimized"):
+        assert json.loads((out / "profiles" / f"{name}.json").read_text())["fused_attention"] is True
     for handlers in ("lowrank", "prune", "quantize", "share"):  # compressed kinds register on import
         importlib.import_module(f"weightwise.compress.{handlers}")
     model = load_model(str(out / "model"))
