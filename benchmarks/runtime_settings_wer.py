@@ -1,6 +1,6 @@
 """WER of whisper-tiny.en (fp32) with each plan runtime setting simulated in the decode.
 
-    python benchmarks/runtime_settings_wer.py ../shared/data/speech/librispeech_test_other_mini 30 float,ctx,kv8,act8,all
+    python benchmarks/runtime_settings_wer.py MANIFEST 30 float,ctx,kv8,act8,all
 
 Prints one line per setting: name, WER %, wall seconds (greedy, max 224 new tokens, 1 thread).
 """
