@@ -126,3 +126,17 @@ def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the
     assert problem.extra_j == pytest.approx(
         cached.energy_j_per_audio_s - sum(r.energy_j_per_audio_s for r in cached.tensors), rel=1e-6
     )
+
+
+def test_calibration_audio_must_hold_more_words_than_one_budget_step():
+    """On 4 utterances (~150 words) one changed word is 0.67 points: a 0.5 budget could only keep
+    the dense weights, so optimize stops with one line before the sweep."""
+    from types import SimpleNamespace
+
+    from weightwise.errors import InputError
+    from weightwise.optimize.calibrate import check_calib_words
+
+    reference = SimpleNamespace(transcripts=(("a", "The cat sat."), ("b", "On a mat")))
+    assert check_calib_words(reference, 25.0, "c.jsonl") == 6
+    with pytest.raises(InputError, match=r"c.jsonl: .* 6 words .* 16.67 WER points, more than --wer-budget 0.5"):
+        check_calib_words(reference, 0.5, "c.jsonl")

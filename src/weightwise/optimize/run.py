@@ -20,6 +20,7 @@ from weightwise.optimize.calibrate import (
     AlphaSearch,
     CalibPoint,
     all_applied,
+    check_calib_words,
     fit_alpha,
     pseudo_wer_points,
 )
@@ -240,6 +241,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         _bar(progress, len(inputs.calib)),
         options.encoder_windows,
     )
+    check_calib_words(reference, inputs.budget, inputs.calib.source)  # before the sweep, not after it
     lap("reference_s")
     context = CompressContext(model, inputs.calib, cache_hessians=True)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
