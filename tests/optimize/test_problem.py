@@ -140,3 +140,14 @@ def test_calibration_audio_must_hold_more_words_than_one_budget_step():
     assert check_calib_words(reference, 25.0, "c.jsonl") == 6
     with pytest.raises(InputError, match=r"c.jsonl: .* 6 words .* 16.67 WER points, more than --wer-budget 0.5"):
         check_calib_words(reference, 0.5, "c.jsonl")
+
+
+def test_uniform_baselines_cover_every_group_the_method_applies_to(setup, tiny_model):
+    """Unplanned groups get the uniform candidate too; one whose shape the method refuses keeps
+    (int4 group 64 on conv1's 80 x 3 = 240 inputs)."""
+    from weightwise.optimize.run import _uniform
+
+    table, _calib = setup
+    chosen = _uniform(table, INT4, tiny_model, None)
+    kept = sorted(g.name for g, c in chosen.items() if c == table.space.keep)
+    assert kept == ["model.encoder.conv1"] and len(chosen) == len(table.groups)

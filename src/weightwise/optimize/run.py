@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from weightwise.compress.api import CompressContext, compress_
-from weightwise.compress.candidates import Candidate, Group, plan_of, weight_groups
+from weightwise.compress.candidates import Candidate, Group, applied, plan_of, weight_groups
 from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
+from weightwise.errors import InputError
 from weightwise.models.runtime import RuntimeSettings, runtime_applied
 from weightwise.optimize.calibrate import (
     DEFAULT_ALPHA,
@@ -200,13 +201,20 @@ def at_runtime(model, options):
     return model
 
 
-def _uniform(table: Table, candidate: Candidate) -> dict[Group, Candidate]:
+def _uniform(table: Table, candidate: Candidate, model, context) -> dict[Group, Candidate]:
     """A uniform baseline: `candidate` on every group where it applies, planned or not (a group the
-    sweep did not score for it gets it too, unless the sweep found it does not apply)."""
+    sweep did not score is tried on `model`: one whose shape the method refuses keeps)."""
     out = {}
     for g in table.groups:
         entry = table.entry(g, candidate)
-        out[g] = table.space.keep if entry is not None and not entry.applicable else candidate
+        if entry is not None:
+            out[g] = candidate if entry.applicable else table.space.keep
+            continue
+        try:
+            with applied(model.network, g, candidate.config, context):
+                out[g] = candidate
+        except InputError:  # e.g. a group size that does not divide the conv's 240 inputs
+            out[g] = table.space.keep
     return out
 
 
@@ -269,7 +277,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         }
     ]
     for label in options.space.uniform if options.uniform else ():
-        chosen = _uniform(table, options.space.by_label(label))
+        chosen = _uniform(table, options.space.by_label(label), model, context)
         variant = at_runtime(_compressed(inputs, chosen, label), options)
         measured = _evaluate(variant, inputs, options, progress, f"uniform-{label}", tmp)
         scored = all(table.entry(g, c) is not None for g, c in chosen.items())
