@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     base, plan = (json.loads(p.read_text()) for p in (args.baseline, args.plan))
     cut = 1 - plan["energy_j_per_audio_s"] / base["energy_j_per_audio_s"]
-    print(f"\n{base['model']} on {base['device']}, {base['audio_s']:.1f} s of bundled audio ({base['data']})")
+    print(f"\n{base['model']} on {base['device']}, {base['audio_s']:.1f} s of audio ({base['data']})")
     print(f"{'':22}{'dense fp16':>14}{'optimized plan':>18}")
     e_base, e_plan = 1e3 * base["energy_j_per_audio_s"], 1e3 * plan["energy_j_per_audio_s"]
     print(f"{'mJ per audio-second':22}{e_base:>14.3f}{e_plan:>18.3f}")
