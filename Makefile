@@ -15,9 +15,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps 'silero-vad>=6.2,<7'
 	touch $@
 
+# The main job on the bundled samples: dense fp16 next to the committed optimized plan (energy per
+# audio-second on jetson-orin-nano, the cut, WER, the top tensors) and where the optimizer's report is.
+# Attention is assumed fused (score matrices on-chip) for both, as the plan's runtime says.
+PLAN ?= benchmarks/plans/whisper-tiny.en-jetson-orin-nano.json
+DEMO_DEVICE ?= jetson-orin-nano
 demo: setup
-	$(WW) transcribe src/weightwise/data/samples/*.flac
-	$(WW) eval --model whisper-tiny.en --data samples --peer faster-whisper --out results/demo.json
+	mkdir -p results/demo
+	$(WW) profile --model whisper-tiny.en --precision fp16 --fused-attention --device $(DEMO_DEVICE) \
+	  --data samples --threads 2 --out results/demo/fp16.json
+	$(WW) profile --model whisper-tiny.en --precision fp16 --plan $(PLAN) --device $(DEMO_DEVICE) \
+	  --data samples --threads 2 --out results/demo/plan.json
+	$(PY) benchmarks/demo_summary.py results/demo/fp16.json results/demo/plan.json \
+	  --report "benchmarks/results/optimize/ (report.html of the next full benchmarks/optimize.sh run)"
 
 # lint-imports: the layers contract in pyproject.toml ([tool.importlinter]); ruff: [tool.ruff] there
 # (`ruff format --check src tests benchmarks` joins them once the tree has had its one format pass)

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Issue 11 items 2-4: `weightwise optimize` end to end. whisper-tiny.en on jetson-orin-nano, WER
-# budget +0.5 points over fp16; calibration: the first 20 utterances of
-# librispeech_train_clean_100_untranscribed (no transcripts used); evaluation: the first 50
-# utterances of librispeech_test_other_mini. Then the sensitivity check against real WER
-# (benchmarks/sensitivity_validation.py: Spearman rank correlation between a candidate's KL and
-# the WER it adds on test-other utterances 51-70, which neither step above saw).
+# Issue 11: `weightwise optimize` end to end, the acceptance run. whisper-tiny.en on $DEVICE
+# (jetson-orin-nano; mcu-npu for the second plan), WER budget +0.5 points over fp16.
+# Calibration: the first 64 utterances of librispeech_train_clean_100_untranscribed (no
+# transcripts used); evaluation: the first $LIMIT_EVAL utterances of librispeech_test_other_mini
+# (unseen; the acceptance size is all 100: LIMIT_EVAL=100, about 2 h on a shared 2-core machine).
+# Candidates (benchmarks/optimize/candidates.json): per decoder/projection weight group fp16 / int8 /
+# RTN int4-g64 / GPTQ int4-g64 (the encoder stays fp16: its sensitivity entries re-run the encoder
+# and cost ~4x a decoder entry, more than this shared machine allowed; uniform baselines cover it);
+# plan runtime settings (simulated in the decode, priced as one group on the calibration audio): int8 key/value cache, int8 activations, encoder context "auto". Attention is
+# assumed fused (score matrices on-chip) for the fp16 baseline, the uniform baselines and the plan alike.
+# Then arctic_kathleen (first $LIMIT_ARCTIC utterances, unseen) is measured with the plan file alone
+# (`weightwise profile --plan`, which measures WER too; a gptq plan names its calibration manifest)
+# next to dense fp16, both at fp16 like the optimizer's evaluation.
 # The sensitivity table is cached (resumable): a rerun after a kill skips the finished entries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +19,34 @@ SHARED=${WEIGHTWISE_SHARED_DATA:-../shared/data}
 DEVICE=${DEVICE:-jetson-orin-nano}
 OUT=${OUT:-benchmarks/results/optimize/whisper-tiny.en-$DEVICE}
 CACHE=${CACHE:-benchmarks/results/optimize/cache}
+THREADS=${THREADS:-2}
+# the first 64 utterances of librispeech_train_clean_100_untranscribed (a file: the plan names it, so
+# `--plan` alone rebuilds its GPTQ codes). The closed-loop check needs one changed word to cost well
+# under the budget: 4 utterances (~150 words, 0.67 points a word) are refused for a 0.5 budget; the
+# run recorded in benchmarks/results/optimize/ used them (CALIB_MANIFEST=..._first4.jsonl) before
+# that check existed, and no weight plan passed (see the README).
+CALIB_MANIFEST=${CALIB_MANIFEST:-benchmarks/calib/librispeech_train_clean_100_first64.jsonl}
 start=$(date +%s)
 weightwise optimize --model whisper-tiny.en --device "$DEVICE" --wer-budget "${BUDGET:-0.5}" \
-  --calib "$SHARED/speech/librispeech_train_clean_100_untranscribed/manifest.jsonl" --limit-calib "${LIMIT_CALIB:-20}" \
-  --eval "$SHARED/speech/librispeech_test_other_mini/manifest.jsonl" --limit-eval "${LIMIT_EVAL:-50}" \
-  --sensitivity-cache "$CACHE" --threads "${THREADS:-2}" --out "$OUT"
-echo "optimize: $(( $(date +%s) - start )) s wall" >&2
-python benchmarks/sensitivity_validation.py --summary "$OUT/summary.json" \
-  --data "$SHARED/speech/librispeech_test_other_mini/manifest.jsonl" --skip 50 --limit 20 \
-  --threads "${THREADS:-2}" --out "$OUT/sensitivity_validation.json"
+  --calib "$CALIB_MANIFEST" \
+  --eval "$SHARED/speech/librispeech_test_other_mini/manifest.jsonl" --limit-eval "${LIMIT_EVAL:-20}" --rounds "${ROUNDS:-2}" \
+  --candidates benchmarks/optimize/candidates.json --kv-precision int8 --activation-precision int8 \
+  --encoder-context auto --fused-attention ${NO_UNIFORM:+--no-uniform} \
+  --sensitivity-cache "$CACHE" --threads "$THREADS" --out "$OUT"
+echo "optimize: $(( $(date +%s) - start )) s wall (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+# the committed plan: its calibration manifest re-pointed relative to its new folder
+python - "$OUT/plan.json" "benchmarks/plans/whisper-tiny.en-$DEVICE.json" <<'PY'
+import json, os, sys
+src, dst = sys.argv[1:]
+plan = json.load(open(src))
+if "calib" in plan:
+    plan["calib"] = os.path.relpath(os.path.join(os.path.dirname(src), plan["calib"]), os.path.dirname(dst))
+open(dst, "w").write(json.dumps(plan, indent=2) + "\n")
+PY
+if [ -n "${LIMIT_ARCTIC:-20}" ] && [ "${LIMIT_ARCTIC:-20}" != 0 ]; then
+  ARCTIC="$SHARED/speech/arctic_kathleen/manifest.jsonl"
+  weightwise profile --model whisper-tiny.en --precision fp16 --device "$DEVICE" --fused-attention \
+    --data "$ARCTIC" --limit "${LIMIT_ARCTIC:-20}" --threads "$THREADS" --out "$OUT/arctic-fp16.json"
+  weightwise profile --model whisper-tiny.en --precision fp16 --device "$DEVICE" --plan "$OUT/plan.json" \
+    --data "$ARCTIC" --limit "${LIMIT_ARCTIC:-20}" --threads "$THREADS" --out "$OUT/arctic-plan.json"
+fi

@@ -95,6 +95,7 @@ _EXPORTS = {
     "optimize": "weightwise.optimize",
     "OptimizeOptions": "weightwise.optimize",
     "CandidateSpace": "weightwise.compress.candidates",
+    "RuntimeSettings": "weightwise.models.runtime",
     "InputError": "weightwise.errors",
 }
 __all__ = sorted(_EXPORTS)

@@ -279,6 +279,8 @@ def cmd_profile(args) -> int:
 def cmd_compress(args) -> int:
     from weightwise import check_compressed_out, save_compressed, unique_storage
 
+    if getattr(args, "precision", "fp32") != "fp32":
+        raise InputError(f"--precision {args.precision}: a compressed model is saved at fp32")
     inputs = (args.model, args.plan, args.calib, args.finetune)
     check_compressed_out(args.out, inputs)  # before the slow load: never delete what we did not write
     model = _load(args)
@@ -298,13 +300,16 @@ def cmd_optimize(args) -> int:
     set_threads(args.threads)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill runs the clean-up: nothing half-written in --out
     space = CandidateSpace.from_json(args.candidates) if args.candidates else CandidateSpace()
+    runtime = _runtime(args)
     options = OptimizeOptions(
+        runtime=runtime,
         space=space,
         limit_calib=args.limit_calib,
         limit_eval=args.limit_eval,
         cache_dir=args.sensitivity_cache,
         uniform=not args.no_uniform,
         executor=_executor(args),
+        rounds=args.rounds,
     )
     result = optimize(
         args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options, progress=_progress
@@ -330,6 +335,26 @@ class Terminated(KeyboardInterrupt):
     by an extension's PyRun_* call (pybind11's exec during an import) and then ends the process by
     SIGINT (exit -2) even after `main` caught it and returned 130; it checks the exact type only.
     """
+
+
+def _runtime(args):
+    """The plan runtime settings the optimize flags ask for (checked as a plan's would be), or None."""
+    from weightwise import RuntimeSettings
+
+    context = args.encoder_context
+    if context is not None and context != "auto":
+        try:
+            context = int(context)
+        except ValueError:
+            raise InputError(f"--encoder-context {context!r}: 'auto' or a number of positions") from None
+    fields = {
+        "kv_precision": args.kv_precision,
+        "activation_precision": args.activation_precision,
+        "encoder_context": context,
+        "fused_attention": True if args.fused_attention else None,
+    }
+    settings = RuntimeSettings.from_dict({k: v for k, v in fields.items() if v is not None}, "optimize flags")
+    return settings or None
 
 
 def _interrupt(signum, frame) -> None:
@@ -585,6 +610,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the resumable sensitivity table is kept (default: the model cache)")
     p.add_argument("--no-uniform", action="store_true", help="skip measuring the uniform baselines")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
+    p.add_argument("--rounds", type=_positive_int, default=4,
+                   help="plan -> measure -> refit rounds on the calibration audio (default 4)")
+    p.add_argument("--kv-precision", default=None, metavar="fp16|int8",
+                   help="plan runtime: key/value-cache precision, simulated in the decode (priced as one group)")
+    p.add_argument("--activation-precision", default=None, metavar="fp16|int8",
+                   help="plan runtime: activation precision, simulated in the decode (priced as one group)")
+    p.add_argument("--encoder-context", default=None, metavar="auto|N",
+                   help="plan runtime: encoder positions per window ('auto': the audio + a margin; default 1500)")
+    p.add_argument("--fused-attention", action="store_true",
+                   help="plan runtime and every baseline: attention scores stay on-chip (not charged)")
     # fmt: on
     _executor_args(p, "the sensitivity candidates")
     p.set_defaults(func=cmd_optimize)

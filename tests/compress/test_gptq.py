@@ -342,3 +342,20 @@ def test_conv_in_a_gptq_rule_is_rounded_with_a_warning(tmp_path):
         compress_(model, plan)  # no calibration needed: nothing to calibrate
     conv = model.network.model.encoder.conv2
     assert isinstance(conv, QuantModule) and conv.op == "conv1d" and conv.config == Quant(8, "group", 64, False)
+
+
+def test_the_sweeps_hessian_cache_is_one_pass_that_equals_a_fresh_collection(tiny_model, samples):
+    """The optimizer's sweep context collects every Linear's moments in one calibration pass; each
+    equals a pass for that module alone (the network is the float one both times)."""
+    from weightwise.compress.api import CompressContext
+    from weightwise.compress.calib import collect_hessians
+
+    calib = samples.head(1)
+    context = CompressContext(tiny_model, calib, cache_hessians=True)
+    names = ["model.decoder.layers.0.fc1", "proj_out"]
+    cached = context.hessians(names[:1])
+    assert len(context._hessians) > 60  # every Linear of the network, from that one pass
+    cached.update(context.hessians(names[1:]))  # no second pass: already there
+    fresh = collect_hessians(tiny_model, calib, names)
+    for name in names:
+        assert torch.allclose(cached[name].hessian(), fresh[name].hessian())

@@ -152,3 +152,19 @@ def test_cli_plan_with_a_boolean_rank_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"weightwise: error: {plan}: rule 0: lowrank.rank must be a positive integer, got True"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bool.json"]
+
+
+def test_a_plan_names_its_calibration_manifest_relative_to_its_file(tmp_path):
+    from weightwise.compress.loading import load_model_with_plan
+
+    gptq = {"rules": [{"match": "proj_out", "gptq": {"bits": 4}}], "calib": "../calib/first8.jsonl"}
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    (folder / "p.json").write_text(json.dumps(gptq))
+    plan = Plan.from_json(folder / "p.json")
+    assert plan.calib == str(tmp_path / "calib" / "first8.jsonl")
+    # used when no --calib is given: a missing manifest is one line naming it, before the model load
+    with pytest.raises(InputError, match="first8.jsonl"):
+        load_model_with_plan("whisper-tiny.en", plan=folder / "p.json")
+    with pytest.raises(InputError, match="'calib' must be"):
+        Plan.from_dict({**gptq, "calib": 3})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -91,3 +93,61 @@ def test_dominated_candidates_are_those_no_plan_would_pick(setup):
     assert skip(group, keep, keep)  # equal bytes and energy: nothing to gain
     doubled = tuple(t.__class__(**{**t.__dict__, "nbytes": 2 * t.nbytes, "bytes_read": 2 * t.bytes_read}) for t in keep)
     assert skip(group, keep, doubled)
+
+
+def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the_planner(setup):
+    """Settings that fit the budget are kept together; over it, each alone within an equal share;
+    the planner's energy then charges the int8 cache (fewer joules than the float cache)."""
+    from weightwise.models.runtime import RuntimeSettings
+    from weightwise.optimize.run import _runtime_group
+
+    table, _calib = setup
+    keep_all = {g: table.space.keep for g in table.groups}
+    requested = RuntimeSettings(kv_precision="int8", activation_precision="int8", fused_attention=True)
+    costs = {"kv_precision": 0.05, "activation_precision": 0.9, "fused_attention": 0.0}
+    calls = []
+
+    def measure(assignment, settings):
+        assert assignment == keep_all
+        calls.append(settings)
+        return sum(costs[k] for k in settings.to_dict())
+
+    kept, cost, tried = _runtime_group(requested, 0.5, keep_all, measure)
+    assert kept == RuntimeSettings(kv_precision="int8", fused_attention=True) and cost == pytest.approx(0.05)
+    assert [t["pseudo_wer_points"] for t in tried][0] == pytest.approx(0.95) and len(calls) == 5
+    assert _runtime_group(requested, 2.0, keep_all, measure)[0] == requested  # all fit: one measurement
+    assert _runtime_group(None, 0.5, keep_all, measure) == (None, 0.0, [])
+    device = load_device("jetson-orin-nano")
+    plain = predict(table, keep_all, device)
+    cached = predict(dataclasses.replace(table, runtime=kept), keep_all, device)
+    assert cached.kv_dtype == "int8" and cached.fused_attention and plain.kv_dtype != "int8"
+    assert cached.energy_j_per_audio_s < plain.energy_j_per_audio_s
+    problem, _ = build_problem(dataclasses.replace(table, runtime=kept), device, 10.0)
+    assert problem.extra_j == pytest.approx(
+        cached.energy_j_per_audio_s - sum(r.energy_j_per_audio_s for r in cached.tensors), rel=1e-6
+    )
+
+
+def test_calibration_audio_must_hold_more_words_than_one_budget_step():
+    """On 4 utterances (~150 words) one changed word is 0.67 points: a 0.5 budget could only keep
+    the dense weights, so optimize stops with one line before the sweep."""
+    from types import SimpleNamespace
+
+    from weightwise.errors import InputError
+    from weightwise.optimize.calibrate import check_calib_words
+
+    reference = SimpleNamespace(transcripts=(("a", "The cat sat."), ("b", "On a mat")))
+    assert check_calib_words(reference, 25.0, "c.jsonl") == 6
+    with pytest.raises(InputError, match=r"c.jsonl: .* 6 words .* 16.67 WER points, more than --wer-budget 0.5"):
+        check_calib_words(reference, 0.5, "c.jsonl")
+
+
+def test_uniform_baselines_cover_every_group_the_method_applies_to(setup, tiny_model):
+    """Unplanned groups get the uniform candidate too; one whose shape the method refuses keeps
+    (int4 group 64 on conv1's 80 x 3 = 240 inputs)."""
+    from weightwise.optimize.run import _uniform
+
+    table, _calib = setup
+    chosen = _uniform(table, INT4, tiny_model, None)
+    kept = sorted(g.name for g, c in chosen.items() if c == table.space.keep)
+    assert kept == ["model.encoder.conv1"] and len(chosen) == len(table.groups)

@@ -12,6 +12,7 @@ from weightwise.compress.modules import HANDLERS
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest
 from weightwise.errors import InputError
+from weightwise.models.runtime import apply_runtime
 
 
 class CompressContext:
@@ -26,10 +27,26 @@ class CompressContext:
         train: Manifest | None = None,
         finetune_steps: int = 0,
         finetune_lr: float = 1e-5,
+        cache_hessians: bool = False,
     ):
         self.model, self.calib = model, calib
         self.train, self.finetune_steps, self.finetune_lr = train, finetune_steps, finetune_lr
         self._inputs: dict[str, torch.Tensor] = {}
+        # the optimizer's sweep compresses one group at a time on the float network: one calibration
+        # pass then serves every gptq candidate (exact there, since no other group is compressed)
+        self.cache_hessians = cache_hessians
+        self._hessians: dict = {}
+
+    def hessians(self, names: list[str]) -> dict:
+        """GPTQ input moments of Linear modules `names` on the calibration audio (`calib.Moments`)."""
+        from weightwise.compress.calib import collect_hessians
+
+        if not self.cache_hessians:
+            return collect_hessians(self.model, self.calib, names)
+        if any(n not in self._hessians for n in names):
+            linears = [n for n, m in self.model.network.named_modules() if isinstance(m, torch.nn.Linear)]
+            self._hessians.update(collect_hessians(self.model, self.calib, sorted(set(linears) | set(names))))
+        return {n: self._hessians[n] for n in names if n in self._hessians}
 
     def inputs(self, names: list[str]) -> dict[str, torch.Tensor]:
         """Calibration inputs (rows, in_features) for Linear modules `names`.
@@ -82,5 +99,6 @@ def compress_(
         for index in sorted(groups):
             config = plan.rules[index].config
             HANDLERS[type(config)](model.network, groups[index], config, context)
+    apply_runtime(model, plan.runtime)  # after the rules: the hooks sit on the compressed modules
     model.info = dataclasses.replace(model.info, plan=plan.name or "plan")
     model.plan = plan

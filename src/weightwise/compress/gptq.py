@@ -276,7 +276,11 @@ def gptq_handler(network: nn.Module, names: list[str], config: Gptq, context: An
     for name in sorted(calibrated, key=order.__getitem__):
         stages.setdefault(stage_of(name) if config.sequential else "all", []).append(name)
     for stage in stages.values():
-        hessians = collect_hessians(context.model, context.calib, stage)
+        hessians = (
+            context.hessians(stage)
+            if hasattr(context, "hessians")
+            else collect_hessians(context.model, context.calib, stage)
+        )
         for name in stage:
             if name not in hessians:
                 raise InputError(f"{name}: saw no input on the calibration audio ({context.calib.source})")

@@ -23,6 +23,7 @@ from weightwise.compress.plan import Plan
 from weightwise.errors import InputError
 from weightwise.models import load_model
 from weightwise.models.registry import resolve_name
+from weightwise.models.runtime import apply_runtime
 
 FORMAT_VERSION = 1
 MANIFEST = "compressed.json"
@@ -246,6 +247,7 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
             f"{path}: saved state does not match (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
     model.network.eval()
+    apply_runtime(model, plan.runtime)
     model.plan = plan
     model.info = dataclasses.replace(
         model.info, name=path.name, source=str(path), plan=manifest.get("plan_name") or "plan"

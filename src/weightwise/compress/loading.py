@@ -6,8 +6,11 @@ It lives in `compress`, not `models`: `models` sits below `compress` and never i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
+import torch
 
 from weightwise.compress.api import compress_
 from weightwise.compress.plan import Plan
@@ -29,7 +32,8 @@ def load_model_with_plan(
     finetune_steps: int = 0,
     finetune_lr: float = 1e-5,
 ) -> WhisperASR:
-    """`load_model(name_or_path, precision, cache_dir)`, then `compress_` by `plan` when one is given.
+    """`load_model(name_or_path, precision, cache_dir)`, then `compress_` by `plan` when one is given
+    (compressed at fp32; with `precision` fp16/bf16 its float tensors and activations then run at it).
 
     The cheap inputs are checked before the slow model load: the plan is parsed (a path) and the
     manifests are opened (a path, a folder or "samples", see `weightwise.data.open_manifest`).
@@ -50,6 +54,8 @@ def load_model_with_plan(
     label = f"plan {plan.name or 'plan'}" if isinstance(plan, Plan) else f"--plan {os.fspath(plan)}"
     if not isinstance(plan, Plan):
         plan = Plan.from_json(plan)
+    if calib is None and plan.calib is not None and needs_calibration(plan):
+        calib = plan.calib  # the manifest the plan was calibrated on, named in the plan file
     calib = _opened(calib)
     train = _opened(train)
     if finetune_steps and train is None:
@@ -60,8 +66,15 @@ def load_model_with_plan(
         )
     if calib is not None and not needs_calibration(plan):
         raise InputError(f"--calib is used only by csp pruning and gptq plans, and {label} has neither")
-    model = load_model(name_or_path, precision=precision, cache_dir=cache_dir)
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise InputError(
+            f"--precision {precision} with {label}: a plan sets its own weight precision (fp32, fp16, bf16)"
+        )
+    model = load_model(name_or_path, cache_dir=cache_dir)  # compressed at fp32, then run at `precision`
     compress_(model, plan, calib, train, finetune_steps, finetune_lr)
+    if precision != "fp32":  # float tensors and activations at `precision`, as the dense model at it runs
+        model.network.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
+        model.info = dataclasses.replace(model.info, precision=precision)
     return model
 
 

@@ -2,7 +2,14 @@
 
 JSON contract (extend compatibly)::
 
-    {"rules": [{"match": "re:<regex>" | "<exact module name>" | [names...], "<method>": {params}}, ...]}
+    {"rules": [{"match": "re:<regex>" | "<exact module name>" | [names...], "<method>": {params}}, ...],
+     "runtime": {"kv_precision": "int8", "activation_precision": "int8",       # optional: how the
+                 "encoder_context": "auto", "fused_attention": true}}        # model runs (simulated)
+
+`runtime` (see `weightwise.models.runtime`) is applied after the rules; a plan with a runtime may
+have no rules (the weights stay dense).
+`calib` (optional): the calibration manifest a gptq or csp rule was made with, relative to the plan
+file; used when no --calib is given, so the plan alone rebuilds the same weights.
 
 A rule applies to the weight-bearing modules (Linear, Conv1d, Embedding) whose names match; a
 regex must match the whole name (``re:.*`` = all of them). Positional-embedding tables (Whisper's
@@ -13,6 +20,7 @@ method or parameter, or a rule with two methods is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -24,6 +32,7 @@ import torch
 
 from weightwise.compress.configs import CompressionConfig, config_from_dict, config_to_dict
 from weightwise.errors import InputError
+from weightwise.models.runtime import RuntimeSettings
 
 WEIGHT_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Embedding)
 
@@ -52,12 +61,21 @@ class Rule:
 class Plan:
     rules: tuple[Rule, ...]
     name: str = ""
+    runtime: RuntimeSettings | None = None
+    calib: str | None = None  # calibration manifest (resolved against the plan file's folder)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> Plan:
-        if not isinstance(data, dict) or not isinstance(data.get("rules"), list) or not data["rules"]:
+        has_runtime = isinstance(data, dict) and "runtime" in data
+        runtime = RuntimeSettings.from_dict(data["runtime"], where) if has_runtime else None
+        rules = data.get("rules") if isinstance(data, dict) else None
+        if not isinstance(rules, list) or not (rules or runtime):
             raise InputError(f"{where}: a plan is an object with a non-empty list 'rules'")
-        return cls(tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(data["rules"])), name)
+        calib = data.get("calib")
+        if calib is not None and (not isinstance(calib, str) or not calib):
+            raise InputError(f"{where}: 'calib' must be the path of a calibration manifest")
+        rules = tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(rules))
+        return cls(rules, name, runtime or None, calib)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Plan:
@@ -68,10 +86,18 @@ class Plan:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f"{path}: not valid JSON ({err})") from None
-        return cls.from_dict(data, str(path), path.stem)
+        plan = cls.from_dict(data, str(path), path.stem)
+        if plan.calib is not None and plan.calib != "samples":
+            return dataclasses.replace(plan, calib=os.path.normpath(path.parent / plan.calib))
+        return plan
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rules": [rule.to_dict() for rule in self.rules]}
+        out: dict[str, Any] = {"rules": [rule.to_dict() for rule in self.rules]}
+        if self.runtime:
+            out["runtime"] = self.runtime.to_dict()
+        if self.calib is not None:
+            out["calib"] = self.calib
+        return out
 
     def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:
         """module name -> (rule index, config) for every weight-bearing module a rule claims."""

@@ -76,6 +76,7 @@ class WhisperASR:
     def __init__(self, network, tokenizer: Tokenizer, tokens: WhisperTokens, info: ModelInfo):
         self.network, self.tokenizer, self.tokens, self.info = network.eval(), tokenizer, tokens, info
         self.plan = None  # the compression Plan applied by compress_, if any
+        self.runtime = None  # RuntimeSettings applied (weightwise.models.runtime), if any
 
     @property
     def dtype(self) -> torch.dtype:

@@ -25,6 +25,7 @@ from weightwise.compress.candidates import Candidate, Group, applied
 from weightwise.compress.sensitivity import Reference
 from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
+from weightwise.errors import InputError
 from weightwise.evaluate.normalize import normalize
 from weightwise.evaluate.wer import word_errors
 
@@ -73,6 +74,19 @@ class AlphaSearch:
         else:
             self.alpha = self.low * self.factor
         return self.alpha
+
+
+def check_calib_words(reference: Reference, budget: float, source: str) -> int:
+    """Words in the float model's transcripts of the calibration audio; a one-line InputError when
+    one changed word already costs more than the budget (every plan that moves a word would fail
+    the closed-loop check, so only the dense weights could be chosen)."""
+    words = sum(len(normalize(text).split()) for _utt, text in reference.transcripts)
+    if words == 0 or 100.0 / words > budget:
+        raise InputError(
+            f"--calib {source}: the float model says {words} words on it, so one changed word is "
+            f"{100.0 / max(words, 1):.2f} WER points, more than --wer-budget {budget:g}; use more calibration audio"
+        )
+    return words
 
 
 @torch.inference_mode()

@@ -23,6 +23,7 @@ from weightwise.data import Manifest, load_manifest, sample_manifest
 from weightwise.decode import DecodingOptions
 from weightwise.errors import InputError
 from weightwise.executors import ExecutorConfig
+from weightwise.models.runtime import RuntimeSettings
 from weightwise.profile.device import DeviceSpec, load_device
 
 SUMMARY_KIND = "weightwise-optimize"
@@ -47,6 +48,9 @@ class OptimizeOptions:
     runtime_precision: str = "fp16"  # the dense baseline, and how compressed models run (activations)
     encoder_windows: int | None = 8  # encoder groups' KL on the first N calibration windows (None: all)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where sensitivity candidates run
+    # runtime settings the plan carries (kv-cache / activation precision, encoder context), simulated in
+    # every decode of the plan; `fused_attention` is applied to the baselines' profiles too
+    runtime: RuntimeSettings | None = None
 
 
 @dataclass(frozen=True)

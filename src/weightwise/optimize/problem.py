@@ -16,6 +16,7 @@ from weightwise.compress.candidates import Candidate, CandidateSpace, Group
 from weightwise.compress.costs import with_tensors
 from weightwise.compress.planner import Item, Option, Problem
 from weightwise.compress.sensitivity import Entry
+from weightwise.models.runtime import RuntimeSettings
 from weightwise.profile.device import DeviceSpec
 from weightwise.profile.energy import tensor_profiles
 from weightwise.profile.profile import ModelProfile, analyze
@@ -59,6 +60,16 @@ class Table:
     planned: tuple[Group, ...]  # the ones the candidate space may change
     space: CandidateSpace
     entries: dict  # (group name, candidate key) -> Entry
+    runtime: RuntimeSettings | None = None  # the plan's runtime settings (priced by `analyze`)
+
+    def energy_options(self) -> dict:
+        """`analyze`'s cache/activation options under the runtime settings."""
+        rt = self.runtime
+        return {
+            "kv_dtype": rt.kv_precision if rt else None,
+            "act_dtype": rt.activation_precision if rt else None,
+            "fused_attention": bool(rt and rt.fused_attention),
+        }
 
     def fixed_tensors(self) -> tuple[TensorTrace, ...]:
         """Traced tensors no candidate touches (norms, positions, biases of untouched modules)."""
@@ -108,7 +119,7 @@ def build_problem(
     keep_all = {g: table.space.keep for g in table.groups}
     unplanned = [t for g in table.groups if g not in table.planned for t in table.entry(g, table.space.keep).tensors]
     fixed = table.fixed_tensors() + tuple(unplanned)
-    full = analyze(table.trace_for(keep_all), device)
+    full = analyze(table.trace_for(keep_all), device, **table.energy_options())
     extra = full.energy_j_per_audio_s - sum(r.energy_j_per_audio_s for r in full.tensors)
     # key/value-cache and activation traffic: its own budget, so independent of the weights' placement
     extra_offchip = full.offchip_bytes_per_audio_s - sum(
@@ -141,4 +152,4 @@ def assignment_of(table: Table, behind: list[list[Candidate]], choice: tuple[int
 
 def predict(table: Table, assignment: dict[Group, Candidate], device: DeviceSpec) -> ModelProfile:
     """The profile a plan would get on the calibration audio (placement re-solved by `analyze`)."""
-    return dataclasses.replace(analyze(table.trace_for(assignment), device), plan="predicted")
+    return dataclasses.replace(analyze(table.trace_for(assignment), device, **table.energy_options()), plan="predicted")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from weightwise.compress.candidates import plan_of
+from weightwise.compress.loading import needs_calibration
 from weightwise.evaluate.runtime import versions
 from weightwise.optimize.pipeline import SUMMARY_KIND
 from weightwise.optimize.problem import items_of, predict
@@ -40,6 +43,15 @@ def _sensitivity_rows(table, device, alpha: float) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _plan_file(inputs, plan) -> dict[str, Any]:
+    """The plan as written to DIR/plan.json: a gptq (or csp) plan names its calibration manifest
+    relative to DIR, so `--plan DIR/plan.json` alone rebuilds the same weights."""
+    source = Path(inputs.calib.source)
+    if needs_calibration(plan) and source.is_file():
+        plan = dataclasses.replace(plan, calib=os.path.relpath(source.resolve(), inputs.out.resolve()))
+    return plan.to_dict()
 
 
 def build_summary(
@@ -96,7 +108,7 @@ def build_summary(
             if g in table.planned
         ],
         "plan": {
-            **plan_of(assignment).to_dict(),
+            **_plan_file(inputs, dataclasses.replace(plan_of(assignment), runtime=table.runtime)),
             "predicted": {
                 "device": device.name,
                 "wer_delta_points": planner["predicted_wer_delta_points"],

@@ -10,16 +10,19 @@ from typing import Any
 import torch
 
 from weightwise.compress.api import CompressContext, compress_
-from weightwise.compress.candidates import Candidate, Group, plan_of, weight_groups
+from weightwise.compress.candidates import Candidate, Group, applied, plan_of, weight_groups
 from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
+from weightwise.errors import InputError
 from weightwise.executors import open_executor
+from weightwise.models.runtime import RuntimeSettings, runtime_applied
 from weightwise.optimize.calibrate import (
     DEFAULT_ALPHA,
     AlphaSearch,
     CalibPoint,
     all_applied,
+    check_calib_words,
     fit_alpha,
     pseudo_wer_points,
 )
@@ -55,9 +58,18 @@ def _sweep(model, reference, groups, planned, space, inputs, options, context, p
     return entries, str(cache.path)
 
 
-def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]:
-    """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate)."""
+def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any], Table]:
+    """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate).
+
+    The uniform probes are measured on the weights alone (they fit KL -> WER); the runtime settings
+    (`options.runtime`) are priced first, as one fixed group: their own pseudo-WER on the calibration
+    audio comes off the weights' budget, and every plan is then measured with them on."""
     points: list[CalibPoint] = []
+    keep_all = {g: table.space.keep for g in table.groups}
+    runtime, runtime_points, runtime_tried = _runtime_group(options.runtime, inputs.budget, keep_all, measure)
+    table = dataclasses.replace(table, runtime=runtime)  # the planner prices the settings kept
+    # the solver needs a positive budget: settings that spend it all leave the weights next to nothing
+    weight_budget = max(0.01 * inputs.budget, inputs.budget - runtime_points)
     for label in table.space.uniform:
         assignment = uniform_assignment(table, table.space.by_label(label))
         kl = table.kl_sum(assignment)
@@ -68,10 +80,10 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
     for round_ in range(options.rounds):
         alpha = search.alpha
         problem, behind = build_problem(table, inputs.device, alpha)
-        result = solve(problem, inputs.budget, options.bins)
+        result = solve(problem, weight_budget, options.bins)
         assignment = assignment_of(table, behind, result.best.choice)
         same = next((t for t in tried if t[0] == assignment), None)
-        measured = same[2].pseudo_wer_points if same else measure(assignment)
+        measured = same[2].pseudo_wer_points if same else measure(assignment, runtime)
         point = CalibPoint(f"plan:{round_}", table.kl_sum(assignment), measured, alpha, _changes(table, assignment))
         points.append(point)
         if same is None:
@@ -79,7 +91,6 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         if search.update(measured, inputs.budget) is None:
             break
     feasible = [t for t in tried if t[2].pseudo_wer_points <= inputs.budget]
-    keep_all = {g: table.space.keep for g in table.groups}
     if feasible:
         assignment, result, point = min(feasible, key=lambda t: t[1].best.energy_j)
     else:  # no plan held the budget on the calibration audio: fp16 everywhere
@@ -92,12 +103,19 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         for s in [solve(problem, b, options.bins)]
     ]
     info = {
+        "runtime": {
+            "requested": options.runtime.to_dict() if options.runtime else {},
+            "settings": runtime.to_dict() if runtime else {},
+            "measured": runtime_tried,
+            "calib_pseudo_wer_points": runtime_points,
+            "weight_budget_points": weight_budget,
+        },
         "alpha_points_per_nat": final_alpha,
         "alpha_pooled_fit": fit_alpha(points),
         "calibration_points": [dataclasses.asdict(p) for p in points],
         "rounds": len(tried),
         "chosen_round": point.name,
-        "predicted_wer_delta_points": final_alpha * (table.kl_sum(assignment) or 0.0),
+        "predicted_wer_delta_points": runtime_points + final_alpha * (table.kl_sum(assignment) or 0.0),
         "calib_pseudo_wer_points": point.pseudo_wer_points,
         "frontier": frontier,
         "solvers": None
@@ -113,7 +131,30 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any]]
         },
         "solver": None if result is None else result.best.method,
     }
-    return assignment, info
+    return assignment, info, table
+
+
+def _runtime_group(requested, budget: float, keep_all: dict, measure):
+    """The runtime settings kept, their pseudo-WER on the calibration audio, and what was measured.
+
+    All requested settings together if they fit the budget; else each alone, keeping those whose
+    own cost is within an equal share of the budget (then measured together)."""
+    if not requested:
+        return None, 0.0, []
+    tried = [{"settings": requested.to_dict(), "pseudo_wer_points": measure(keep_all, requested)}]
+    if tried[0]["pseudo_wer_points"] <= budget:
+        return requested, tried[0]["pseudo_wer_points"], tried
+    costs = {}
+    for key, value in requested.to_dict().items():
+        costs[key] = measure(keep_all, RuntimeSettings(**{key: value}))
+        tried.append({"settings": {key: value}, "pseudo_wer_points": costs[key]})
+    kept = {k: v for k, v in requested.to_dict().items() if costs[k] <= budget / len(costs)}
+    if not kept:
+        return None, 0.0, tried
+    chosen = RuntimeSettings(**kept)
+    cost = measure(keep_all, chosen) if len(kept) > 1 else costs[next(iter(kept))]
+    tried.append({"settings": chosen.to_dict(), "pseudo_wer_points": cost})
+    return (chosen, cost, tried) if cost <= budget else (None, 0.0, tried)
 
 
 def _changes(table: Table, assignment: dict[Group, Candidate]) -> dict[str, int]:
@@ -138,8 +179,16 @@ def _predicted(p: ModelProfile) -> dict[str, Any]:
 
 
 def _evaluate(model, inputs, options, progress, name: str, tmp: Path) -> ModelProfile:
+    """Measured WER and modeled energy on the evaluation audio (a plan's runtime settings are
+    simulated and charged; fused attention, when the plan assumes it, is assumed for every variant)."""
+    fused = bool(options.runtime and options.runtime.fused_attention)  # never dropped: it costs no words
     result = profile(
-        model, inputs.eval_set, inputs.device, options.decoding, progress=_bar(progress, len(inputs.eval_set))
+        model,
+        inputs.eval_set,
+        inputs.device,
+        options.decoding,
+        progress=_bar(progress, len(inputs.eval_set)),
+        fused_attention=fused,
     )
     result.save(tmp / "profiles" / f"{name}.json")
     return result
@@ -154,11 +203,28 @@ def at_runtime(model, options):
     return model
 
 
-def _compressed(inputs, assignment: dict[Group, Candidate], name: str):
+def _uniform(table: Table, candidate: Candidate, model, context) -> dict[Group, Candidate]:
+    """A uniform baseline: `candidate` on every group where it applies, planned or not (a group the
+    sweep did not score is tried on `model`: one whose shape the method refuses keeps)."""
+    out = {}
+    for g in table.groups:
+        entry = table.entry(g, candidate)
+        if entry is not None:
+            out[g] = candidate if entry.applicable else table.space.keep
+            continue
+        try:
+            with applied(model.network, g, candidate.config, context):
+                out[g] = candidate
+        except InputError:  # e.g. a group size that does not divide the conv's 240 inputs
+            out[g] = table.space.keep
+    return out
+
+
+def _compressed(inputs, assignment: dict[Group, Candidate], name: str, runtime=None):
     from weightwise.models import load_model
 
     model = load_model(inputs.model)
-    compress_(model, plan_of(assignment, name), inputs.calib)
+    compress_(model, dataclasses.replace(plan_of(assignment, name), runtime=runtime), inputs.calib)
     return model
 
 
@@ -185,20 +251,22 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         _bar(progress, len(inputs.calib)),
         options.encoder_windows,
     )
+    check_calib_words(reference, inputs.budget, inputs.calib.source)  # before the sweep, not after it
     lap("reference_s")
-    context = CompressContext(model, inputs.calib)
+    context = CompressContext(model, inputs.calib, cache_hessians=True)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
     lap("sensitivity_s")
-    table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries)
+    table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries, options.runtime)
 
-    def measure(assignment):
+    def measure(assignment, runtime=None):
         with all_applied(model, assignment, context):
-            return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
+            with runtime_applied(model, runtime):
+                return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
 
-    assignment, planner = _plan(table, inputs, options, measure)
+    assignment, planner, table = _plan(table, inputs, options, measure)
     lap("plan_s")
-    plan = plan_of(assignment, "optimized")
-    final = _compressed(inputs, assignment, "optimized")
+    plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=table.runtime)
+    final = _compressed(inputs, assignment, "optimized", table.runtime)
     save_compressed(final, tmp / "model")
     lap("compress_s")
     base = _evaluate(runtime, inputs, options, progress, f"baseline-{options.runtime_precision}", tmp)
@@ -211,12 +279,12 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         }
     ]
     for label in options.space.uniform if options.uniform else ():
-        chosen = uniform_assignment(table, options.space.by_label(label))
+        chosen = _uniform(table, options.space.by_label(label), model, context)
         variant = at_runtime(_compressed(inputs, chosen, label), options)
         measured = _evaluate(variant, inputs, options, progress, f"uniform-{label}", tmp)
-        uniform.append(
-            {"name": label, **_measured(measured), "predicted": _predicted(predict(table, chosen, inputs.device))}
-        )
+        scored = all(table.entry(g, c) is not None for g, c in chosen.items())
+        predicted = _predicted(predict(table, chosen, inputs.device)) if scored else None
+        uniform.append({"name": label, **_measured(measured), "predicted": predicted})
     lap("evaluate_s")
     from weightwise.optimize.report import build_summary
 

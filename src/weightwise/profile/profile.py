@@ -290,6 +290,11 @@ def profile(
         >>> p.components  # doctest: +SKIP
         {'decoder': 0.5, 'token_embedding_projection': 0.3, 'encoder': 0.2}
     """
+    runtime = getattr(model, "runtime", None)  # a plan's runtime settings, simulated in the decode
+    if runtime:  # the energy model follows them unless told otherwise
+        kv_dtype = kv_dtype or runtime.kv_precision
+        act_dtype = act_dtype or runtime.activation_precision
+        fused_attention = fused_attention or bool(runtime.fused_attention)
     if kv_dtype is not None:
         check_kv_dtype(kv_dtype)  # before the decode, not after it
     if act_dtype is not None:
