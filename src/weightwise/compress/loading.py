@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from weightwise.compress.api import compress_
+from weightwise.compress.packed import pack_
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest, open_manifest
 from weightwise.errors import InputError
@@ -28,6 +29,7 @@ def load_model_with_plan(
     train: Manifest | str | os.PathLike | None = None,
     finetune_steps: int = 0,
     finetune_lr: float = 1e-5,
+    pack: bool = True,
 ) -> WhisperASR:
     """`load_model(name_or_path, precision, cache_dir)`, then `compress_` by `plan` when one is given.
 
@@ -40,6 +42,9 @@ def load_model_with_plan(
         calib: calibration audio for csp pruning (no transcripts needed).
         train: transcribed audio on which csp rules fine-tune for `finetune_steps` steps (Adam at
             `finetune_lr`); 0 steps: the post-training form.
+        pack: run the quantized Linear / Embedding layers on packed low-bit kernels
+            (`weightwise.compress.packed.pack_`); False keeps the simulated modules a compressed
+            model is saved from.
 
     Raises:
         InputError: a bad plan or manifest, `finetune_steps` without `train`, or what `load_model`
@@ -62,6 +67,8 @@ def load_model_with_plan(
         raise InputError(f"--calib is used only by csp pruning and gptq plans, and {label} has neither")
     model = load_model(name_or_path, precision=precision, cache_dir=cache_dir)
     compress_(model, plan, calib, train, finetune_steps, finetune_lr)
+    if pack:
+        pack_(model.network)
     return model
 
 

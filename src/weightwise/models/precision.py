@@ -7,6 +7,7 @@ import warnings
 import torch
 
 from weightwise.errors import InputError
+from weightwise.models.int8 import quantize_rowwise_int8
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _FLOAT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -34,19 +35,13 @@ def check_precision(precision: str) -> None:
 def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module:
     """Return `network` (float32) cast or dynamically quantized to `precision`.
 
-    int8 is torch's dynamic quantization of every `nn.Linear` (weights int8 per output channel,
-    activations quantized per batch at run time); convolutions and embeddings stay float32.
+    int8 quantizes every `nn.Linear` dynamically: weights int8 per output channel, activations int8
+    with one scale per row (token / frame) at run time, see `weightwise.models.int8`; convolutions
+    and embeddings stay float32.
     """
     check_precision(precision)
     if precision in _FLOAT_DTYPES:
         return network.to(_FLOAT_DTYPES[precision])
-    # torch 2.13 marks torch.ao.quantization (and quantized tensors) deprecated and points to torchao's
-    # `quantize_(model, Int8DynamicActivationInt8WeightConfig())`. torch itself has no replacement, and
-    # torchao's kernels quantize activations differently (per token, not fbgemm's per-tensor scale per
-    # call), so its int8 results would differ from every committed int8 number. Kept until torch drops
-    # it; the import sits here so its deprecation warning is silenced with the call.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # torch 2.13 marks torch.ao quantized tensors deprecated
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        return quantize_dynamic(network.float(), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        return quantize_rowwise_int8(network.float())

@@ -79,6 +79,7 @@ def module_storage(module: torch.nn.Module) -> dict[str, TensorStorage]:
         return dict(custom())
     if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
         weight, bias = module._packed_params._weight_bias()
+        bias = getattr(module, "float_bias", None) if bias is None else bias  # models.int8 keeps it apart
         out = {"weight": _quantized_storage(weight, id(module._packed_params))}
         if bias is not None:
             out["bias"] = dataclasses.replace(dense_storage(bias), key=id(module._packed_params) + 1)
