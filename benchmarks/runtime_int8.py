@@ -28,6 +28,7 @@ from weightwise.evaluate.runtime import set_threads, versions, weight_bytes_resi
 from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import word_errors
 from weightwise.models import load_model
+from weightwise.models.int8 import quantize_int8
 from weightwise.outputs import write_json_atomic
 
 from _common import benchmark_parser
@@ -44,12 +45,28 @@ def per_tensor_int8(model_name: str):
     return model
 
 
-def systems(model_name: str, threads: int) -> tuple[dict, dict]:
+def int8_variant(model_name: str, rowwise: str):
+    """int8 Linear layers, activations int8 per row where the layer name matches `rowwise`
+    (a prefix; "" = everywhere, "-" = nowhere: weight-only int8 with float activations)."""
+    model = load_model(model_name)
+    model.network = quantize_int8(model.network, rowwise=lambda name: rowwise != "-" and name.startswith(rowwise))
+    return model
+
+
+VARIANTS = {
+    "per-row": lambda m: int8_variant(m, ""),
+    "encoder per-row + decoder weight-only": lambda m: int8_variant(m, "model.encoder."),
+    "weight-only": lambda m: int8_variant(m, "-"),
+    "per-tensor": per_tensor_int8,
+}
+
+
+def systems(model_name: str, threads: int, variants: list[str]) -> tuple[dict, dict]:
     """(name -> callable(samples) -> text, name -> weight bytes resident)."""
     models = {
         "weightwise fp32": load_model(model_name, precision="fp32"),
-        "weightwise int8 (per-row)": load_model(model_name, precision="int8"),
-        "torch dynamic int8 (per-tensor)": per_tensor_int8(model_name),
+        "weightwise --precision int8": load_model(model_name, precision="int8"),
+        **{f"int8 {v}": VARIANTS[v](model_name) for v in variants},
     }
     runners = {name: (lambda s, m=m: transcribe(m, s).text) for name, m in models.items()}
     resident = {name: weight_bytes_resident(m.network) for name, m in models.items()}
@@ -58,8 +75,8 @@ def systems(model_name: str, threads: int) -> tuple[dict, dict]:
     return runners, resident
 
 
-def conditions(noises: list[str], snrs: list[float]) -> list[tuple[str | None, float | None]]:
-    return [(None, None)] + [(n, s) for n in noises for s in snrs]
+def conditions(noises: list[str], snrs: list[float], clean: bool) -> list[tuple[str | None, float | None]]:
+    return [(None, None)] * clean + [(n, s) for n in noises for s in snrs]
 
 
 def main() -> None:
@@ -67,14 +84,16 @@ def main() -> None:
     parser.add_argument("--noise", default="babble,white")
     parser.add_argument("--snr", default="10")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--no-clean", action="store_true", help="noisy conditions only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)
     items = list(iter_audio(load_manifest(args.data).head(args.limit)))
-    runners, resident = systems(args.model, args.threads)
+    runners, resident = systems(args.model, args.threads, [v for v in args.variants.split(",") if v])
     noises = [n for n in args.noise.split(",") if n]
     cells, compute_s, audio_s = [], dict.fromkeys(runners, 0.0), 0.0
-    for noise, snr in conditions(noises, [float(s) for s in args.snr.split(",")]):
+    for noise, snr in conditions(noises, [float(s) for s in args.snr.split(",")], not args.no_clean):
         source = resolve_noise(noise) if noise else None
         noisy = [
             (u, add_noise(s, source, snr, cell_seed(u.id, source.name, snr, args.seed)) if source else s)
@@ -87,12 +106,12 @@ def main() -> None:
             compute_s[name] += sum(t.compute_s for t in calls)
             wer = word_errors(refs, [normalize(t.output) for t in calls]).wer
             cells.append({"system": name, "noise": noise, "snr_db": snr, "wer": wer})
-            print(f"{noise or 'clean':8s} {snr or '':>4} {name:32s} WER {100 * wer:6.2f}%", flush=True)
+            print(f"{noise or 'clean':8s} {snr or '':>4} {name:48s} WER {100 * wer:6.2f}%", flush=True)
         audio_s += sum(len(s) for _, s in noisy) / SAMPLE_RATE
     base = compute_s["faster-whisper int8"]
     rtf = {n: {"rtf": s / audio_s, "rtf_vs_faster_whisper_int8": s / base} for n, s in compute_s.items()}
     for name, row in rtf.items():
-        print(f"{name:32s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of faster-whisper int8")
+        print(f"{name:48s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of faster-whisper int8")
     write_json_atomic(
         Path(args.out),
         {

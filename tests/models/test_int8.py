@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
 import torch
 
 from weightwise.decode.features import log_mel_spectrogram, split_windows
-from weightwise.models.int8 import RowwiseInt8Linear
+from weightwise.models.int8 import DEQUANT_MIN_ROWS, RowwiseInt8Linear, WeightOnlyInt8Linear, quantize_int8
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,23 @@ def test_bias_and_batch_shapes(fc1, hidden):
         assert out.shape == (2, 5, 1536)
         assert _relative_error(out, fc1(batch)).max() < 0.03
         assert torch.allclose(layer(torch.zeros(1, 384)), fc1.bias[None])  # an all-zero row: the bias
+
+
+@pytest.mark.parametrize("rows", [1, 5, DEQUANT_MIN_ROWS + 1])  # decoding (int8 kernel), many frames (GEMM)
+def test_weight_only_matches_float_layer(fc1, hidden, rows):
+    layer = WeightOnlyInt8Linear.from_float(fc1)
+    assert layer.codes.dtype == torch.int8 and layer.codes.shape == fc1.weight.shape
+    with torch.no_grad():
+        x = hidden[:rows]
+        # int8 weights (+ bf16 activations on the kernel path): ~0.5% per row; float activations keep
+        # a loud row from affecting any other
+        assert _relative_error(layer(x), fc1(x)).max() < 0.015
+
+
+def test_quantize_int8_chooses_per_layer(tiny_model):
+    network = quantize_int8(copy.deepcopy(tiny_model.network), rowwise=lambda name: name.startswith("model.encoder."))
+    kinds = {name: type(m).__name__ for name, m in network.named_modules()}
+    assert kinds["model.encoder.layers.0.fc1"] == "RowwiseInt8Linear"
+    assert kinds["model.decoder.layers.0.fc1"] == "WeightOnlyInt8Linear"
+    assert kinds["proj_out"] == "WeightOnlyInt8Linear"
+    assert "Linear" not in kinds.values()

@@ -31,14 +31,12 @@ from torch import nn
 
 from weightwise.compress.modules import CompressedModule, replace_module
 from weightwise.compress.quantize import QuantModule
+from weightwise.models.int8 import DEQUANT_MIN_ROWS, int8_weight_only_linear
 from weightwise.profile.storage import TensorStorage
 
 #: the tinygemm layout packs rows in blocks of 64 (two 32-row halves share each byte)
 _BLOCK_ROWS = 64
 _INT4_GROUPS = (32, 64, 128, 256)
-#: rows per call from which one fp32 GEMM over a transient dequantized weight beats the bf16 kernels
-#: (measured: benchmarks/runtime_kernels.py; the encoder calls with 1,500 rows, the decoder with <= 5)
-DEQUANT_MIN_ROWS = 64
 
 
 def packable(module: nn.Module) -> bool:
@@ -83,13 +81,13 @@ class PackedQuantModule(CompressedModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.op == "embedding":
             return self.rows_of(x.reshape(-1)).reshape(*x.shape, self.cols)
+        if self.bits > 4:
+            return int8_weight_only_linear(x, self.packed, self.scales, self.bias)
         flat = x.reshape(-1, self.cols)
-        if flat.shape[0] >= DEQUANT_MIN_ROWS:
+        if flat.shape[0] >= DEQUANT_MIN_ROWS:  # the encoder's 1,500 frames per window (see int8)
             y = F.linear(flat.float(), self.dense_weight())
-        elif self.bits <= 4:
+        else:  # the decoder's few tokens per call
             y = torch._weight_int4pack_mm_for_cpu(flat.bfloat16(), self.packed, self.group_size, self.scales)
-        else:
-            y = torch._weight_int8pack_mm(flat.bfloat16(), self.packed, self.scales)
         y = y[:, : self.rows].float()
         if self.bias is not None:
             y = y + self.bias

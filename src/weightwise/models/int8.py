@@ -15,6 +15,7 @@ Weights: int8, symmetric, one scale per output channel, as before.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch.ao.nn.quantized import dynamic as nnqd
@@ -56,11 +57,60 @@ class RowwiseInt8Linear(nnqd.Linear):
         return new
 
 
-def quantize_rowwise_int8(network: torch.nn.Module) -> torch.nn.Module:
-    """Replace every `nn.Linear` in `network` (in place) by a `RowwiseInt8Linear`; returns it."""
-    for name, child in list(network.named_children()):
+#: rows per call from which one fp32 GEMM over the weight dequantized for that call beats
+#: `torch._weight_int8pack_mm` (bf16; its fp32 path is naive): at <= 64 rows the kernels win, at >= 256
+#: the GEMM (benchmarks/results/runtime/kernels.json). Whisper calls with <= 5 rows or 1,500.
+DEQUANT_MIN_ROWS = 128
+
+
+def int8_weight_only_linear(
+    x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``x @ (codes * scales[:, None]).T + bias`` for int8 `codes` (out, in) and bf16 `scales` (out,).
+
+    Few rows (decoding, one token per call): torch's int8 weight-only kernel on bf16 activations.
+    Many rows: one fp32 GEMM over the weight dequantized for this call only (freed on return).
+    """
+    flat = x.reshape(-1, codes.shape[1])
+    if flat.shape[0] >= DEQUANT_MIN_ROWS:
+        y = torch.nn.functional.linear(flat.float(), codes.float() * scales.float()[:, None])
+    else:
+        y = torch._weight_int8pack_mm(flat.bfloat16(), codes, scales).float()
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*x.shape[:-1], codes.shape[0])
+
+
+class WeightOnlyInt8Linear(torch.nn.Module):
+    """int8 weights (symmetric, one bf16 scale per output channel), float activations.
+
+    Buffers: ``codes`` int8 (out, in), ``scales`` bf16 (out,), ``bias`` fp32 (out,) or None.
+    """
+
+    def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = codes.shape
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales)
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_float(cls, mod: torch.nn.Linear) -> WeightOnlyInt8Linear:
+        weight = mod.weight.detach().float()
+        scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).bfloat16()
+        codes = torch.clamp(torch.round(weight / scales.float()[:, None]), -127, 127).to(torch.int8)
+        return cls(codes, scales, None if mod.bias is None else mod.bias.detach().float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return int8_weight_only_linear(x, self.codes, self.scales, self.bias)
+
+
+def quantize_int8(network: torch.nn.Module, rowwise: Callable[[str], bool]) -> torch.nn.Module:
+    """Replace every `nn.Linear` of `network` (in place) by a `RowwiseInt8Linear` where
+    `rowwise(its name)`, else by a `WeightOnlyInt8Linear`; returns `network`."""
+    for name, child in list(network.named_modules()):
         if type(child) is torch.nn.Linear:
-            setattr(network, name, RowwiseInt8Linear.from_float(child))
-        else:
-            quantize_rowwise_int8(child)
+            parent, _, attr = name.rpartition(".")
+            new = RowwiseInt8Linear.from_float(child) if rowwise(name) else WeightOnlyInt8Linear.from_float(child)
+            setattr(network.get_submodule(parent) if parent else network, attr, new)
     return network

@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from weightwise.errors import InputError
-from weightwise.models.int8 import quantize_rowwise_int8
+from weightwise.models.int8 import quantize_int8
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _FLOAT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -44,4 +44,4 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
         return network.to(_FLOAT_DTYPES[precision])
     with warnings.catch_warnings():  # torch 2.13 marks torch.ao quantized tensors deprecated
         warnings.simplefilter("ignore")
-        return quantize_rowwise_int8(network.float())
+        return quantize_int8(network.float(), rowwise=lambda name: True)
