@@ -95,16 +95,22 @@ class PackedQuantModule(CompressedModule):
 
     def dense_weight(self) -> torch.Tensor:
         """The fp32 (rows, cols) weight the codes stand for (a new tensor, not kept)."""
-        return self.rows_of(None)
+        if self.bits > 4:
+            return self.rows_of(None)
+        blocks = self.packed.view(-1, self.cols, _BLOCK_ROWS // 2)  # (row block, col, row in half)
+        halves = torch.stack((blocks & 15, blocks >> 4), 1)  # (row block, half, col, row in half)
+        codes = halves.transpose(2, 3).reshape(-1, self.cols)[: self.rows].float()
+        scale_zero = self.scales[:, : self.rows].float().transpose(0, 1)  # (rows, groups, 2)
+        scale, zero = scale_zero[..., :1], scale_zero[..., 1:]
+        weight = torch.addcmul(zero - 8 * scale, codes.view(self.rows, -1, self.group_size), scale)
+        return weight.reshape(self.rows, self.cols)
 
     def rows_of(self, index: torch.Tensor | None) -> torch.Tensor:
-        """fp32 rows `index` (all rows for None) of the weight, unpacked from the packed codes."""
+        """fp32 rows `index` (int8: all rows for None) of the weight, unpacked from the packed codes."""
         if self.bits > 4:
             codes = self.packed if index is None else self.packed[index]
             scales = self.scales if index is None else self.scales[index]
             return codes.float() * scales.float()[:, None]
-        if index is None:
-            index = torch.arange(self.rows)
         blocks = self.packed.view(-1, self.cols, _BLOCK_ROWS // 2)  # (row block, col, row in half)
         within = index % _BLOCK_ROWS
         byte = blocks[index // _BLOCK_ROWS, :, within % (_BLOCK_ROWS // 2)]  # (n, cols)
