@@ -2,8 +2,7 @@
 fp32 GEMM, fp32 GEMM over a weight dequantized in the call, torch's int4 and int8 weight-only
 kernels (bf16 activations; fp32 ones up to 16 rows: that path is naive) and fbgemm's dynamic int8
 with per-row scales. Shapes are whisper-tiny.en's (384 -> 1536, 1536 -> 384, 384 -> 51,864). Every
-kernel of one shape runs
-interleaved, repeat by repeat, and the fastest call is reported (this machine is shared: a
+kernel of one shape runs interleaved, repeat by repeat, and the fastest call is reported (this machine is shared: a
 median mostly measures other processes preempting one of the two threads).
 
     python benchmarks/runtime_kernels.py --threads 2 --out benchmarks/results/runtime/kernels.json
