@@ -66,7 +66,7 @@ DEQUANT_MIN_ROWS = 128
 def int8_weight_only_linear(
     x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """``x @ (codes * scales[:, None]).T + bias`` for int8 `codes` (out, in) and bf16 `scales` (out,).
+    """``x @ (codes * scales[:, None]).T + bias`` for int8 `codes` (out, in) and `scales` (out,).
 
     Few rows (decoding, one token per call): torch's int8 weight-only kernel on bf16 activations.
     Many rows: one fp32 GEMM over the weight dequantized for this call only (freed on return).
@@ -75,16 +75,16 @@ def int8_weight_only_linear(
     if flat.shape[0] >= DEQUANT_MIN_ROWS:
         y = torch.nn.functional.linear(flat.float(), codes.float() * scales.float()[:, None])
     else:
-        y = torch._weight_int8pack_mm(flat.bfloat16(), codes, scales).float()
+        y = torch._weight_int8pack_mm(flat.bfloat16(), codes, scales.bfloat16()).float()
     if bias is not None:
         y = y + bias
     return y.reshape(*x.shape[:-1], codes.shape[0])
 
 
 class WeightOnlyInt8Linear(torch.nn.Module):
-    """int8 weights (symmetric, one bf16 scale per output channel), float activations.
+    """int8 weights (symmetric, one fp32 scale per output channel), float activations.
 
-    Buffers: ``codes`` int8 (out, in), ``scales`` bf16 (out,), ``bias`` fp32 (out,) or None.
+    Buffers: ``codes`` int8 (out, in), ``scales`` fp32 (out,), ``bias`` fp32 (out,) or None.
     """
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
@@ -97,8 +97,9 @@ class WeightOnlyInt8Linear(torch.nn.Module):
     @classmethod
     def from_float(cls, mod: torch.nn.Linear) -> WeightOnlyInt8Linear:
         weight = mod.weight.detach().float()
-        scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).bfloat16()
-        codes = torch.clamp(torch.round(weight / scales.float()[:, None]), -127, 127).to(torch.int8)
+        # fp32 scales rounded to bf16 values, so the bf16 kernel applies them exactly
+        scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).bfloat16().float()
+        codes = torch.clamp(torch.round(weight / scales[:, None]), -127, 127).to(torch.int8)
         return cls(codes, scales, None if mod.bias is None else mod.bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def module_storage(module: torch.nn.Module) -> dict[str, TensorStorage]:
         rows, key = module.codes.shape[0], id(module.codes)
         out = {
             "weight": TensorStorage(
-                tuple(module.codes.shape), "int8", module.codes.numel() + 2 * rows, "int8-per-channel", key
+                tuple(module.codes.shape), "int8", module.codes.numel() + 4 * rows, "int8-per-channel", key
             )
         }
         if module.bias is not None:
