@@ -18,7 +18,7 @@ def eval_table(result: EvalResult) -> Table:
         title=f"{result.data} ({result.n_utterances} utterances, {result.audio_s:.1f} s audio, "
         f"{result.threads} threads)"
     )
-    for column in ("system", "precision", "WER", "RTF", "same text as ours", "peak RSS MiB", "weights in RAM MiB"):
+    for column in ("system", "precision", "WER", "RTF", "same text as ours", "peak RSS MiB"):
         table.add_column(column, justify="left" if column == "system" else "right")
     table.add_row(
         f"weightwise {result.model}",
@@ -27,12 +27,11 @@ def eval_table(result: EvalResult) -> Table:
         f"{result.rtf:.4f}",
         "",
         f"{result.peak_rss_mb:.0f}",
-        "" if result.weight_bytes_resident is None else f"{result.weight_bytes_resident / 2**20:.1f}",
     )
     if result.peer:
         peer = result.peer
         table.add_row(
-            peer.name, peer.compute_type, _pct(peer.wer), f"{peer.rtf:.4f}", _pct(peer.same_normalized_fraction), "", ""
+            peer.name, peer.compute_type, _pct(peer.wer), f"{peer.rtf:.4f}", _pct(peer.same_normalized_fraction), ""
         )
         table.caption = f"RTF ratio weightwise / {peer.name} = {peer.rtf_ratio:.2f}"
     stopped = [
@@ -45,6 +44,9 @@ def eval_table(result: EvalResult) -> Table:
     ]
     if stopped:  # transcripts cut short: say so beside the WER they produced
         table.caption = "; ".join(filter(None, [table.caption, *stopped]))
+    if result.weight_bytes_resident is not None:  # next to peak RSS: what the weights hold of it
+        weights = f"weights in RAM {result.weight_bytes_resident / 2**20:.1f} MiB"
+        table.caption = "; ".join(filter(None, [table.caption, weights]))
     return table
 
 
