@@ -135,9 +135,9 @@ def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--finetune-lr", type=float, default=1e-5, help="Adam learning rate for --finetune")
 
 
-def _load(args):
+def _load(args, pack: bool = True):
     """The model, compressed on the fly when --plan is given (calibrating on --calib, fine-tuning
-    csp rules on --finetune for --finetune-steps)."""
+    csp rules on --finetune for --finetune-steps); quantized layers packed unless `pack` is False."""
     from weightwise import load_model_with_plan, set_threads
 
     set_threads(args.threads)
@@ -151,6 +151,7 @@ def _load(args):
         train=args.finetune if plan else None,
         finetune_steps=args.finetune_steps if plan else 0,
         finetune_lr=args.finetune_lr if plan else 1e-5,
+        pack=pack,
     )
 
 
@@ -283,7 +284,7 @@ def cmd_compress(args) -> int:
         raise InputError(f"--precision {args.precision}: a compressed model is saved at fp32")
     inputs = (args.model, args.plan, args.calib, args.finetune)
     check_compressed_out(args.out, inputs)  # before the slow load: never delete what we did not write
-    model = _load(args)
+    model = _load(args, pack=False)
     out = save_compressed(model, args.out, inputs)
     sizes = unique_storage(model.network)
     print(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from weightwise.compress import Plan
 from weightwise.compress.loading import load_model_with_plan
@@ -18,11 +19,13 @@ def test_a_plan_path_and_a_plan_object_give_the_same_compressed_model(tmp_path: 
     path = tmp_path / "int8-fc1.json"
     path.write_text(json.dumps(INT8))
     by_path = load_model_with_plan("whisper-tiny.en", plan=path)
-    by_object = load_model_with_plan("whisper-tiny.en", plan=Plan.from_dict(INT8))
+    by_object = load_model_with_plan("whisper-tiny.en", plan=Plan.from_dict(INT8), pack=False)
     assert by_path.info.plan == "int8-fc1" and by_path.plan is not None
     fc1 = "model.decoder.layers.0.fc1"
-    assert type(by_path.network.get_submodule(fc1)).__name__ == "QuantModule"
-    assert (by_path.network.get_submodule(fc1).weight == by_object.network.get_submodule(fc1).weight).all()
+    assert type(by_path.network.get_submodule(fc1)).__name__ == "PackedQuantModule"  # runs on the int8 kernel
+    assert type(by_object.network.get_submodule(fc1)).__name__ == "QuantModule"  # simulated, to save
+    packed, simulated = by_path.network.get_submodule(fc1), by_object.network.get_submodule(fc1)
+    assert torch.allclose(packed.dense_weight(), simulated.weight, rtol=2**-8)  # bf16 scales
     plain = load_model_with_plan("whisper-tiny.en")
     assert plain.plan is None and type(plain.network.get_submodule(fc1)).__name__ == "Linear"
 

@@ -297,14 +297,16 @@ def tiny_int8():
 
 
 def test_int8_quantizes_every_linear(tiny_int8, tiny_model):
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from weightwise.models.int8 import RowwiseInt8Linear, WeightOnlyInt8Linear
 
     fp32_linears = [n for n, m in tiny_model.network.named_modules() if isinstance(m, torch.nn.Linear)]
     # 4 encoder layers x (q,k,v,out,fc1,fc2) + 4 decoder layers x (2 x q,k,v,out + fc1,fc2) + proj_out
     assert len(fp32_linears) == 4 * 6 + 4 * 10 + 1
     modules = dict(tiny_int8.network.named_modules())
     assert not [n for n, m in modules.items() if type(m) is torch.nn.Linear]
-    assert all(isinstance(modules[n], DynamicLinear) for n in fp32_linears)
+    encoder = [n for n in fp32_linears if n.startswith("model.encoder.")]
+    assert len(encoder) == 4 * 6 and all(isinstance(modules[n], RowwiseInt8Linear) for n in encoder)  # int8 activations
+    assert all(isinstance(modules[n], WeightOnlyInt8Linear) for n in fp32_linears if n not in encoder)
     assert tiny_int8.dtype == torch.float32  # convolutions stay float32
     assert tiny_int8.info.precision == "int8"
 

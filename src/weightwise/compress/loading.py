@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from weightwise.compress.api import compress_
+from weightwise.compress.packed import pack_
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest, open_manifest
 from weightwise.errors import InputError
@@ -31,6 +32,7 @@ def load_model_with_plan(
     train: Manifest | str | os.PathLike | None = None,
     finetune_steps: int = 0,
     finetune_lr: float = 1e-5,
+    pack: bool = True,
 ) -> WhisperASR:
     """`load_model(name_or_path, precision, cache_dir)`, then `compress_` by `plan` when one is given
     (compressed at fp32; with `precision` fp16/bf16 its float tensors and activations then run at it).
@@ -44,6 +46,10 @@ def load_model_with_plan(
         calib: calibration audio for csp pruning (no transcripts needed).
         train: transcribed audio on which csp rules fine-tune for `finetune_steps` steps (Adam at
             `finetune_lr`); 0 steps: the post-training form.
+        pack: run the quantized Linear / Embedding layers on packed low-bit kernels
+            (`weightwise.compress.packed.pack_`); False keeps the simulated modules a compressed
+            model is saved from. Packing applies at fp32 to plans without runtime settings (the
+            settings' hooks sit on the simulated modules, and fp16/bf16 runs keep them too).
 
     Raises:
         InputError: a bad plan or manifest, `finetune_steps` without `train`, or what `load_model`
@@ -75,6 +81,8 @@ def load_model_with_plan(
     if precision != "fp32":  # float tensors and activations at `precision`, as the dense model at it runs
         model.network.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
         model.info = dataclasses.replace(model.info, precision=precision)
+    elif pack and not plan.runtime:  # packed kernels run at fp32/bf16; runtime hooks sit on the simulated modules
+        pack_(model.network)
     return model
 
 

@@ -66,6 +66,25 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def weight_bytes_resident(network: torch.nn.Module) -> int:
+    """Bytes of RAM the network's tensors hold: parameters and buffers (caches such as a
+    compressed module's float copy included), each storage counted once (tied and shared weights,
+    views), plus the int8 weights inside torch's packed quantized Linear objects."""
+    seen: dict[int, int] = {}
+    for tensor in [*network.parameters(), *network.buffers()]:
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    packed = 0
+    for module in network.modules():
+        params = getattr(module, "_packed_params", None)
+        if isinstance(module, torch.ao.nn.quantized.dynamic.Linear) and params is not None:
+            weight, bias = params._weight_bias()  # an unpacked copy: count its size, not its pointer
+            # fbgemm keeps per row an fp32 scale, an int32 zero point and an int32 column offset
+            packed += weight.numel() * weight.element_size() + 12 * weight.shape[0]
+            packed += 0 if bias is None else bias.numel() * bias.element_size()
+    return sum(seen.values()) + packed
+
+
 def threads() -> int:
     return torch.get_num_threads()
 

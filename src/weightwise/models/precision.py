@@ -7,8 +7,15 @@ import warnings
 import torch
 
 from weightwise.errors import InputError
+from weightwise.models.int8 import quantize_int8
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: int8 layers whose name starts with this quantize activations (per row); the others are weight-only.
+#: Measured (benchmarks/results/runtime/README.md): on tiny.en, babble 10 dB, 25 test-other
+#: utterances, per-row everywhere 42.2% WER and weight-only everywhere 42.6% (both loop on one
+#: utterance), this split 35.9%, fp32 35.4%, faster-whisper int8 36.3%; the encoder's 1,500-frame
+#: GEMMs are where int8 activations pay (fbgemm), the decoder's one-token calls are memory-bound.
+ROWWISE_INT8_PREFIX = "model.encoder."
 _FLOAT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -34,19 +41,14 @@ def check_precision(precision: str) -> None:
 def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module:
     """Return `network` (float32) cast or dynamically quantized to `precision`.
 
-    int8 is torch's dynamic quantization of every `nn.Linear` (weights int8 per output channel,
-    activations quantized per batch at run time); convolutions and embeddings stay float32.
+    int8 stores every `nn.Linear`'s weight as int8 with one scale per output channel. Encoder layers
+    also quantize their inputs, to int8 with one scale per frame (fbgemm's fast int8 GEMM); decoder
+    layers and the output projection keep float activations (weight-only int8 kernel). See
+    `weightwise.models.int8`; convolutions and embeddings stay float32.
     """
     check_precision(precision)
     if precision in _FLOAT_DTYPES:
         return network.to(_FLOAT_DTYPES[precision])
-    # torch 2.13 marks torch.ao.quantization (and quantized tensors) deprecated and points to torchao's
-    # `quantize_(model, Int8DynamicActivationInt8WeightConfig())`. torch itself has no replacement, and
-    # torchao's kernels quantize activations differently (per token, not fbgemm's per-tensor scale per
-    # call), so its int8 results would differ from every committed int8 number. Kept until torch drops
-    # it; the import sits here so its deprecation warning is silenced with the call.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # torch 2.13 marks torch.ao quantized tensors deprecated
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        return quantize_dynamic(network.float(), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        return quantize_int8(network.float(), rowwise=lambda name: name.startswith(ROWWISE_INT8_PREFIX))

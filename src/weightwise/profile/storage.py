@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from weightwise.models.int8 import WeightOnlyInt8Linear
+
 _FLOAT_NAMES = {
     torch.float32: "fp32",
     torch.float16: "fp16",
@@ -77,8 +79,19 @@ def module_storage(module: torch.nn.Module) -> dict[str, TensorStorage]:
     custom = getattr(module, "weightwise_storage", None)
     if callable(custom):
         return dict(custom())
+    if isinstance(module, WeightOnlyInt8Linear):  # --precision int8's decoder layers
+        rows, key = module.codes.shape[0], id(module.codes)
+        out = {
+            "weight": TensorStorage(
+                tuple(module.codes.shape), "int8", module.codes.numel() + 4 * rows, "int8-per-channel", key
+            )
+        }
+        if module.bias is not None:
+            out["bias"] = dense_storage(module.bias)
+        return out
     if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
         weight, bias = module._packed_params._weight_bias()
+        bias = getattr(module, "float_bias", None) if bias is None else bias  # models.int8 keeps it apart
         out = {"weight": _quantized_storage(weight, id(module._packed_params))}
         if bias is not None:
             out["bias"] = dataclasses.replace(dense_storage(bias), key=id(module._packed_params) + 1)

@@ -44,6 +44,9 @@ def eval_table(result: EvalResult) -> Table:
     ]
     if stopped:  # transcripts cut short: say so beside the WER they produced
         table.caption = "; ".join(filter(None, [table.caption, *stopped]))
+    if result.weight_bytes_resident is not None:  # next to peak RSS: what the weights hold of it
+        weights = f"weights in RAM {result.weight_bytes_resident / 2**20:.1f} MiB"
+        table.caption = "; ".join(filter(None, [table.caption, weights]))
     return table
 
 

@@ -1,0 +1,132 @@
+"""WER and RTF of our int8 (per-row activation scales) vs torch's per-tensor dynamic int8, our fp32
+and faster-whisper int8, clean and in noise, all systems interleaved utterance by utterance.
+
+One process, one model: every condition (clean, then each noise at each SNR) runs every system on
+the same noisy samples (noise mixed outside the timer, seeded per utterance as `bench` does), with
+the system order rotated per utterance so a burst of foreign load on this shared machine hits all
+alike. RTF ratios are over all timed calls of a system (every condition).
+
+    python benchmarks/runtime_int8.py --model whisper-tiny.en --limit 30 --noise babble,white \
+        --snr 10 --out benchmarks/results/runtime/int8_tiny.json
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from weightwise.audio import SAMPLE_RATE
+from weightwise.audio.noise import add_noise, cell_seed
+from weightwise.data import iter_audio, load_manifest
+from weightwise.data.noise import resolve_noise
+from weightwise.decode import transcribe
+from weightwise.evaluate.normalize import normalize
+from weightwise.evaluate.peer import faster_whisper_runner
+from weightwise.evaluate.runtime import set_threads, versions, weight_bytes_resident
+from weightwise.evaluate.timing import warm_up_and_time
+from weightwise.evaluate.wer import word_errors
+from weightwise.models import load_model
+from weightwise.models.int8 import quantize_int8
+from weightwise.outputs import write_json_atomic
+
+from _common import benchmark_parser
+
+
+def per_tensor_int8(model_name: str):
+    """torch's own dynamic int8 (one 7-bit activation scale per call): what `--precision int8` was."""
+    model = load_model(model_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        model.network = quantize_dynamic(model.network, {torch.nn.Linear: per_channel_dynamic_qconfig})
+    return model
+
+
+def int8_variant(model_name: str, rowwise: str):
+    """int8 Linear layers, activations int8 per row where the layer name matches `rowwise`
+    (a prefix; "" = everywhere, "-" = nowhere: weight-only int8 with float activations)."""
+    model = load_model(model_name)
+    model.network = quantize_int8(model.network, rowwise=lambda name: rowwise != "-" and name.startswith(rowwise))
+    return model
+
+
+VARIANTS = {
+    "per-row": lambda m: int8_variant(m, ""),
+    "encoder per-row + decoder weight-only": lambda m: int8_variant(m, "model.encoder."),
+    "weight-only": lambda m: int8_variant(m, "-"),
+    "per-tensor": per_tensor_int8,
+}
+
+
+def systems(model_name: str, threads: int, variants: list[str]) -> tuple[dict, dict]:
+    """(name -> callable(samples) -> text, name -> weight bytes resident)."""
+    models = {
+        "weightwise fp32": load_model(model_name, precision="fp32"),
+        "weightwise --precision int8": load_model(model_name, precision="int8"),
+        **{f"int8 {v}": VARIANTS[v](model_name) for v in variants},
+    }
+    runners = {name: (lambda s, m=m: transcribe(m, s).text) for name, m in models.items()}
+    resident = {name: weight_bytes_resident(m.network) for name, m in models.items()}
+    model_dir = Path(models["weightwise fp32"].info.source)
+    runners["faster-whisper int8"] = faster_whisper_runner(model_dir, "int8", threads)
+    return runners, resident
+
+
+def conditions(noises: list[str], snrs: list[float], clean: bool) -> list[tuple[str | None, float | None]]:
+    return [(None, None)] * clean + [(n, s) for n in noises for s in snrs]
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, limit=30)
+    parser.add_argument("--noise", default="babble,white")
+    parser.add_argument("--snr", default="10")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--no-clean", action="store_true", help="noisy conditions only")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    items = list(iter_audio(load_manifest(args.data).head(args.limit)))
+    runners, resident = systems(args.model, args.threads, [v for v in args.variants.split(",") if v])
+    noises = [n for n in args.noise.split(",") if n]
+    cells, compute_s, audio_s = [], dict.fromkeys(runners, 0.0), 0.0
+    for noise, snr in conditions(noises, [float(s) for s in args.snr.split(",")], not args.no_clean):
+        source = resolve_noise(noise) if noise else None
+        noisy = [
+            (u, add_noise(s, source, snr, cell_seed(u.id, source.name, snr, args.seed)) if source else s)
+            for u, s in items
+        ]
+        timed = warm_up_and_time({n: lambda s, _id, r=r: r(s) for n, r in runners.items()}, noisy)
+        refs = [normalize(u.text) for u, _ in noisy]
+        for name in runners:
+            calls = [t for t in timed if t.runner == name]
+            compute_s[name] += sum(t.compute_s for t in calls)
+            wer = word_errors(refs, [normalize(t.output) for t in calls]).wer
+            cells.append({"system": name, "noise": noise, "snr_db": snr, "wer": wer})
+            print(f"{noise or 'clean':8s} {snr or '':>4} {name:48s} WER {100 * wer:6.2f}%", flush=True)
+        audio_s += sum(len(s) for _, s in noisy) / SAMPLE_RATE
+    base = compute_s["faster-whisper int8"]
+    rtf = {n: {"rtf": s / audio_s, "rtf_vs_faster_whisper_int8": s / base} for n, s in compute_s.items()}
+    for name, row in rtf.items():
+        print(f"{name:48s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of faster-whisper int8")
+    write_json_atomic(
+        Path(args.out),
+        {
+            "model": args.model,
+            "data": args.data,
+            "n_utterances": len(items),
+            "threads": args.threads,
+            "timed_audio_s": audio_s,
+            "cells": cells,
+            "rtf": rtf,
+            "weight_bytes_resident": resident,
+            "versions": versions(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

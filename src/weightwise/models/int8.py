@@ -1,0 +1,117 @@
+"""int8 Linear with per-token (per-row) activation scales, on fbgemm's dynamic int8 kernel.
+
+torch's dynamic quantization quantizes each Linear input with one scale per call (and only 7 bits,
+``reduce_range=True``), so one loud frame in noisy audio coarsens every other frame's codes.
+CTranslate2 (faster-whisper int8) quantizes each row (token / frame) with its own scale. We get
+the same per-row scales out of fbgemm's fast per-tensor kernel with an exact identity: a Linear
+acts row by row, so ``W x = s * W (x / s)`` for each row's absolute maximum ``s``; after dividing
+each row by its ``s`` every row spans [-1, 1], the per-call scale fbgemm picks is the same for all
+rows, and multiplying the output rows by ``s`` restores them. Full 8-bit activations
+(``reduce_range=False``) are safe here: fbgemm's AVX-512 VNNI kernels accumulate u8 x s8 products
+in int32 without the AVX2 int16 saturation that 7 bits guard against (the CPUs we time are Zen 4).
+Weights: int8, symmetric, one scale per output channel, as before.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch.ao.nn.quantized import dynamic as nnqd
+
+#: rows whose absolute maximum is below this are treated as all-zero (avoids 0/0)
+_TINY = 1e-12
+
+
+class RowwiseInt8Linear(nnqd.Linear):
+    """Dynamic int8 Linear: int8 per-channel weights, int8 activations with one scale per row."""
+
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype: torch.dtype = torch.qint8):
+        super().__init__(in_features, out_features, bias_, dtype=dtype)
+        self.float_bias: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.abs().amax(-1, keepdim=True).clamp_min(_TINY)
+        y = torch.ops.quantized.linear_dynamic(x / scale, self._packed_params._packed_params, reduce_range=False)
+        if self.float_bias is None:
+            return y * scale
+        return torch.addcmul(self.float_bias, y, scale)
+
+    def _get_name(self) -> str:
+        return "RowwiseInt8Linear"
+
+    @classmethod
+    def from_float(cls, mod: torch.nn.Module, use_precomputed_fake_quant: bool = False) -> RowwiseInt8Linear:
+        """int8 per-channel symmetric copy of a float `nn.Linear` (bias kept in float32)."""
+        weight = mod.weight.detach().float()
+        scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).double()
+        zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():  # torch 2.13 marks quantized tensors deprecated
+            warnings.simplefilter("ignore")
+            qweight = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+        new = cls(mod.in_features, mod.out_features, mod.bias is not None)
+        new.set_weight_bias(qweight, None)
+        if mod.bias is not None:
+            new.float_bias = mod.bias.detach().float().clone()
+        return new
+
+
+#: rows per call from which one fp32 GEMM over the weight dequantized for that call beats
+#: `torch._weight_int8pack_mm` (bf16; its fp32 path is naive): at <= 64 rows the kernels win, at >= 256
+#: the GEMM (benchmarks/results/runtime/kernels.json). Whisper calls with <= 5 rows or 1,500.
+DEQUANT_MIN_ROWS = 128
+
+
+def int8_weight_only_linear(
+    x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``x @ (codes * scales[:, None]).T + bias`` for int8 `codes` (out, in) and `scales` (out,).
+
+    Few rows (decoding, one token per call): torch's int8 weight-only kernel on bf16 activations.
+    Many rows: one fp32 GEMM over the weight dequantized for this call only (freed on return).
+    """
+    flat = x.reshape(-1, codes.shape[1])
+    if flat.shape[0] >= DEQUANT_MIN_ROWS:
+        y = torch.nn.functional.linear(flat.float(), codes.float() * scales.float()[:, None])
+    else:
+        y = torch._weight_int8pack_mm(flat.bfloat16(), codes, scales.bfloat16()).float()
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*x.shape[:-1], codes.shape[0])
+
+
+class WeightOnlyInt8Linear(torch.nn.Module):
+    """int8 weights (symmetric, one fp32 scale per output channel), float activations.
+
+    Buffers: ``codes`` int8 (out, in), ``scales`` fp32 (out,), ``bias`` fp32 (out,) or None.
+    """
+
+    def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = codes.shape
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales)
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_float(cls, mod: torch.nn.Linear) -> WeightOnlyInt8Linear:
+        weight = mod.weight.detach().float()
+        # fp32 scales rounded to bf16 values, so the bf16 kernel applies them exactly
+        scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).bfloat16().float()
+        codes = torch.clamp(torch.round(weight / scales[:, None]), -127, 127).to(torch.int8)
+        return cls(codes, scales, None if mod.bias is None else mod.bias.detach().float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return int8_weight_only_linear(x, self.codes, self.scales, self.bias)
+
+
+def quantize_int8(network: torch.nn.Module, rowwise: Callable[[str], bool]) -> torch.nn.Module:
+    """Replace every `nn.Linear` of `network` (in place) by a `RowwiseInt8Linear` where
+    `rowwise(its name)`, else by a `WeightOnlyInt8Linear`; returns `network`."""
+    for name, child in list(network.named_modules()):
+        if type(child) is torch.nn.Linear:
+            parent, _, attr = name.rpartition(".")
+            new = RowwiseInt8Linear.from_float(child) if rowwise(name) else WeightOnlyInt8Linear.from_float(child)
+            setattr(network.get_submodule(parent) if parent else network, attr, new)
+    return network
