@@ -214,24 +214,7 @@ def quant_module(
     module: nn.Module, name: str, config: Quant, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 ) -> QuantModule:
     """A `QuantModule` for `module` holding the given (codes, scales, zero points)."""
-    op, op_args = op_of(module, name)
-    new = QuantModule(
-        op,
-        list(module.weight.shape),
-        op_args,
-        None,
-        getattr(module, "bias", None) is not None,
-        config.bits,
-        config.granularity,
-        config.group_size,
-        config.symmetric,
-    )
-    for param, value in zip((new.codes, new.scales, new.zero_points), state, strict=False):
-        if value is not None:
-            param.copy_(value)
-    new.load_bias(getattr(module, "bias", None))
-    new.refresh()
-    return new
+    return QuantModule.from_state(module, name, config, state)
 
 
 def stage_of(name: str) -> str:

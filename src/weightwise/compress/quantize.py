@@ -112,12 +112,19 @@ class QuantModule(WeightOpModule):
     @classmethod
     def from_float(cls, module: nn.Module, name: str, config: Quant) -> QuantModule:
         """Quantize `module`'s weight; InputError when `group_size` does not divide its inputs."""
-        op, op_args = op_of(module, name)
+        op_of(module, name)  # an unsupported module is refused first
         weight = flat_weight(module)
         if config.bits != 16 and config.granularity == "group" and weight.shape[1] % config.group_size:
             raise InputError(
                 f"{name}: quant group_size {config.group_size} does not divide its {weight.shape[1]} input elements"
             )
+        state = (weight.half(),) if config.bits == 16 else quantize_weight(weight, config)
+        return cls.from_state(module, name, config, state)
+
+    @classmethod
+    def from_state(cls, module: nn.Module, name: str, config: Quant, state: tuple) -> QuantModule:
+        """A `QuantModule` for `module` holding the given (codes, scales, zero points), e.g. GPTQ's."""
+        op, op_args = op_of(module, name)
         new = cls(
             op,
             list(module.weight.shape),
@@ -129,7 +136,6 @@ class QuantModule(WeightOpModule):
             config.group_size,
             config.symmetric,
         )
-        state = (weight.half(),) if config.bits == 16 else quantize_weight(weight, config)
         params = (new.codes, getattr(new, "scales", None), getattr(new, "zero_points", None))
         for param, value in zip(params, state, strict=False):
             if value is not None:
