@@ -1,7 +1,7 @@
 """One frozen config per compression technique (the values a plan rule carries).
 
 JSON method names: ``quant`` -> `Quant`, ``gptq`` -> `Gptq`, ``prune`` -> `Prune`,
-``lowrank`` -> `LowRank`, ``share`` -> `Share`. Every invalid value is an `InputError` naming the field.
+``lowrank`` -> `LowRank`, ``share`` -> `Share`, ``screen`` -> `Screen`. Every invalid value is an `InputError` naming the field.
 """
 
 from __future__ import annotations
@@ -184,8 +184,42 @@ class Share:
         )
 
 
-METHODS = {"quant": Quant, "gptq": Gptq, "prune": Prune, "lowrank": LowRank, "share": Share}
-CompressionConfig = Quant | Gptq | Prune | LowRank | Share
+@dataclass(frozen=True)
+class Screen:
+    """Screened output projection (SVD-softmax, Shim et al., NeurIPS 2017): a rank-`rank` preview of
+    every logit picks the `top_k` candidates, whose exact logits come from their full rows; the
+    other tokens keep their preview logit (so the softmax still sees every token). The table stays
+    fp16 (the embedding lookup and the exact rows read it); the preview factors are extra storage,
+    the preview matrix (vocab x rank) at `preview_bits` with one fp32 scale per row.
+
+    whiten: the preview is the best rank-`rank` approximation of the LOGITS on calibration inputs
+    (the SVD of W C^1/2, C the inputs' second moment, as data-aware low-rank methods such as
+    SVD-LLM, Wang et al., ICLR 2025, do) instead of the plain SVD of W; needs calibration audio.
+    damp: fraction of mean(diag C) added to C's diagonal.
+    """
+
+    rank: int = 128
+    top_k: int = 64
+    preview_bits: int = 8
+    whiten: bool = True
+    damp: float = 0.01
+
+    def __post_init__(self):
+        for field in ("rank", "top_k"):
+            value = getattr(self, field)
+            _check(_is_int(value) and value >= 1, f"screen.{field} must be a positive integer, got {value!r}")
+        _check(
+            _is_int(self.preview_bits) and self.preview_bits in (16, 8, 4),
+            f"screen.preview_bits must be 16, 8 or 4, got {self.preview_bits!r}",
+        )
+        _check(isinstance(self.whiten, bool), f"screen.whiten must be true or false, got {self.whiten!r}")
+        _check(
+            _is_number(self.damp) and 0.0 <= self.damp <= 1.0, f"screen.damp must be in [0, 1], got {self.damp!r}"
+        )
+
+
+METHODS = {"quant": Quant, "gptq": Gptq, "prune": Prune, "lowrank": LowRank, "share": Share, "screen": Screen}
+CompressionConfig = Quant | Gptq | Prune | LowRank | Share | Screen
 
 
 def config_from_dict(method: str, params: Any, where: str = "") -> CompressionConfig:

@@ -87,11 +87,15 @@ def load_model_with_plan(
 
 
 def needs_calibration(plan: Plan) -> bool:
-    """Whether a rule of `plan` chooses its weights from calibration activations (csp pruning, gptq)."""
-    from weightwise.compress.configs import Gptq, Prune
+    """Whether a rule of `plan` chooses its weights from calibration activations (csp pruning, gptq,
+    whitened screening)."""
+    from weightwise.compress.configs import Gptq, Prune, Screen
 
     return any(
-        isinstance(r.config, Gptq) or (isinstance(r.config, Prune) and r.config.method == "csp") for r in plan.rules
+        isinstance(r.config, Gptq)
+        or (isinstance(r.config, Prune) and r.config.method == "csp")
+        or (isinstance(r.config, Screen) and r.config.whiten)
+        for r in plan.rules
     )
 
 
