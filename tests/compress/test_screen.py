@@ -75,10 +75,10 @@ def test_whitened_preview_beats_plain_svd_on_the_inputs_it_was_fit_on():
 
 def test_a_screen_over_the_whole_vocabulary_is_exact():
     inputs = _inputs(100, 16, 16, 4)
-    emb, proj = _pair(40, 16, Screen(rank=4, top_k=40, preview_bits=8), inputs)
+    emb, proj = _pair(400, 16, Screen(rank=4, top_k=400, preview_bits=8), inputs)
     x = inputs[:7]
     assert torch.allclose(proj(x), x @ proj.weight.T, atol=1e-4)
-    ids = torch.tensor([[3, 5, 39]])
+    ids = torch.tensor([[3, 5, 399]])
     assert torch.equal(emb(ids), proj.weight[ids])  # the lookup reads the fp16 table
     assert emb.codes is proj.codes and emb.preview_codes is proj.preview_codes and emb.basis is proj.basis
 
@@ -95,10 +95,11 @@ def test_the_argmax_is_kept_whenever_the_preview_ranks_it_in_the_top_k():
     assert torch.equal(out.argmax(-1)[ranked], exact.argmax(-1)[ranked])
     top = preview.topk(8, -1).indices
     assert torch.allclose(out.gather(-1, top), exact.gather(-1, top), atol=1e-4)  # exact where screened
+    assert (out.argmax(-1, keepdim=True) == top).any(-1).all()  # never an unscreened token, even unranked
 
 
 def test_storage_and_bytes_one_call_reads_by_hand():
-    vocab, dim, rank, k = 64, 16, 4, 5
+    vocab, dim, rank, k = 256, 16, 4, 5
     emb, proj = _pair(vocab, dim, Screen(rank=rank, top_k=k, preview_bits=4), _inputs(80, dim, dim, 6))
     storage = proj.weightwise_storage()
     assert storage["weight"].nbytes == 2 * vocab * dim  # the fp16 table
@@ -121,6 +122,8 @@ def test_a_rule_without_the_projection_or_a_rank_too_large_is_one_line():
         from weightwise.compress.screen import screen_handler
 
         screen_handler(net, ["emb"], Screen(whiten=False), None)
+    with pytest.raises(InputError, match="wide output layer"):
+        _pair(40, 16, Screen(whiten=False), None)  # 40 outputs for 16 inputs: nothing to save
     with pytest.raises(InputError, match="exceeds"):
         screen_factors(torch.randn(10, 4), None, Screen(rank=5))
 

@@ -4,11 +4,12 @@ Whisper's tied token table (51,864 x 384 for tiny.en) is read in full at every d
 output projection: 62% of dense fp16's weight energy. Greedy decoding needs the argmax and the
 top of the distribution, not 51,864 exact dot products. SVD-softmax (Shim et al., NeurIPS 2017)
 computes a low-rank preview of all logits, takes the `top_k` tokens of the preview, and computes
-their logits exactly from the full rows; the other tokens keep their preview logit.
+their logits exactly from the full rows; the other tokens keep their preview logit, capped at the
+lowest exact one (so the argmax is always a screened token).
 
 The preview here is data-aware: with C the second moment of the projection's inputs on
-calibration audio, the SVD of W C^1/2 = U S V^T gives the rank-r factors B = U_r S_r (vocab x r)
-and P = V_r^T C^-1/2 (r x dim), so that B P x is the best rank-r approximation of the logits W x
+calibration audio, the SVD of W C^1/2 = U S V^T gives the rank-r factors B = U_r S_r^1/2
+(vocab x r) and P = S_r^1/2 V_r^T C^-1/2 (r x dim), so that B P x is the best rank-r approximation of the logits W x
 over those inputs (plain SVD, ``whiten=false``, uses C = I). Measured on tiny.en, 287 decoder
 positions of calibration audio held out from the fit: the exact argmax is in the preview's top 64
 for 36% of positions at rank 128 with plain SVD (the table's spectrum is flat), and for 99.7% with
@@ -33,6 +34,11 @@ from weightwise.compress.quantize import dequantize_weight, quantize_weight
 from weightwise.compress.weightop import WeightOpModule, flat_weight, frozen, op_of, replace_group, tied_groups
 from weightwise.errors import InputError
 from weightwise.profile.storage import TensorStorage, dense_storage
+
+
+#: A screen is refused on a Linear with fewer than WIDE x its inputs as outputs: the preview (rank
+#: r) plus top_k exact rows then read about as much as the dense weight (e.g. a 384 -> 1536 fc1).
+WIDE = 16
 
 
 def preview_quant(bits: int) -> Quant:
@@ -67,7 +73,11 @@ def screen_factors(
     top = basis[:, energies.argsort(descending=True)[: config.rank]]  # dim x r
     b = scaled @ top  # = U_r S_r
     p = top.T @ inv_root
-    return b.float(), p.float()
+    # balance S_r between the factors: B = U_r S_r^1/2. Whisper's first singular value is ~11x the
+    # second, so with B = U_r S_r one scale per row leaves 4-bit codes for nothing but it (top-512
+    # recall of the argmax 66%, against 100% balanced; int8 is 100% either way)
+    root_s = b.norm(dim=0).clamp_min(1e-30).sqrt()
+    return (b / root_s).float(), (p * root_s[:, None]).float()
 
 
 @register_module
@@ -168,7 +178,10 @@ class ScreenModule(WeightOpModule):
         k = min(self.config.top_k, self.rows)
         top = preview.topk(k, dim=-1).indices  # (..., k)
         exact = (self.weight[top] @ x.unsqueeze(-1)).squeeze(-1)  # their full rows
-        logits = preview.scatter(-1, top, exact)
+        # the others keep their preview, capped at the lowest exact logit: a preview that overshoots
+        # (a coarse preview does) must not outrank a token whose logit is known exactly
+        floor = exact.min(-1, keepdim=True).values
+        logits = torch.minimum(preview, floor).scatter(-1, top, exact)
         return logits if self.effective_bias is None else logits + self.effective_bias.to(dtype)
 
     def _positions(self, out: torch.Tensor) -> int:
@@ -212,6 +225,11 @@ def screen_handler(network: nn.Module, names: list[str], config: Screen, context
         linears = [n for n in group if isinstance(network.get_submodule(n), nn.Linear)]
         if not linears:
             raise InputError(f"{group[0]}: screen needs the output projection (a Linear over the vocabulary) in its rule")
+        rows, cols = flat_weight(network.get_submodule(linears[0])).shape
+        if rows < WIDE * cols:
+            raise InputError(
+                f"{linears[0]}: screen pays only on a wide output layer (outputs >= {WIDE}x inputs), not {rows} x {cols}"
+            )
         inputs = None
         if config.whiten:
             if context is None or context.calib is None:
