@@ -105,7 +105,8 @@ def test_storage_and_bytes_one_call_reads_by_hand():
     assert storage["weight"].nbytes == 2 * vocab * dim  # the fp16 table
     assert storage["preview"].nbytes == vocab * rank // 2 + 4 * vocab  # int4 codes + a scale per row
     assert storage["basis"].nbytes == rank * dim * 4
-    assert set(emb.weightwise_storage()) == {"weight"} and storage["weight"].key == emb.weightwise_storage()["weight"].key
+    assert set(emb.weightwise_storage()) == {"weight"}
+    assert storage["weight"].key == emb.weightwise_storage()["weight"].key
     net = nn.Sequential(emb, proj)
     with Tracer(net) as tracer:
         proj(torch.randn(3, dim))  # three positions

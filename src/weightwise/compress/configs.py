@@ -1,7 +1,8 @@
 """One frozen config per compression technique (the values a plan rule carries).
 
 JSON method names: ``quant`` -> `Quant`, ``gptq`` -> `Gptq`, ``prune`` -> `Prune`,
-``lowrank`` -> `LowRank`, ``share`` -> `Share`, ``screen`` -> `Screen`. Every invalid value is an `InputError` naming the field.
+``lowrank`` -> `LowRank`, ``share`` -> `Share`, ``screen`` -> `Screen`. Every invalid value is an
+`InputError` naming the field.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ from weightwise.compress.weightop import WeightOpModule, flat_weight, frozen, op
 from weightwise.errors import InputError
 from weightwise.profile.storage import TensorStorage, dense_storage
 
-
 #: A screen is refused on a Linear with fewer than WIDE x its inputs as outputs: the preview (rank
 #: r) plus top_k exact rows then read about as much as the dense weight (e.g. a 384 -> 1536 fc1).
 WIDE = 16
@@ -224,11 +223,11 @@ def screen_handler(network: nn.Module, names: list[str], config: Screen, context
     for group in tied_groups(network, names):
         linears = [n for n in group if isinstance(network.get_submodule(n), nn.Linear)]
         if not linears:
-            raise InputError(f"{group[0]}: screen needs the output projection (a Linear over the vocabulary) in its rule")
+            raise InputError(f"{group[0]}: screen needs the output projection (a Linear over the vocabulary)")
         rows, cols = flat_weight(network.get_submodule(linears[0])).shape
         if rows < WIDE * cols:
             raise InputError(
-                f"{linears[0]}: screen pays only on a wide output layer (outputs >= {WIDE}x inputs), not {rows} x {cols}"
+                f"{linears[0]}: screen pays only on a wide output layer (outputs >= {WIDE}x inputs), not {rows}x{cols}"
             )
         inputs = None
         if config.whiten:
@@ -236,4 +235,4 @@ def screen_handler(network: nn.Module, names: list[str], config: Screen, context
                 raise InputError(f"{linears[0]}: screen with whiten needs calibration audio (--calib MANIFEST)")
             inputs = context.inputs(linears[:1])[linears[0]]
         factors = screen_factors(flat_weight(network.get_submodule(linears[0])), inputs, config)
-        replace_group(network, group, lambda module, name: ScreenModule.from_float(module, name, config, factors))
+        replace_group(network, group, lambda module, name, f=factors: ScreenModule.from_float(module, name, config, f))
