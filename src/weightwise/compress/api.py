@@ -87,7 +87,7 @@ def compress_(
     """
     if model.info.precision != "fp32":
         raise InputError(f"compress a float32 model (got {model.info.precision}); quantize with the plan")
-    for handlers in ("gptq", "lowrank", "prune", "quantize", "screen", "share"):  # importing them registers the handlers
+    for handlers in ("gptq", "lowrank", "prune", "quantize", "screen", "share"):  # importing registers handlers
         importlib.import_module(f"weightwise.compress.{handlers}")
 
     claimed = plan.resolve(model.network)
