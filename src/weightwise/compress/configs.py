@@ -214,9 +214,7 @@ class Screen:
             f"screen.preview_bits must be 16, 8 or 4, got {self.preview_bits!r}",
         )
         _check(isinstance(self.whiten, bool), f"screen.whiten must be true or false, got {self.whiten!r}")
-        _check(
-            _is_number(self.damp) and 0.0 <= self.damp <= 1.0, f"screen.damp must be in [0, 1], got {self.damp!r}"
-        )
+        _check(_is_number(self.damp) and 0.0 <= self.damp <= 1.0, f"screen.damp must be in [0, 1], got {self.damp!r}")
 
 
 METHODS = {"quant": Quant, "gptq": Gptq, "prune": Prune, "lowrank": LowRank, "share": Share, "screen": Screen}
