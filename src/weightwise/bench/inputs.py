@@ -110,7 +110,7 @@ def differing(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], ke
 
 
 def _needs_calib(plan: Plan) -> bool:
-    return needs_calibration(plan)
+    return needs_calibration(plan) and plan.state is None  # a state file carries the calibrated tensors
 
 
 def _check_plan_names(plans: Mapping[str, Plan]) -> None:

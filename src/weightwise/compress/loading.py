@@ -60,13 +60,14 @@ def load_model_with_plan(
     label = f"plan {plan.name or 'plan'}" if isinstance(plan, Plan) else f"--plan {os.fspath(plan)}"
     if not isinstance(plan, Plan):
         plan = Plan.from_json(plan)
-    if calib is None and plan.calib is not None and needs_calibration(plan):
+    from_state = plan.state is not None and calib is None and not finetune_steps
+    if calib is None and plan.calib is not None and needs_calibration(plan) and not from_state:
         calib = plan.calib  # the manifest the plan was calibrated on, named in the plan file
     calib = _opened(calib)
     train = _opened(train)
     if finetune_steps and train is None:
         raise InputError("--finetune-steps needs transcribed training audio (--finetune MANIFEST)")
-    if calib is None and not finetune_steps and needs_calibration(plan):
+    if calib is None and not finetune_steps and needs_calibration(plan) and not from_state:
         raise InputError(
             f"{label} prunes with csp or quantizes with gptq, which needs calibration audio (--calib MANIFEST)"
         )
@@ -77,7 +78,14 @@ def load_model_with_plan(
             f"--precision {precision} with {label}: a plan sets its own weight precision (fp32, fp16, bf16)"
         )
     model = load_model(name_or_path, cache_dir=cache_dir)  # compressed at fp32, then run at `precision`
-    compress_(model, plan, calib, train, finetune_steps, finetune_lr)
+    if from_state and needs_calibration(plan):  # the calibrated tensors come from the plan's state file
+        from weightwise.compress.state import calibration_free, load_plan_state
+
+        compress_(model, calibration_free(plan))
+        load_plan_state(model, plan, plan.state)
+        model.plan = plan
+    else:
+        compress_(model, plan, calib, train, finetune_steps, finetune_lr)
     if precision != "fp32":  # float tensors and activations at `precision`, as the dense model at it runs
         model.network.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
         model.info = dataclasses.replace(model.info, precision=precision)
@@ -89,14 +97,9 @@ def load_model_with_plan(
 def needs_calibration(plan: Plan) -> bool:
     """Whether a rule of `plan` chooses its weights from calibration activations (csp pruning, gptq,
     whitened screening)."""
-    from weightwise.compress.configs import Gptq, Prune, Screen
+    from weightwise.compress.state import calibrated
 
-    return any(
-        isinstance(r.config, Gptq)
-        or (isinstance(r.config, Prune) and r.config.method == "csp")
-        or (isinstance(r.config, Screen) and r.config.whiten)
-        for r in plan.rules
-    )
+    return any(calibrated(r.config) for r in plan.rules)
 
 
 def _opened(data: Manifest | str | os.PathLike | None) -> Manifest | None:

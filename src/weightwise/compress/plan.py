@@ -10,6 +10,9 @@ JSON contract (extend compatibly)::
 have no rules (the weights stay dense).
 `calib` (optional): the calibration manifest a gptq or csp rule was made with, relative to the plan
 file; used when no --calib is given, so the plan alone rebuilds the same weights.
+`state` (optional): a safetensors file, relative to the plan, with the tensors its calibrated rules
+chose (`weightwise.compress.state`); when present the plan needs no calibration audio (an explicit
+--calib recalibrates instead).
 
 A rule applies to the weight-bearing modules (Linear, Conv1d, Embedding) whose names match; a
 regex must match the whole name (``re:.*`` = all of them). Positional-embedding tables (Whisper's
@@ -63,6 +66,7 @@ class Plan:
     name: str = ""
     runtime: RuntimeSettings | None = None
     calib: str | None = None  # calibration manifest (resolved against the plan file's folder)
+    state: str | None = None  # calibrated tensors (`compress.state`), resolved like calib
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "plan", name: str = "") -> Plan:
@@ -71,11 +75,13 @@ class Plan:
         rules = data.get("rules") if isinstance(data, dict) else None
         if not isinstance(rules, list) or not (rules or runtime):
             raise InputError(f"{where}: a plan is an object with a non-empty list 'rules'")
-        calib = data.get("calib")
+        calib, state = data.get("calib"), data.get("state")
         if calib is not None and (not isinstance(calib, str) or not calib):
             raise InputError(f"{where}: 'calib' must be the path of a calibration manifest")
+        if state is not None and (not isinstance(state, str) or not state):
+            raise InputError(f"{where}: 'state' must be the path of a plan state file")
         rules = tuple(_rule(r, f"{where}: rule {i}") for i, r in enumerate(rules))
-        return cls(rules, name, runtime or None, calib)
+        return cls(rules, name, runtime or None, calib, state)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Plan:
@@ -88,7 +94,12 @@ class Plan:
             raise InputError(f"{path}: not valid JSON ({err})") from None
         plan = cls.from_dict(data, str(path), path.stem)
         if plan.calib is not None and plan.calib != "samples":
-            return dataclasses.replace(plan, calib=os.path.normpath(path.parent / plan.calib))
+            plan = dataclasses.replace(plan, calib=os.path.normpath(path.parent / plan.calib))
+        if plan.state is not None:
+            state = path.parent / plan.state
+            if not state.is_file():
+                raise InputError(f"{path}: its state file {state} is missing")
+            plan = dataclasses.replace(plan, state=os.path.normpath(state))
         return plan
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +108,8 @@ class Plan:
             out["runtime"] = self.runtime.to_dict()
         if self.calib is not None:
             out["calib"] = self.calib
+        if self.state is not None:
+            out["state"] = self.state
         return out
 
     def resolve(self, network: torch.nn.Module) -> dict[str, tuple[int, CompressionConfig]]:

@@ -88,6 +88,7 @@ class ScreenModule(WeightOpModule):
     """
 
     kind = "screen"
+    weightwise_derived = ("codes",)  # the fp16 table comes back from the float weights (`compress.state`)
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from weightwise.compress.candidates import Candidate, Group, applied, plan_of, w
 from weightwise.compress.io import save_compressed
 from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
+from weightwise.compress.state import save_plan_state
 from weightwise.errors import InputError
 from weightwise.executors import open_executor
 from weightwise.models.runtime import RuntimeSettings, runtime_applied
@@ -29,6 +30,7 @@ from weightwise.optimize.calibrate import (
 from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict, uniform_assignment
 from weightwise.profile.profile import ModelProfile, profile
 
+STATE_FILE = "plan.state.safetensors"  # the plan's calibrated tensors, beside DIR/plan.json
 FRONTIER_BUDGETS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # WER points, for the predicted curve
 
 
@@ -268,6 +270,8 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=table.runtime)
     final = _compressed(inputs, assignment, "optimized", table.runtime)
     save_compressed(final, tmp / "model")
+    if save_plan_state(final, plan, tmp / STATE_FILE) is not None:  # --plan DIR/plan.json needs no audio
+        plan = dataclasses.replace(plan, state=STATE_FILE)
     lap("compress_s")
     base = _evaluate(runtime, inputs, options, progress, f"baseline-{options.runtime_precision}", tmp)
     opt = _evaluate(at_runtime(final, options), inputs, options, progress, "optimized", tmp)
@@ -289,4 +293,6 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     from weightwise.optimize.report import build_summary
 
     summary = build_summary(inputs, options, table, assignment, planner, base, opt, uniform, timings, cache_path)
+    if plan.state is not None:
+        summary["plan"]["state"] = plan.state
     return summary, plan
