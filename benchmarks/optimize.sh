@@ -5,7 +5,8 @@
 # transcripts used); evaluation: the first $LIMIT_EVAL utterances of librispeech_test_other_mini
 # (unseen; the acceptance size is all 100: LIMIT_EVAL=100, about 2 h on a shared 2-core machine).
 # Candidates (benchmarks/optimize/candidates.json): per decoder/projection weight group fp16 / int8 /
-# RTN int4-g64 / GPTQ int4-g64 (the encoder stays fp16: its sensitivity entries re-run the encoder
+# RTN int4-g64 / GPTQ int4-g64, and for the tied projection screened variants (`screen`: a whitened
+# rank-128/192 int8/int4 preview picks 512 or 1,024 tokens whose logits are exact) (the encoder stays fp16: its sensitivity entries re-run the encoder
 # and cost ~4x a decoder entry, more than this shared machine allowed; uniform baselines cover it);
 # plan runtime settings (simulated in the decode, priced as one group on the calibration audio): int8 key/value cache, int8 activations, encoder context "auto". Attention is
 # assumed fused (score matrices on-chip) for the fp16 baseline, the uniform baselines and the plan alike.
@@ -34,13 +35,19 @@ weightwise optimize --model whisper-tiny.en --device "$DEVICE" --wer-budget "${B
   --encoder-context auto --fused-attention ${NO_UNIFORM:+--no-uniform} \
   --sensitivity-cache "$CACHE" --threads "$THREADS" --out "$OUT"
 echo "optimize: $(( $(date +%s) - start )) s wall (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-# the committed plan: its calibration manifest re-pointed relative to its new folder
+# the committed plan: its calibration manifest re-pointed relative to its new folder, and its
+# calibrated state (GPTQ codes, screen factors) copied beside it, so `--plan` alone rebuilds the
+# weights without the calibration audio (`make demo` runs without ../shared)
 python - "$OUT/plan.json" "benchmarks/plans/whisper-tiny.en-$DEVICE.json" <<'PY'
-import json, os, sys
+import json, os, shutil, sys
 src, dst = sys.argv[1:]
 plan = json.load(open(src))
 if "calib" in plan:
     plan["calib"] = os.path.relpath(os.path.join(os.path.dirname(src), plan["calib"]), os.path.dirname(dst))
+if "state" in plan:
+    state = os.path.splitext(os.path.basename(dst))[0] + ".state.safetensors"
+    shutil.copyfile(os.path.join(os.path.dirname(src), plan["state"]), os.path.join(os.path.dirname(dst), state))
+    plan["state"] = state
 open(dst, "w").write(json.dumps(plan, indent=2) + "\n")
 PY
 if [ -n "${LIMIT_ARCTIC:-20}" ] && [ "${LIMIT_ARCTIC:-20}" != 0 ]; then

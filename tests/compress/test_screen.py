@@ -98,6 +98,22 @@ def test_the_argmax_is_kept_whenever_the_preview_ranks_it_in_the_top_k():
     assert (out.argmax(-1, keepdim=True) == top).any(-1).all()  # never an unscreened token, even unranked
 
 
+@pytest.mark.parametrize("tail", ["preview", "floor"])
+def test_unscreened_tokens_keep_their_preview_below_the_cap(tail):
+    inputs = _inputs(400, 24, 5, 7)
+    _, proj = _pair(500, 24, Screen(rank=5, top_k=8, preview_bits=16, tail=tail), inputs[:200])
+    x = inputs[200:]
+    preview = (x @ proj.basis.T) @ proj.preview.T
+    top = preview.topk(8, -1).indices
+    exact = (x @ proj.weight.T).gather(-1, top)
+    cap = exact.max(-1, keepdim=True).values if tail == "preview" else exact.min(-1, keepdim=True).values
+    out = proj(x)
+    tail_mask = torch.ones_like(out, dtype=torch.bool).scatter(-1, top, False)
+    expected = torch.minimum(preview, cap)
+    assert torch.allclose(out[tail_mask], expected[tail_mask], atol=1e-5)
+    assert (out[tail_mask] < cap.expand_as(out)[tail_mask]).all() or tail == "floor"
+
+
 def test_storage_and_bytes_one_call_reads_by_hand():
     vocab, dim, rank, k = 256, 16, 4, 5
     emb, proj = _pair(vocab, dim, Screen(rank=rank, top_k=k, preview_bits=4), _inputs(80, dim, dim, 6))

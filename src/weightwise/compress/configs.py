@@ -197,6 +197,11 @@ class Screen:
     (the SVD of W C^1/2, C the inputs' second moment, as data-aware low-rank methods such as
     SVD-LLM, Wang et al., ICLR 2025, do) instead of the plain SVD of W; needs calibration audio.
     damp: fraction of mean(diag C) added to C's diagonal.
+    tail: what the unscreened tokens get: ``preview`` their preview logit, capped just below the
+    best exact logit (so the argmax is always a screened token); ``floor`` capped at the lowest
+    exact logit. On tiny.en (int4 preview, top 512, held-out calibration positions) the mean KL to
+    the exact distribution is 0.006 with ``preview`` and 0.013 with ``floor``: a rank-128 preview
+    errs by ~1 nat either way, and capping thousands of tail tokens at the floor inflates them.
     """
 
     rank: int = 128
@@ -204,8 +209,10 @@ class Screen:
     preview_bits: int = 8
     whiten: bool = True
     damp: float = 0.01
+    tail: str = "preview"
 
     def __post_init__(self):
+        _check(self.tail in ("preview", "floor"), f"screen.tail must be preview or floor, got {self.tail!r}")
         for field in ("rank", "top_k"):
             value = getattr(self, field)
             _check(_is_int(value) and value >= 1, f"screen.{field} must be a positive integer, got {value!r}")

@@ -4,8 +4,8 @@ Whisper's tied token table (51,864 x 384 for tiny.en) is read in full at every d
 output projection: 62% of dense fp16's weight energy. Greedy decoding needs the argmax and the
 top of the distribution, not 51,864 exact dot products. SVD-softmax (Shim et al., NeurIPS 2017)
 computes a low-rank preview of all logits, takes the `top_k` tokens of the preview, and computes
-their logits exactly from the full rows; the other tokens keep their preview logit, capped at the
-lowest exact one (so the argmax is always a screened token).
+their logits exactly from the full rows; the other tokens keep their preview logit, capped below
+the best exact one (so the argmax is always a screened token).
 
 The preview here is data-aware: with C the second moment of the projection's inputs on
 calibration audio, the SVD of W C^1/2 = U S V^T gives the rank-r factors B = U_r S_r^1/2
@@ -102,11 +102,12 @@ class ScreenModule(WeightOpModule):
         preview_bits: int = 8,
         whiten: bool = True,
         damp: float = 0.01,
+        tail: str = "preview",
     ):
         super().__init__(op, shape, op_args, tie)
         if op not in ("linear", "embedding"):
             raise InputError(f"screen applies to a Linear or an Embedding, not a {op}")
-        self.config = Screen(rank, top_k, preview_bits, whiten, damp)
+        self.config = Screen(rank, top_k, preview_bits, whiten, damp, tail)
         self.codes = frozen(torch.zeros(self.rows, self.cols, dtype=torch.float16))
         code_dtype = torch.float16 if preview_bits == 16 else torch.int8
         self.preview_codes = frozen(torch.zeros(self.rows, rank, dtype=code_dtype))
@@ -125,13 +126,14 @@ class ScreenModule(WeightOpModule):
             "preview_bits": c.preview_bits,
             "whiten": c.whiten,
             "damp": c.damp,
+            "tail": c.tail,
         }
 
     @classmethod
     def from_float(cls, module: nn.Module, name: str, config: Screen, factors: tuple) -> ScreenModule:
         op, op_args = op_of(module, name)
         new = cls(op, list(module.weight.shape), op_args, None, getattr(module, "bias", None) is not None,
-                  config.rank, config.top_k, config.preview_bits, config.whiten, config.damp)  # fmt: skip
+                  config.rank, config.top_k, config.preview_bits, config.whiten, config.damp, config.tail)  # fmt: skip
         b, p = factors
         new.codes.copy_(flat_weight(module).half())
         if config.preview_bits == 16:
@@ -178,10 +180,14 @@ class ScreenModule(WeightOpModule):
         k = min(self.config.top_k, self.rows)
         top = preview.topk(k, dim=-1).indices  # (..., k)
         exact = (self.weight[top] @ x.unsqueeze(-1)).squeeze(-1)  # their full rows
-        # the others keep their preview, capped at the lowest exact logit: a preview that overshoots
-        # (a coarse preview does) must not outrank a token whose logit is known exactly
-        floor = exact.min(-1, keepdim=True).values
-        logits = torch.minimum(preview, floor).scatter(-1, top, exact)
+        # the others keep their preview, capped so that a preview that overshoots (a coarse one
+        # does) never outranks the best token whose logit is known exactly (see `Screen.tail`)
+        if self.config.tail == "floor":
+            cap = exact.min(-1, keepdim=True).values
+        else:
+            best = exact.max(-1, keepdim=True).values
+            cap = torch.nextafter(best, torch.full_like(best, -torch.inf))
+        logits = torch.minimum(preview, cap).scatter(-1, top, exact)
         return logits if self.effective_bias is None else logits + self.effective_bias.to(dtype)
 
     def _positions(self, out: torch.Tensor) -> int:
