@@ -30,8 +30,8 @@ CALIB_MANIFEST=${CALIB_MANIFEST:-benchmarks/calib/librispeech_train_clean_100_fi
 start=$(date +%s)
 weightwise optimize --model whisper-tiny.en --device "$DEVICE" --wer-budget "${BUDGET:-0.5}" \
   --calib "$CALIB_MANIFEST" \
-  --eval "$SHARED/speech/librispeech_test_other_mini/manifest.jsonl" --limit-eval "${LIMIT_EVAL:-20}" --rounds "${ROUNDS:-2}" \
-  --candidates benchmarks/optimize/candidates.json --kv-precision int8 --activation-precision int8 \
+  --eval "$SHARED/speech/librispeech_test_other_mini/manifest.jsonl" --limit-eval "${LIMIT_EVAL:-20}" --rounds "${ROUNDS:-5}" \
+  --candidates "${CANDIDATES:-benchmarks/optimize/candidates.json}" --kv-precision int8 --activation-precision int8 \
   --encoder-context auto --fused-attention ${NO_UNIFORM:+--no-uniform} \
   --sensitivity-cache "$CACHE" --threads "$THREADS" --out "$OUT"
 echo "optimize: $(( $(date +%s) - start )) s wall (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2

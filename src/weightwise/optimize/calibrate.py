@@ -41,10 +41,17 @@ class CalibPoint:
     labels: dict | None = None  # planned groups per candidate label (plans only)
 
 
+#: Points that changed more words than this are left out of the fit: a model that no longer
+#: transcribes (50% magnitude pruning or low-rank everywhere: KL ~7 nats, pseudo-WER ~100) has
+#: saturated and would pull alpha far below its value for the small changes a budget allows.
+SATURATED_POINTS = 20.0
+
+
 def fit_alpha(points: list[CalibPoint]) -> float | None:
-    """Pooled ratio sum(pseudo-WER) / sum(KL) over `points`; None if no point moved a word."""
-    x = sum(p.kl_sum for p in points if p.kl_sum > 0)
-    y = sum(p.pseudo_wer_points for p in points if p.kl_sum > 0)
+    """Pooled ratio sum(pseudo-WER) / sum(KL) over the unsaturated `points`; None if none moved a word."""
+    used = [p for p in points if p.kl_sum > 0 and p.pseudo_wer_points <= SATURATED_POINTS]
+    x = sum(p.kl_sum for p in used)
+    y = sum(p.pseudo_wer_points for p in used)
     return y / x if x > 0 and y > 0 else None
 
 
