@@ -5,9 +5,12 @@ sizes) the whole buffer is decoded again, as one zero-padded 30 s window, condit
 confirmed text that already left the buffer (`<|startofprev|>` + its last `prompt_chars`
 characters). Words two consecutive hypotheses agree on are confirmed (`agreement.HypothesisBuffer`),
 with word times from cross-attention DTW (`alignment`). Once the buffer is longer than `trim_s`,
-it is cut at the end of the last confirmed sentence inside it: we decode without timestamp tokens,
-so a confirmed sentence end (. ? !) stands in for whisper_streaming's segment end; past
-`max_buffer_s` it is cut at the last confirmed word, whatever it is.
+it is cut after the last confirmed sentence inside it: we decode without timestamp tokens, so a
+confirmed sentence end (. ? !) stands in for whisper_streaming's segment end; past `max_buffer_s`
+it is cut after the last confirmed word, whatever it is. The cut lies where the newest decode starts
+the word that follows (the DTW end of a word that ended its own decode stretches to that decode's
+end, into the next word). With `encoder_context` ("auto", as a plan runtime's) each re-decode runs
+the encoder on the buffer plus a margin instead of all 1,500 positions of the zero-padded window.
 
 With a VAD gate (`vad.VadGate`), a chunk without speech is not decoded; the first silent chunk
 after speech finalizes the buffer (one decode, everything confirmed) and the buffer restarts after
