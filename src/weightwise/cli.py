@@ -338,16 +338,21 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+def _encoder_context(context: str | None) -> str | int | None:
+    """--encoder-context as given: 'auto', a number of positions, or None."""
+    if context is None or context == "auto":
+        return context
+    try:
+        return int(context)
+    except ValueError:
+        raise InputError(f"--encoder-context {context!r}: 'auto' or a number of positions") from None
+
+
 def _runtime(args):
     """The plan runtime settings the optimize flags ask for (checked as a plan's would be), or None."""
     from weightwise import RuntimeSettings
 
-    context = args.encoder_context
-    if context is not None and context != "auto":
-        try:
-            context = int(context)
-        except ValueError:
-            raise InputError(f"--encoder-context {context!r}: 'auto' or a number of positions") from None
+    context = _encoder_context(args.encoder_context)
     fields = {
         "kv_precision": args.kv_precision,
         "activation_precision": args.activation_precision,
@@ -431,7 +436,10 @@ def cmd_stream(args) -> int:
         write_json_atomic,
     )
 
-    options = StreamOptions(chunk_ms=args.chunk_ms, vad=args.vad)  # a bad --chunk-ms fails before the model load
+    # a bad --chunk-ms or --encoder-context fails before the model load
+    options = StreamOptions(
+        chunk_ms=args.chunk_ms, vad=args.vad, encoder_context=_encoder_context(args.encoder_context)
+    )
     sources = [bool(args.file), args.mic, bool(args.data)]
     if sum(sources) != 1:
         raise InputError("stream: give one of FILE, --mic or --data MANIFEST")
@@ -441,7 +449,7 @@ def cmd_stream(args) -> int:
         check_output_path(args.out, inputs=[Path(args.file)] if args.file else [])
     samples = load_audio(args.file) if args.file else None
     model = _load(args)
-    stream = create_stream(model, args.chunk_ms, args.vad)
+    stream = create_stream(model, args.chunk_ms, args.vad, options=options)
     if samples is not None:
         chunks = file_chunks(samples, stream.chunk_samples, model.sample_rate, pace=not args.no_pace)
     else:
@@ -661,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads")
     p.add_argument("--chunk-ms", type=_positive_int, default=1000, help="decode every this many ms of audio")
     p.add_argument("--vad", action="store_true", help="gate decodes with silero-vad (silence is not decoded)")
+    p.add_argument("--encoder-context", default=None,
+                   help="encoder positions per re-decode ('auto': the buffer + a margin; default 1500)")
     p.add_argument("--no-pace", action="store_true", help="feed the file as fast as it decodes")
     p.add_argument("--mic", action="store_true", help="stream from the default input device (needs sounddevice)")
     p.add_argument("--data", default=None, help="evaluate a manifest (simulated real-time pacing) instead")

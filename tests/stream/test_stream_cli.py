@@ -50,6 +50,8 @@ def test_stream_file_prints_partials_and_writes_words(capsys, tmp_path, arctic):
         (["stream", "--data", "samples"], ["--out"]),
         (["stream", "nope.wav", "--no-pace"], ["nope.wav"]),
         (["stream", "x.wav", "--chunk-ms", "5"], ["--chunk-ms"]),
+        (["stream", "x.wav", "--encoder-context", "half"], ["--encoder-context"]),
+        (["stream", "x.wav", "--encoder-context", "0"], ["--encoder-context"]),
         (["stream", "--data", "samples", "--out", "o.json", "--device", "no-such-device"], ["no-such-device"]),
     ],
 )

@@ -112,3 +112,60 @@ def test_bad_options_are_one_line_input_errors(tiny_model):
 def test_empty_stream_finishes_empty(tiny_model):
     final = tiny_model.create_stream(chunk_ms=CHUNK_MS).finish()
     assert final.is_final and final.text == "" and final.audio_s == 0
+
+
+def _test_other(shared_data_dir, utterance_id):
+    from weightwise.audio import load_audio
+    from weightwise.data import load_manifest
+
+    manifest = load_manifest(shared_data_dir / "speech" / "librispeech_test_other_mini")
+    utt = next(u for u in manifest if u.id == utterance_id)
+    return utt, load_audio(utt.audio_path)
+
+
+def test_final_flush_confirms_the_words_of_the_last_chunk(tiny_model, clip):
+    stream = create_stream(tiny_model, chunk_ms=1000)  # the clip's last 0.3 s come after the last decode
+    stream.accept_waveform(clip[1])
+    final = stream.finish()
+    assert final.is_final and final.partial == ""
+    assert normalize(" ".join(w.text for w in final.new_words)).split()[-1] == normalize(clip[0].text).split()[-1]
+    assert normalize(final.text) == normalize(clip[0].text)
+
+
+def test_a_repeated_phrase_is_confirmed_twice(tiny_model, shared_data_dir):
+    """ "... tear down the fence, tear down the fence": the repeat is new speech, not overlap."""
+    utt, samples = _test_other(shared_data_dir, "3005-163389-0001")
+    stream = stream_utterance(tiny_model, samples, StreamOptions(encoder_context="auto"), None)
+    assert normalize(stream.result.text).count("tear down the fence") == normalize(utt.text).count(
+        "tear down the fence"
+    )
+
+
+def test_no_word_is_lost_where_the_buffer_is_cut(tiny_model, shared_data_dir):
+    """A 10 s utterance with a sentence end at 4 s, streamed with a 3 s trim length: the buffer is cut
+    after "beauty." where the next decode starts "and", which must survive the cut."""
+    from weightwise.decode import transcribe
+    from weightwise.evaluate.wer import word_errors
+
+    utt, samples = _test_other(shared_data_dir, "3080-5032-0002")
+    options = StreamOptions(trim_s=3.0, max_buffer_s=6.0, encoder_context="auto")
+    stream = stream_utterance(tiny_model, samples, options, None)
+    assert stream.buffer_start > 0 and max(s.buffer_s for s in stream.steps) <= 6.0 + 1.0  # it was cut
+    ref = normalize(utt.text)
+    streamed = word_errors([ref], [normalize(stream.result.text)])
+    offline = word_errors([ref], [normalize(transcribe(tiny_model, samples).text)])
+    assert streamed.wer <= offline.wer + 1 / len(ref.split())  # at most one word worse than offline
+
+
+def test_encoder_context_runs_the_encoder_on_the_buffer_only(tiny_model, clip):
+    positions = []
+    layer = tiny_model.network.model.encoder.layers[0]
+    handle = layer.register_forward_pre_hook(lambda module, args: positions.append(args[0].shape[1]))
+    try:
+        stream = stream_utterance(tiny_model, clip[1], StreamOptions(chunk_ms=CHUNK_MS, encoder_context="auto"), None)
+    finally:
+        handle.remove()
+    assert positions and set(positions) == {500}  # 1.3 s + 3 s margin, at least 500 positions (10 s)
+    assert normalize(stream.result.text) == normalize(clip[0].text)
+    with pytest.raises(InputError, match="encoder-context"):
+        StreamOptions(encoder_context="half")

@@ -122,6 +122,12 @@ def _short_encoder_forward(self, input_features, attention_mask=None, **kwargs):
     return BaseModelOutput(last_hidden_state=self.layer_norm(hidden))
 
 
+def run_short_encoder(encoder: torch.nn.Module, input_features: torch.Tensor) -> torch.Tensor:
+    """The encoder's last hidden state on features of any length up to a 30 s window (the
+    positional table cut to them), whether or not `apply_runtime` patched the encoder."""
+    return _short_encoder_forward(encoder, input_features).last_hidden_state
+
+
 def _head_dim(attention: torch.nn.Module) -> int:
     return int(getattr(attention, "head_dim", 0) or attention.k_proj.out_features // attention.num_heads)
 

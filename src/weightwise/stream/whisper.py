@@ -5,9 +5,12 @@ sizes) the whole buffer is decoded again, as one zero-padded 30 s window, condit
 confirmed text that already left the buffer (`<|startofprev|>` + its last `prompt_chars`
 characters). Words two consecutive hypotheses agree on are confirmed (`agreement.HypothesisBuffer`),
 with word times from cross-attention DTW (`alignment`). Once the buffer is longer than `trim_s`,
-it is cut at the end of the last confirmed sentence inside it: we decode without timestamp tokens,
-so a confirmed sentence end (. ? !) stands in for whisper_streaming's segment end; past
-`max_buffer_s` it is cut at the last confirmed word, whatever it is.
+it is cut after the last confirmed sentence inside it: we decode without timestamp tokens, so a
+confirmed sentence end (. ? !) stands in for whisper_streaming's segment end; past `max_buffer_s`
+it is cut after the last confirmed word, whatever it is. The cut lies where the newest decode starts
+the word that follows (the DTW end of a word that ended its own decode stretches to that decode's
+end, into the next word). With `encoder_context` ("auto", as a plan runtime's) each re-decode runs
+the encoder on the buffer plus a margin instead of all 1,500 positions of the zero-padded window.
 
 With a VAD gate (`vad.VadGate`), a chunk without speech is not decoded; the first silent chunk
 after speech finalizes the buffer (one decode, everything confirmed) and the buffer restarts after
@@ -27,6 +30,7 @@ from weightwise.decode import DecodeObserver, DecodingOptions
 from weightwise.decode.features import log_mel_spectrogram, split_windows
 from weightwise.decode.search import greedy_search
 from weightwise.errors import InputError
+from weightwise.models.runtime import MAX_POSITIONS, RuntimeSettings, encoder_positions, run_short_encoder
 from weightwise.models.whisper import WhisperASR
 from weightwise.stream.agreement import HypothesisBuffer
 from weightwise.stream.alignment import AttentionRecorder, timed_words
@@ -46,6 +50,9 @@ class StreamOptions:
     max_buffer_s: float = 25.0  # buffer length above which it is cut at the last confirmed word
     prompt_chars: int = 200  # confirmed text (outside the buffer) given as previous text
     vad: bool = False  # gate decodes with silero-vad (weightwise.stream.vad)
+    # encoder positions per decode, as a plan runtime's `encoder_context` ("auto": the buffer plus
+    # a margin, weightwise.models.runtime); None: the model's runtime setting, else all 1,500
+    encoder_context: str | int | None = None
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
 
     def __post_init__(self):
@@ -55,6 +62,10 @@ class StreamOptions:
             raise InputError(f"need 0 < trim_s <= max_buffer_s < 30 s, got {self.trim_s} and {self.max_buffer_s}")
         if self.decoding.beam_size != 1:
             raise InputError(f"streaming decodes greedily (beam size 1), got beam size {self.decoding.beam_size}")
+        context = self.encoder_context
+        if context is not None and context != "auto":
+            if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= MAX_POSITIONS:
+                raise InputError(f"--encoder-context {context!r}: 'auto' or a number of positions 1..{MAX_POSITIONS}")
         if self.prompt_chars < 0:
             raise InputError(f"prompt_chars must be >= 0, got {self.prompt_chars}")
 
@@ -137,6 +148,7 @@ class WhisperStream:
         speech = self.gate is None or self.gate.has_speech(start_of_new, end)
         index = len(self.steps)
         if self.gate is not None and not speech and not self.buffer_has_speech:
+            self.agreement.cut(len(self.agreement.confirmed))
             self._drop_until(max(self.buffer_start, end - int(VAD_KEEP_S * self.sample_rate)))
             cpu_s = time.process_time() - began_cpu
             self.steps.append(DecodeStep(end / self.sample_rate, 0.0, time.perf_counter() - began, 0, True, cpu_s))
@@ -151,6 +163,7 @@ class WhisperStream:
             confirmed += self.agreement.confirm_all()
         self._confirm(confirmed, index, end)
         if pause:
+            self.agreement.cut(len(self.agreement.confirmed))
             self._drop_until(end)
             self.buffer_has_speech = False
         else:
@@ -166,7 +179,7 @@ class WhisperStream:
         window = split_windows(log_mel_spectrogram(audio, model.n_mels))[0]  # the buffer stays under 30 s
         offset_s = self.buffer_start / self.sample_rate
         self.observer.on_window(index, offset_s, window.duration_s)
-        encoder_out = model.network.model.encoder(window.features.unsqueeze(0).to(model.dtype)).last_hidden_state
+        encoder_out = self._encode(window.features.unsqueeze(0).to(model.dtype), window.duration_s)
         prefix = self._prompt()
         with AttentionRecorder(model) as recorder:
             tokens, _ = greedy_search(model, encoder_out, self.options.decoding, self.observer, index, prefix)
@@ -174,10 +187,21 @@ class WhisperStream:
         frames = recorder.token_frames(len(prefix) + len(model.tokens.prompt), len(tokens), window.n_frames // 2)
         return timed_words(model, tokens, frames, offset_s, len(audio) / self.sample_rate)
 
+    def _encode(self, features: torch.Tensor, duration_s: float) -> torch.Tensor:
+        """The encoder on the buffer's window: on its first `encoder_positions` positions when a
+        context is set (the options', else the model's runtime setting), as `transcribe` does."""
+        context = self.options.encoder_context
+        settings = RuntimeSettings(encoder_context=context) if context is not None else self.model.runtime
+        positions = encoder_positions(settings, duration_s)
+        encoder = self.model.network.model.encoder
+        if positions >= MAX_POSITIONS:
+            return encoder(features).last_hidden_state
+        return run_short_encoder(encoder, features[..., : features.shape[-1] * positions // MAX_POSITIONS])
+
     def _prompt(self) -> tuple[int, ...]:
         """`<|startofprev|>` + the confirmed text that left the buffer (its last `prompt_chars`)."""
-        start_s = self.buffer_start / self.sample_rate
-        text = " ".join(w.text for w in self.agreement.confirmed if w.end_s <= start_s)[-self.options.prompt_chars :]
+        done = self.agreement.confirmed[: self.agreement.buffer_index]
+        text = " ".join(w.text for w in done)[-self.options.prompt_chars :]
         if not text.strip() or self._startofprev is None or not self.options.prompt_chars:
             return ()
         ids = self.model.tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
@@ -185,20 +209,29 @@ class WhisperStream:
 
     # -- buffer ----------------------------------------------------------------------------------
     def _trim(self, end: int) -> None:
-        """Cut the buffer at the last confirmed sentence end once it is longer than `trim_s`."""
+        """Cut the buffer after the last confirmed sentence end once it is longer than `trim_s`
+        (after the last confirmed word past `max_buffer_s`), where the newest decode puts the start
+        of the word that follows it."""
         rate, buffer_s = self.sample_rate, (end - self.buffer_start) / self.sample_rate
         if buffer_s <= self.options.trim_s:
             return
-        inside = [w for w in self.agreement.confirmed if w.end_s * rate > self.buffer_start and w.end_s * rate <= end]
-        sentence_ends = [w.end_s for w in inside if w.text.endswith(SENTENCE_ENDS)]
-        cut_s = max(sentence_ends, default=None)
-        if cut_s is None and buffer_s > self.options.max_buffer_s:
-            if not inside:  # nothing confirmed for max_buffer_s (noise, music): take the hypothesis as final
+        confirmed, cuts = self.agreement.confirmed, self.agreement.cut_points()
+        sentence_ends = [i for i in cuts if confirmed[i].text.endswith(SENTENCE_ENDS)]
+        index = max(sentence_ends, default=None)
+        if index is None and buffer_s > self.options.max_buffer_s:
+            if len(confirmed) == self.agreement.buffer_index:  # nothing confirmed for max_buffer_s (noise, music)
                 self._confirm(self.agreement.confirm_all(), len(self.steps), end)
-                inside = [w for w in self.agreement.confirmed if w.end_s * rate > self.buffer_start]
-            cut_s = max((w.end_s for w in inside), default=end / rate)
-        if cut_s is not None:
-            self._drop_until(round(cut_s * rate))
+                self.agreement.cut(len(confirmed))
+                self._drop_until(end)
+                return
+            index = max(cuts, default=None)
+            if index is None:  # no confirmed word is followed by another: cut after the last one
+                self.agreement.cut(len(confirmed))
+                self._drop_until(round(confirmed[-1].end_s * rate))
+                return
+        if index is not None:
+            self.agreement.cut(index + 1)
+            self._drop_until(round(cuts[index] * rate))
 
     def _drop_until(self, sample: int) -> None:
         sample = min(max(sample, self.buffer_start), self.received)
