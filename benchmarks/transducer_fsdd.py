@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -169,6 +170,7 @@ def main(argv=None) -> int:
     test = Manifest(tuple(u for u in manifest if u.extra.get("split") == "test"), f"{args.data} split=test")
     subset = Manifest(test.utterances[:: args.isolated_every], test.source)
     clips = clips_by_split(test)["test"]
+    load_start = os.getloadavg()  # 1/5/15-minute load beside the timings (the CPU is shared)
     row = {
         "name": args.name or args.model,
         "model": args.model,
@@ -178,6 +180,7 @@ def main(argv=None) -> int:
         "isolated_test": isolated(model, subset, args.beam_size),
         "strings_test": strings(model, clips, args.strings, args.chunk_ms, DigitStrings(), (), args.beam_size),
         "threads": args.threads,
+        "loadavg_start": load_start,
         "command": " ".join(["python", *sys.argv]),
     }
     if args.noisy_strings:
@@ -190,6 +193,7 @@ def main(argv=None) -> int:
         )
     if args.profile_strings:
         row["profile"] = energy(model, clips, args.profile_strings, args.device, args.beam_size)
+    row["loadavg_end"] = os.getloadavg()
     write_json_atomic(args.out, row)
     print(json.dumps({k: row[k] for k in ("name", "n_params", "isolated_test", "strings_test")}, indent=1))
     return 0

@@ -121,6 +121,36 @@ def table(results: dict, speakers: list[str], beam: int) -> list[dict]:
     return rows
 
 
+def markdown(summary: dict, beams: list[int]) -> str:
+    """Per held-out speaker isolated-digit WER, one column pair per beam size, and the mean."""
+    head = "| held-out speaker | " + " | ".join(
+        f"test split (50), {_search(b)} | all 100 clips, {_search(b)} | control (trained on all 6), {_search(b)}"
+        for b in beams
+    )
+    lines = [head + " |", "|---" * (1 + 3 * len(beams)) + "|"]
+    per_beam = [summary[f"beam{b}"]["per_speaker"] for b in beams]
+    for i, row in enumerate(per_beam[0]):
+        cells = []
+        for rows in per_beam:
+            r = rows[i]
+            cells += [_pct(r["heldout_test_wer"]), _pct(r["heldout_all_wer"]), _pct(r["control_test_wer"])]
+        lines.append(f"| {row['speaker']} | " + " | ".join(cells) + " |")
+    means = []
+    for b in beams:
+        s = summary[f"beam{b}"]
+        means += [_pct(s["mean_heldout_test_wer"]), _pct(s["mean_heldout_all_wer"]), _pct(s["mean_control_test_wer"])]
+    lines.append("| **mean** | " + " | ".join(f"**{m}**" for m in means) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _search(beam: int) -> str:
+    return "greedy" if beam == 1 else f"beam {beam}"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(FSDD))
@@ -133,6 +163,7 @@ def main(argv=None) -> int:
     parser.add_argument("--speakers", nargs="*", default=None, help="default: all, then the control")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--table", default=None, help="also write the Markdown table here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     manifest = load_manifest(args.data)
@@ -148,7 +179,12 @@ def main(argv=None) -> int:
                 "per_speaker": rows,
                 "mean_heldout_test_wer": float(np.mean([r["heldout_test_wer"] for r in rows])),
                 "mean_heldout_all_wer": float(np.mean([r["heldout_all_wer"] for r in rows])),
+                "mean_control_test_wer": None
+                if any(r["control_test_wer"] is None for r in rows)
+                else float(np.mean([r["control_test_wer"] for r in rows])),
             }
+        if args.table:
+            Path(args.table).write_text(markdown(summary, args.beam_sizes))
     write_json_atomic(args.out, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
     return 0
