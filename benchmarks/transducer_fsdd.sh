@@ -42,6 +42,6 @@ for name in base800 repeat800 lowrank800 recurrent800; do
   python benchmarks/transducer_fsdd.py --model "$RUNS/$name/model" --name $name --strings 300 --profile-strings 20 \
     --beam-size 4 --out $OUT/${name}_beam4.json
 done
-# leave-one-speaker-out: 6 trainings of the 800-step recipe (+ the all-speaker control), isolated digits
-python benchmarks/transducer_loso.py --runs "$RUNS/loso800" --steps 800 --out $OUT/loso.json --table $OUT/loso.md
+# leave-one-speaker-out: 6 trainings (+ the all-speaker control), 800 steps of isolated clips only
+python benchmarks/transducer_loso.py --runs "$RUNS/loso800iso" --steps 800 --string-share 0 --out $OUT/loso.json --table $OUT/loso.md
 python benchmarks/transducer_summary.py $(ls $OUT/*.json | grep -v /loso) -o $OUT/summary.md

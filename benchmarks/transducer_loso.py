@@ -79,6 +79,7 @@ def run_speaker(args, manifest: Manifest, speaker: str, speakers: list[str]) -> 
         data=str(folder / "manifest.jsonl"),
         out=str(folder),
         strings=DigitStrings(noise_prob=0.5 if args.noise else 0.0, repeat_prob=args.repeat_prob),
+        string_share=args.string_share,
         steps=args.steps,
         noise=args.noise or None,
         warmup_steps=min(150, args.steps),
@@ -158,6 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--noise", default=str(FSDD.parents[2] / "noise"), help="'' = no noise")
     parser.add_argument("--repeat-prob", type=float, default=0.0)
+    parser.add_argument("--string-share", type=float, default=0.7, help="0 = isolated clips only (cheaper steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--speakers", nargs="*", default=None, help="default: all, then the control")
@@ -171,7 +173,12 @@ def main(argv=None) -> int:
     results = {}
     for speaker in args.speakers if args.speakers is not None else [*speakers, CONTROL]:
         results[speaker] = run_speaker(args, manifest, speaker, speakers)
-    summary = {"steps": args.steps, "command": " ".join(["python", *sys.argv]), "runs": results}
+    summary = {
+        "steps": args.steps,
+        "string_share": args.string_share,
+        "command": " ".join(["python", *sys.argv]),
+        "runs": results,
+    }
     if all(s in results for s in speakers):
         for beam in args.beam_sizes:
             rows = table(results, speakers, beam)
