@@ -179,10 +179,13 @@ def main(argv=None) -> int:
         "command": " ".join(["python", *sys.argv]),
         "runs": results,
     }
-    if all(s in results for s in speakers):
+    held_out = [s for s in speakers if s in results]  # all of them, unless --speakers named fewer
+    summary["held_out_speakers"] = held_out
+    if held_out:
         for beam in args.beam_sizes:
-            rows = table(results, speakers, beam)
+            rows = table(results, held_out, beam)
             summary[f"beam{beam}"] = {
+                "n_speakers": len(rows),
                 "per_speaker": rows,
                 "mean_heldout_test_wer": float(np.mean([r["heldout_test_wer"] for r in rows])),
                 "mean_heldout_all_wer": float(np.mean([r["heldout_all_wer"] for r in rows])),
