@@ -44,4 +44,4 @@ for name in base800 repeat800 lowrank800 recurrent800; do
 done
 # leave-one-speaker-out: 6 trainings (+ the all-speaker control), 800 steps of isolated clips only
 python benchmarks/transducer_loso.py --runs "$RUNS/loso800iso" --steps 800 --string-share 0 --out $OUT/loso.json --table $OUT/loso.md
-python benchmarks/transducer_summary.py $(ls $OUT/*.json | grep -v /loso) -o $OUT/summary.md
+python benchmarks/transducer_summary.py $OUT/{transducer-fsdd,fsdd_ft3,fsdd1200,base800,repeat800,lowrank800,recurrent800}.json -o $OUT/summary.md
