@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,7 @@ import torch
 
 from weightwise.audio import SAMPLE_RATE
 from weightwise.data import Manifest, iter_audio, load_manifest
-from weightwise.decode import transcribe
+from weightwise.decode import DecodingOptions, transcribe
 from weightwise.models import load_model
 from weightwise.models.transducer import count_params
 from weightwise.outputs import write_json_atomic
@@ -44,20 +45,50 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
     return jiwer.wer(refs, [h if h else "<empty>" for h in hyps])
 
 
-def isolated(model, manifest: Manifest) -> dict:
+def word_errors(refs: list[str], hyps: list[str]) -> dict:
+    """Word counts, S/D/I and a 95% interval for the WER (percentile bootstrap over utterances)."""
+    from scipy.stats import bootstrap
+
+    counts = [jiwer.process_words(r, h if h else "<empty>") for r, h in zip(refs, hyps, strict=True)]
+    errors = np.array([c.substitutions + c.deletions + c.insertions for c in counts], dtype=float)
+    words = np.array([len(r.split()) for r in refs], dtype=float)
+    interval = bootstrap(
+        (errors, words),
+        lambda e, w, axis: e.sum(axis=axis) / w.sum(axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=2000,
+        method="percentile",
+        random_state=0,
+    ).confidence_interval
+    return {
+        "n_words": int(words.sum()),
+        "n_word_errors": int(errors.sum()),
+        **{k: int(sum(getattr(c, k) for c in counts)) for k in ("substitutions", "deletions", "insertions")},
+        "wer_ci95": [float(interval.low), float(interval.high)],
+    }
+
+
+def isolated(model, manifest: Manifest, beam_size: int = 1) -> dict:
     refs, hyps, compute_s, audio_s = [], [], 0.0, 0.0
     for utt, samples in iter_audio(manifest):
         began = time.perf_counter()
-        hyps.append(transcribe(model, samples).text)
+        hyps.append(transcribe(model, samples, DecodingOptions(beam_size=beam_size)).text)
         compute_s += time.perf_counter() - began
         refs.append(utt.text)
         audio_s += len(samples) / SAMPLE_RATE
-    return {"n": len(refs), "wer": _wer(refs, hyps), "rtf": compute_s / audio_s, "audio_s": audio_s}
+    return {
+        "n": len(refs),
+        "wer": _wer(refs, hyps),
+        **word_errors(refs, hyps),
+        "rtf": compute_s / audio_s,
+        "audio_s": audio_s,
+    }
 
 
-def paced(model, audio: np.ndarray, chunk_ms: float) -> tuple[str, list[float], float]:
+def paced(model, audio: np.ndarray, chunk_ms: float, beam_size: int = 1) -> tuple[str, list[float], float]:
     """Stream `audio` with real-time pacing; (text, confirm time of each word, compute seconds)."""
-    stream, piece = model.create_stream(), int(chunk_ms * SAMPLE_RATE / 1000)
+    stream, piece = model.create_stream(beam_size), int(chunk_ms * SAMPLE_RATE / 1000)
     free_at, confirmed, compute_s = 0.0, [], 0.0
     starts = list(range(0, len(audio), piece))
     for start in [*starts, None]:
@@ -71,11 +102,11 @@ def paced(model, audio: np.ndarray, chunk_ms: float) -> tuple[str, list[float], 
     return result.text, confirmed, compute_s
 
 
-def strings(model, clips, n: int, chunk_ms: float, spec: DigitStrings, noise=()) -> dict:
+def strings(model, clips, n: int, chunk_ms: float, spec: DigitStrings, noise=(), beam_size: int = 1) -> dict:
     refs, hyps, latencies, compute_s, audio_s = [], [], [], 0.0, 0.0
     for i in range(n):
         text, audio, ends = make_timed_digit_string(clips, spec, STRING_SEED * 1_000_003 + i, noise)
-        hyp, confirmed, spent = paced(model, audio, chunk_ms)
+        hyp, confirmed, spent = paced(model, audio, chunk_ms, beam_size)
         refs.append(text)
         hyps.append(hyp)
         compute_s += spent
@@ -85,6 +116,7 @@ def strings(model, clips, n: int, chunk_ms: float, spec: DigitStrings, noise=())
     return {
         "n": n,
         "wer": _wer(refs, hyps),
+        **word_errors(refs, hyps),
         "string_error_rate": float(np.mean([r != h for r, h in zip(refs, hyps, strict=True)])),
         "rtf": compute_s / audio_s,
         "audio_s": audio_s,
@@ -95,10 +127,10 @@ def strings(model, clips, n: int, chunk_ms: float, spec: DigitStrings, noise=())
     }
 
 
-def energy(model, clips, n: int, device: str) -> dict:
+def energy(model, clips, n: int, device: str, beam_size: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_digit_strings(clips, DigitStrings(), n, STRING_SEED, tmp)
-        result = profile(model, load_manifest(path), load_device(device))
+        result = profile(model, load_manifest(path), load_device(device), DecodingOptions(beam_size=beam_size))
     return {
         "device": device,
         "n_strings": n,
@@ -127,6 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile-strings", type=int, default=20, help="0 = no profile")
     parser.add_argument("--device", default="jetson-orin-nano")
     parser.add_argument("--isolated-every", type=int, default=1, help="every Nth test clip (1 = all 300)")
+    parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy; >1 = modified beam search")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -137,14 +170,17 @@ def main(argv=None) -> int:
     test = Manifest(tuple(u for u in manifest if u.extra.get("split") == "test"), f"{args.data} split=test")
     subset = Manifest(test.utterances[:: args.isolated_every], test.source)
     clips = clips_by_split(test)["test"]
+    load_start = os.getloadavg()  # 1/5/15-minute load beside the timings (the CPU is shared)
     row = {
         "name": args.name or args.model,
         "model": args.model,
         "config": model.config.to_dict(),
         "n_params": count_params(model.network),
-        "isolated_test": isolated(model, subset),
-        "strings_test": strings(model, clips, args.strings, args.chunk_ms, DigitStrings()),
+        "beam_size": args.beam_size,
+        "isolated_test": isolated(model, subset, args.beam_size),
+        "strings_test": strings(model, clips, args.strings, args.chunk_ms, DigitStrings(), (), args.beam_size),
         "threads": args.threads,
+        "loadavg_start": load_start,
         "command": " ".join(["python", *sys.argv]),
     }
     if args.noisy_strings:
@@ -152,9 +188,12 @@ def main(argv=None) -> int:
 
         spec = DigitStrings(noise_prob=1.0)
         noise = load_noise_clips(args.noise)
-        row["noisy_strings_test"] = strings(model, clips, args.noisy_strings, args.chunk_ms, spec, noise)
+        row["noisy_strings_test"] = strings(
+            model, clips, args.noisy_strings, args.chunk_ms, spec, noise, args.beam_size
+        )
     if args.profile_strings:
-        row["profile"] = energy(model, clips, args.profile_strings, args.device)
+        row["profile"] = energy(model, clips, args.profile_strings, args.device, args.beam_size)
+    row["loadavg_end"] = os.getloadavg()
     write_json_atomic(args.out, row)
     print(json.dumps({k: row[k] for k in ("name", "n_params", "isolated_test", "strings_test")}, indent=1))
     return 0

@@ -26,14 +26,22 @@ train lowrank800 800 --model-config '{"lowrank_rank": 24, "shared_factor": "in"}
 # paper 3: early time reduction (80 ms frames) + element-wise recurrence, batched matmuls
 train recurrent800 800 --encoder recurrent --model-config '{"stack_frames": 8, "chunk_frames": 4, "n_layers": 3}'
 
-python benchmarks/transducer_fsdd.py --model transducer-fsdd --name transducer-fsdd --strings 100 --noisy-strings 50 \
+# the shipped model and the earlier steps of its chain: 300 test strings (seed 1), greedy and beam 4
+python benchmarks/transducer_fsdd.py --model transducer-fsdd --name transducer-fsdd --strings 300 --noisy-strings 100 \
   --profile-strings 20 --out $OUT/transducer-fsdd.json
+python benchmarks/transducer_fsdd.py --model transducer-fsdd --name transducer-fsdd --strings 300 --noisy-strings 100 \
+  --profile-strings 20 --beam-size 4 --out $OUT/transducer-fsdd_beam4.json
 python benchmarks/transducer_fsdd.py --model "$RUNS/fsdd_ft3/model" --name fsdd_ft3 --strings 100 --noisy-strings 50 \
   --profile-strings 20 --out $OUT/fsdd_ft3.json
 python benchmarks/transducer_fsdd.py --model "$RUNS/fsdd1200/model" --name fsdd1200 --strings 100 --noisy-strings 50 \
   --profile-strings 20 --out $OUT/fsdd1200.json
+# parameters vs WER: all four 800-step models on the same 300 test strings, greedy and beam 4
 for name in base800 repeat800 lowrank800 recurrent800; do
-  python benchmarks/transducer_fsdd.py --model "$RUNS/$name/model" --name $name --strings 50 --profile-strings 20 \
+  python benchmarks/transducer_fsdd.py --model "$RUNS/$name/model" --name $name --strings 300 --profile-strings 20 \
     --out $OUT/$name.json
+  python benchmarks/transducer_fsdd.py --model "$RUNS/$name/model" --name $name --strings 300 --profile-strings 20 \
+    --beam-size 4 --out $OUT/${name}_beam4.json
 done
-python benchmarks/transducer_summary.py $OUT/*.json -o $OUT/summary.md
+# leave-one-speaker-out: 6 trainings (+ the all-speaker control), 800 steps of isolated clips only
+python benchmarks/transducer_loso.py --runs "$RUNS/loso800iso" --steps 800 --string-share 0 --out $OUT/loso.json --table $OUT/loso.md
+python benchmarks/transducer_summary.py $OUT/{transducer-fsdd,fsdd_ft3,fsdd1200,base800,repeat800,lowrank800,recurrent800}.json -o $OUT/summary.md

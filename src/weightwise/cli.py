@@ -508,6 +508,8 @@ def cmd_train_transducer(args) -> int:
         lr=args.lr,
         warmup_steps=min(args.warmup_steps, args.steps),
         init=args.init,
+        speed_perturb=args.speed_perturb,
+        time_masks=args.time_masks,
     )
     summary = train_transducer(config, progress=_progress(args.steps))
     print(
@@ -694,6 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay after warm-up)")
     p.add_argument("--warmup-steps", type=int, default=150)
     p.add_argument("--init", default=None, metavar="DIR", help="start from this model folder (fine-tuning)")
+    p.add_argument("--speed-perturb", type=float, default=0.0, help="s: utterances at speed 1-s, 1 or 1+s")
+    p.add_argument("--time-masks", type=int, default=0, help="time masks (up to 80 ms each) per utterance")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads")
     # fmt: on

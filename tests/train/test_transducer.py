@@ -62,3 +62,34 @@ def test_other_settings_do_not_resume(small_manifest, tmp_path):
 def test_unknown_split_is_one_line_error(small_manifest, tmp_path):
     with pytest.raises(InputError, match="no utterances with split 'dev'"):
         train_transducer(_config(small_manifest, tmp_path, steps=1, train_split="dev"))
+
+
+def test_speed_perturbation_resamples_the_batch(small_manifest, tmp_path):
+    from weightwise.data import load_manifest
+    from weightwise.train.digits import clips_by_split
+    from weightwise.train.transducer import _batch
+
+    clips = clips_by_split(load_manifest(small_manifest))["train"]
+    plain = _config(small_manifest, tmp_path, steps=1)
+    perturbed = _config(small_manifest, tmp_path, steps=1, speed_perturb=0.1)
+    ratios = {
+        round(len(b) / len(a), 2)
+        for step in range(4)
+        for (_, a), (_, b) in zip(_batch(plain, clips, [], step), _batch(perturbed, clips, [], step), strict=True)
+    }
+    assert ratios <= {round(1 / 0.9, 2), 1.0, round(1 / 1.1, 2)} and len(ratios) > 1
+
+
+def test_augmented_run_trains_and_old_checkpoints_still_resume(small_manifest, tmp_path):
+    summary = train_transducer(_config(small_manifest, tmp_path / "a", steps=2, time_masks=2, speed_perturb=0.1))
+    assert summary.history and all(h == h for h in summary.history)  # finite losses, no NaN
+    checkpoint = _config(small_manifest, tmp_path / "b", steps=2, checkpoint_every=1)
+    train_transducer(checkpoint)
+    state = (tmp_path / "b" / "checkpoint.pt").read_bytes()
+    assert b"time_masks" not in state  # written without the new fields at their defaults: resumable as before
+
+
+@pytest.mark.parametrize("kw", [{"speed_perturb": 0.7}, {"time_masks": -1}])
+def test_bad_augmentation_is_one_line_error(small_manifest, tmp_path, kw):
+    with pytest.raises(InputError, match="training:"):
+        _config(small_manifest, tmp_path, steps=1, **kw)

@@ -45,10 +45,19 @@ class TrainConfig:
     weight_decay: float = 1e-2
     max_gain_db: float = 6.0
     freq_mask_bins: int = 6  # SpecAugment-style: one band of up to this many mel bins zeroed
+    time_masks: int = 0  # SpecAugment-style: this many spans of up to `time_mask_frames` 10 ms frames
+    time_mask_frames: int = 8
+    speed_perturb: float = 0.0  # s > 0: each utterance at speed 1-s, 1 or 1+s (Kaldi's 3-way perturbation)
     noise: str | None = None  # folder of noise audio (e.g. ../shared/data/noise), None = no noise
     checkpoint_every: int = 100
     seed: int = 0
     init: str | None = None  # a model folder to start from (fine-tuning); its config must be `model`
+
+    def __post_init__(self):
+        if self.time_masks < 0 or self.time_mask_frames < 0:
+            raise InputError("training: time masks and their width must be >= 0")
+        if not 0.0 <= self.speed_perturb < 0.5:
+            raise InputError(f"training: speed perturbation must be in [0, 0.5), got {self.speed_perturb}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,6 +74,23 @@ class TrainSummary:
     history: list = field(default_factory=list)
 
 
+# added after the first shipped runs: left out of the resume check while at their defaults, so
+# checkpoints written before they existed still continue
+_OPTIONAL = {"time_masks": 0, "time_mask_frames": 8, "speed_perturb": 0.0}
+
+
+def _speed(audio: np.ndarray, speed: float) -> np.ndarray:
+    """`audio` played `speed` times faster (resampled, so pitch moves too, as in Kaldi's recipe)."""
+    if speed == 1.0:
+        return audio
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(speed).limit_denominator(100)
+    return resample_poly(audio, ratio.denominator, ratio.numerator).astype(np.float32)
+
+
 def _lr(config: TrainConfig, step: int) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -74,6 +100,7 @@ def _lr(config: TrainConfig, step: int) -> float:
 
 def _batch(config: TrainConfig, clips: list[Clip], noise: list, step: int) -> list[Clip]:
     rng = np.random.default_rng([config.seed, step])
+    speeds = np.random.default_rng([config.seed, step, 2])  # own stream: the same clips with or without it
     batch = []
     for i in range(config.batch_size):
         if rng.random() < config.string_share:
@@ -81,6 +108,8 @@ def _batch(config: TrainConfig, clips: list[Clip], noise: list, step: int) -> li
         else:
             text, audio = clips[int(rng.integers(len(clips)))]
         gain = 10 ** (rng.uniform(-config.max_gain_db, config.max_gain_db) / 20)
+        if config.speed_perturb:
+            audio = _speed(audio, 1.0 + config.speed_perturb * int(speeds.integers(-1, 2)))
         batch.append((text, audio * gain))
     return batch
 
@@ -93,6 +122,10 @@ def _tensors(network: TransducerNetwork, batch: list[Clip], config: TrainConfig,
         width = int(rng.integers(config.freq_mask_bins + 1))
         start = int(rng.integers(f.shape[1] - width + 1))
         f[:, start : start + width] = network.feature_mean[start : start + width]  # normalizes to 0
+        for _ in range(config.time_masks):
+            span = min(int(rng.integers(config.time_mask_frames + 1)), len(f))
+            begin = int(rng.integers(len(f) - span + 1))
+            f[begin : begin + span] = network.feature_mean
     lengths = torch.tensor([len(f) for f in feats])
     features = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
     labels = [torch.tensor([vocab[w] for w in text.split()]) for text, _ in batch]
@@ -124,7 +157,7 @@ def _save_checkpoint(out: Path, network, optimizer, step: int, history: list, co
 
 def _resumable(config: TrainConfig) -> dict:
     """What must match for a checkpoint to be continued (everything but the output folder)."""
-    return {k: v for k, v in config.to_dict().items() if k != "out"}
+    return {k: v for k, v in config.to_dict().items() if k != "out" and _OPTIONAL.get(k, ...) != v}
 
 
 def _resume(out: Path, network, optimizer, config: TrainConfig) -> tuple[int, list]:
