@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from weightwise.compress.api import compress_
-from weightwise.compress.packed import pack_
+from weightwise.compress.io import is_compressed_dir, load_compressed
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest, open_manifest
 from weightwise.errors import InputError
@@ -46,16 +46,19 @@ def load_model_with_plan(
         calib: calibration audio for csp pruning (no transcripts needed).
         train: transcribed audio on which csp rules fine-tune for `finetune_steps` steps (Adam at
             `finetune_lr`); 0 steps: the post-training form.
-        pack: run the quantized Linear / Embedding layers on packed low-bit kernels
-            (`weightwise.compress.packed.pack_`); False keeps the simulated modules a compressed
-            model is saved from. Packing applies at fp32 to plans without runtime settings (the
-            settings' hooks sit on the simulated modules, and fp16/bf16 runs keep them too).
+        pack: run the quantized Linear / Embedding / Conv1d layers on packed kernels
+            (`weightwise.compress.packed`), each layer quantized straight into packed form; a
+            folder `weightwise compress` wrote (no `plan`) is loaded packed too. False keeps the
+            simulated modules a compressed model is saved from. Packing applies at fp32 (fp16/bf16
+            runs cast the simulated modules' float tensors).
 
     Raises:
         InputError: a bad plan or manifest, `finetune_steps` without `train`, or what `load_model`
             and `compress_` raise.
     """
     if plan is None:
+        if pack and precision == "fp32" and is_compressed_dir(Path(name_or_path).expanduser()):
+            return load_compressed(Path(name_or_path).expanduser(), precision, cache_dir, pack=True)
         return load_model(name_or_path, precision=precision, cache_dir=cache_dir)
     label = f"plan {plan.name or 'plan'}" if isinstance(plan, Plan) else f"--plan {os.fspath(plan)}"
     if not isinstance(plan, Plan):
@@ -77,12 +80,10 @@ def load_model_with_plan(
             f"--precision {precision} with {label}: a plan sets its own weight precision (fp32, fp16, bf16)"
         )
     model = load_model(name_or_path, cache_dir=cache_dir)  # compressed at fp32, then run at `precision`
-    compress_(model, plan, calib, train, finetune_steps, finetune_lr)
+    compress_(model, plan, calib, train, finetune_steps, finetune_lr, pack=pack and precision == "fp32")
     if precision != "fp32":  # float tensors and activations at `precision`, as the dense model at it runs
         model.network.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
         model.info = dataclasses.replace(model.info, precision=precision)
-    elif pack and not plan.runtime:  # packed kernels run at fp32/bf16; runtime hooks sit on the simulated modules
-        pack_(model.network)
     return model
 
 
