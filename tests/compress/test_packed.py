@@ -15,7 +15,7 @@ from weightwise.compress.packed import DEQUANT_MIN_ROWS, PackedQuantModule, pack
 from weightwise.compress.quantize import QuantModule
 from weightwise.compress.share import unique_storage
 from weightwise.decode import transcribe
-from weightwise.evaluate.runtime import weight_bytes_resident
+from weightwise.evaluate.runtime import weight_bytes_resident, weight_kernels
 
 PLANS = Path(__file__).resolve().parents[2] / "benchmarks" / "plans"
 #: Tolerance, per output row, relative to the row's norm: 1% plus 15% of the error quantization
@@ -140,8 +140,10 @@ def mixed(tiny_model, sample_audio) -> dict:
     return {"simulated": simulated, "packed": packed, "text": transcribe(simulated, sample_audio[0][1]).text}
 
 
-def test_a_mixed_plan_runs_packed_with_its_runtime_settings(mixed, sample_audio):
+def test_a_mixed_plan_runs_packed_with_its_runtime_settings(mixed, sample_audio, tiny_model):
     network = mixed["packed"].network
+    assert weight_kernels(network) == "packed" and weight_kernels(mixed["simulated"].network) == "simulated"
+    assert weight_kernels(tiny_model.network) == "float"
     kinds = {type(m).__name__ for m in network.modules() if getattr(m, "kind", None)}
     assert kinds == {"PackedQuantModule"}  # every weight module, conv1d included
     assert network.model.decoder.layers[0].self_attn.k_proj._forward_hooks  # kv_precision: the cache write
