@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from weightwise.compress.modules import CompressedModule, rebuild, replace_module
-from weightwise.compress.packed import load_packed, packable_spec
+from weightwise.compress.packed_load import load_packed, packable_spec
 from weightwise.compress.plan import Plan
 from weightwise.errors import InputError
 from weightwise.evaluate.runtime import release_freed_memory
