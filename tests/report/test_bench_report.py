@@ -172,7 +172,7 @@ def test_the_report_marks_rows_run_on_real_kernels(tmp_path):
 
     rows = [
         planned(0.10, "int4", "packed"),
-        planned(0.11, "int8", "simulated"),
+        planned(0.11, "int8-simulated", "simulated"),
         planned(0.12, "old", None),  # from before rows recorded it
         row("weightwise", "int8", None, None, 0.13, 0.01),
     ]
