@@ -8,6 +8,12 @@ alike. RTF ratios are over all timed calls of a system (every condition).
 
     python benchmarks/runtime_int8.py --model whisper-tiny.en --limit 30 --noise babble,white \
         --snr 10 --out benchmarks/results/runtime/int8_tiny.json
+
+The JSON is rewritten after every condition (a run cut short keeps what it finished) with each
+cell's per-utterance word errors (to find utterances that loop), the load average at the start
+and at the end, and `acceptance`: issue 13's bars (RTF <= faster-whisper int8's, clean WER within
++0.3 points of our fp32, every noisy cell within 2 points of faster-whisper int8) for
+`--precision int8`.
 """
 
 from __future__ import annotations
@@ -79,6 +85,38 @@ def conditions(noises: list[str], snrs: list[float], clean: bool) -> list[tuple[
     return [(None, None)] * clean + [(n, s) for n in noises for s in snrs]
 
 
+def _errors(counts) -> int:
+    return counts.substitutions + counts.deletions + counts.insertions
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (/proc/loadavg), as `uptime` prints them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+OURS, FP32, PEER = "weightwise --precision int8", "weightwise fp32", "faster-whisper int8"
+
+
+def acceptance(cells: list[dict], rtf: dict) -> dict:
+    """Issue 13's bars for `--precision int8`, from the cells run so far (points = WER x 100)."""
+    wer = {(c["system"], c["noise"], c["snr_db"]): 100 * c["wer"] for c in cells}
+    noisy = sorted({(c["noise"], c["snr_db"]) for c in cells if c["noise"]}, key=str)
+    gaps = {f"{n} {s:g} dB": round(wer[OURS, n, s] - wer[PEER, n, s], 2) for n, s in noisy}
+    clean = round(wer[OURS, None, None] - wer[FP32, None, None], 2) if (FP32, None, None) in wer else None
+    ratio = rtf.get(OURS, {}).get("rtf_vs_faster_whisper_int8")
+    return {
+        "rtf_vs_faster_whisper_int8": ratio,
+        "rtf_ok": ratio is not None and ratio <= 1.0,
+        "clean_wer_minus_fp32_points": clean,
+        "clean_ok": clean is not None and clean <= 0.3,
+        "noisy_wer_minus_faster_whisper_int8_points": gaps,
+        "noisy_ok": all(g <= 2.0 for g in gaps.values()),
+    }
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__, limit=30)
     parser.add_argument("--noise", default="babble,white")
@@ -92,6 +130,8 @@ def main() -> None:
     items = list(iter_audio(load_manifest(args.data).head(args.limit)))
     runners, resident = systems(args.model, args.threads, [v for v in args.variants.split(",") if v])
     noises = [n for n in args.noise.split(",") if n]
+    run = {"model": args.model, "data": args.data, "n_utterances": len(items), "threads": args.threads}
+    run["load_average_start"] = load_average()
     cells, compute_s, audio_s = [], dict.fromkeys(runners, 0.0), 0.0
     for noise, snr in conditions(noises, [float(s) for s in args.snr.split(",")], not args.no_clean):
         source = resolve_noise(noise) if noise else None
@@ -104,28 +144,21 @@ def main() -> None:
         for name in runners:
             calls = [t for t in timed if t.runner == name]
             compute_s[name] += sum(t.compute_s for t in calls)
-            wer = word_errors(refs, [normalize(t.output) for t in calls]).wer
-            cells.append({"system": name, "noise": noise, "snr_db": snr, "wer": wer})
-            print(f"{noise or 'clean':8s} {snr or '':>4} {name:48s} WER {100 * wer:6.2f}%", flush=True)
+            hyps = [normalize(t.output) for t in calls]
+            wer = word_errors(refs, hyps).wer
+            errors = [_errors(word_errors([r], [h])) for r, h in zip(refs, hyps, strict=True)]
+            label = source.name if source else None
+            cells.append({"system": name, "noise": label, "snr_db": snr, "wer": wer, "utterance_errors": errors})
+            print(f"{label or 'clean':8s} {snr or '':>4} {name:48s} WER {100 * wer:6.2f}%", flush=True)
         audio_s += sum(len(s) for _, s in noisy) / SAMPLE_RATE
-    base = compute_s["faster-whisper int8"]
-    rtf = {n: {"rtf": s / audio_s, "rtf_vs_faster_whisper_int8": s / base} for n, s in compute_s.items()}
-    for name, row in rtf.items():
+        base = compute_s[PEER]
+        rtf = {n: {"rtf": s / audio_s, "rtf_vs_faster_whisper_int8": s / base} for n, s in compute_s.items()}
+        run |= {"load_average_end": load_average(), "timed_audio_s": audio_s, "cells": cells, "rtf": rtf}
+        run |= {"acceptance": acceptance(cells, rtf), "weight_bytes_resident": resident, "versions": versions()}
+        write_json_atomic(Path(args.out), run)
+    for name, row in run["rtf"].items():
         print(f"{name:48s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of faster-whisper int8")
-    write_json_atomic(
-        Path(args.out),
-        {
-            "model": args.model,
-            "data": args.data,
-            "n_utterances": len(items),
-            "threads": args.threads,
-            "timed_audio_s": audio_s,
-            "cells": cells,
-            "rtf": rtf,
-            "weight_bytes_resident": resident,
-            "versions": versions(),
-        },
-    )
+    print(f"acceptance: {run['acceptance']}  (load average {run['load_average_start']} -> {run['load_average_end']})")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)
+    load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     models = {"fp32": load_model_with_plan(args.model)}
     if not args.skip_simulated:
         models["plan simulated"] = load_model_with_plan(args.model, plan=args.plan, pack=False)
@@ -73,6 +74,8 @@ def main() -> None:
             "threads": args.threads,
             "systems": rows,
             "same_text_packed_vs_simulated": same,
+            "load_average_start": load_start,
+            "load_average_end": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "versions": versions(),
         },
     )

@@ -1,6 +1,7 @@
 """Benchmark report: Pareto front by hand, self-contained HTML, Markdown with images, bad input."""
 
 import base64
+import dataclasses
 import json
 import re
 import shutil
@@ -162,3 +163,23 @@ def test_report_renders_in_headless_chromium(results, tmp_path):
     matplotlib_blue = np.array([0x1F, 0x77, 0xB4]) / 255  # "C0": fp32 points and decoder bars
     drawn = (np.abs(pixels - matplotlib_blue) < 0.02).all(axis=-1).sum()
     assert drawn > 200  # the embedded PNG figures were decoded and painted, not broken-image icons
+
+
+def test_the_report_marks_rows_run_on_real_kernels(tmp_path):
+    def planned(wer, plan, kernels):
+        base = BenchRow.from_dict(row("weightwise", "fp32", None, None, wer, 0.02))
+        return dataclasses.replace(base, plan=plan, kernels=kernels).to_dict()
+
+    rows = [
+        planned(0.10, "int4", "packed"),
+        planned(0.11, "int8-simulated", "simulated"),
+        planned(0.12, "old", None),  # from before rows recorded it
+        row("weightwise", "int8", None, None, 0.13, 0.01),
+    ]
+    path = tmp_path / "k.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    header, body = summary_table(load_rows(path))
+    real = [dict(zip(header, line, strict=True))["real kernels"] for line in body]
+    assert real == ["yes (packed)", "no (simulated)", "not recorded", "yes (int8)"]
+    text = write_report(path, tmp_path / "k.md").read_text()
+    assert "| packed |" in text and "| simulated |" in text

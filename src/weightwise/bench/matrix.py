@@ -42,7 +42,7 @@ from weightwise.decode import DecodeCounter, DecodingOptions, transcribe
 from weightwise.errors import InputError
 from weightwise.evaluate.evaluate import UtteranceResult, score_fields
 from weightwise.evaluate.peer import faster_whisper_runner
-from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss, threads
+from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss, threads, weight_kernels
 from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.executors import Executor, LocalExecutor, timed_share
 from weightwise.models import PRECISIONS, load_model
@@ -217,6 +217,14 @@ def _measured(window, meter, tasks_on_node: int) -> dict[str, Any]:
     return {"measured_energy_j": measured.energy_j if measured else None, "meter": meter.name, "meter_reason": reason}
 
 
+def _kernels(cell: Cell, runner) -> str | None:
+    """What the cell's weights ran on (`weight_kernels`; the faster-whisper peer: "ctranslate2")."""
+    network = getattr(runner, "network", None)
+    if network is not None:
+        return weight_kernels(network)
+    return "ctranslate2" if cell.system == "faster-whisper" else None
+
+
 def run_cell(cell: Cell, variants: _Variants, meter, executor: str = "local") -> BenchRow:
     inputs, config = variants.inputs, variants.config
     since_cell_start = reset_peak_rss()  # the peak then covers this cell only (load included)
@@ -239,6 +247,7 @@ def run_cell(cell: Cell, variants: _Variants, meter, executor: str = "local") ->
         **_measured(window, meter, share.tasks_on_node),
         "executor": executor,
         "tasks_on_node": share.tasks_on_node,
+        "kernels": _kernels(cell, runner),
         "peak_rss_scope": "cell" if since_cell_start else "process",
         "data": config.data,
         "inputs": inputs.of(cell),

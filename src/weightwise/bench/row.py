@@ -14,6 +14,10 @@ Row versions (the `version` field; a row without one is version 0):
        included) shared its machine while it was timed: 1 = alone, as every local row; RTF of rows
        timed beside others is comparable only at the same count. Older rows read both as null.
 
+`kernels` (optional in any version, null where not recorded): what the weights ran on, "float",
+"int8", "packed", "simulated" (`weightwise.evaluate.runtime.weight_kernels`) or "ctranslate2" (the
+peer); every value but "simulated" is a real kernel (the row's speed and memory are the deployment's).
+
 `cell` is the JSON list [system, model, precision, plan, noise, snr_db] of the row's coordinates;
 it is derived from the fields and checked against them when read.
 """
@@ -71,6 +75,7 @@ class BenchRow:
     meter_reason: str | None = None  # why `meter` measured nothing (version >= 2)
     executor: str | None = None  # "local" | "ray" (version >= 3)
     tasks_on_node: int | None = None  # bench tasks on the cell's machine while it was timed (version >= 3)
+    kernels: str | None = None  # what the weights ran on (see the module docstring); None: not recorded
     version: int = ROW_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
 
@@ -151,6 +156,7 @@ _TYPES = {
     "meter_reason": _TEXT,
     "executor": _TEXT,
     "tasks_on_node": _INT,
+    "kernels": _TEXT,
 }
 _NOT_NULL = ("system", "model", "precision")
 

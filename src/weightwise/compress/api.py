@@ -8,10 +8,12 @@ from collections import defaultdict
 
 import torch
 
+from weightwise.compress.configs import Quant
 from weightwise.compress.modules import HANDLERS
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest
 from weightwise.errors import InputError
+from weightwise.evaluate.runtime import release_freed_memory
 from weightwise.models.runtime import apply_runtime
 
 
@@ -74,12 +76,17 @@ def compress_(
     train: Manifest | None = None,
     finetune_steps: int = 0,
     finetune_lr: float = 1e-5,
+    pack: bool = False,
 ) -> None:
     """Compress `model` (a `WhisperASR`) in place following `plan`; returns None.
 
     Rules run in order; each handler receives every module its rule claimed (first match wins).
     `calib`: audio for post-training csp pruning. `train` (transcribed) with `finetune_steps` > 0:
     csp rules fine-tune instead (`weightwise.compress.finetune`, Adam at `finetune_lr`).
+    `pack`: quantized layers run on packed kernels (`weightwise.compress.packed`): `quant` rules
+    quantize each layer straight into packed form, other quantized modules (gptq) are packed after
+    the rules, and the freed float weights go back to the system; the model then runs only (it
+    cannot be saved: compress without `pack` to save).
 
     Example:
         >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
@@ -95,10 +102,16 @@ def compress_(
     for name, (index, _config) in claimed.items():
         groups[index].append(name)
     context = CompressContext(model, calib, train, finetune_steps, finetune_lr)
+    packed = importlib.import_module("weightwise.compress.packed") if pack else None
     with torch.no_grad():
         for index in sorted(groups):
             config = plan.rules[index].config
-            HANDLERS[type(config)](model.network, groups[index], config, context)
+            direct = packed and isinstance(config, Quant) and not finetune_steps  # fine-tuning backpropagates
+            handler = packed.quantize_packed if direct else HANDLERS[type(config)]
+            handler(model.network, groups[index], config, context)
+        if packed:
+            packed.pack_(model.network)
+            release_freed_memory()
     apply_runtime(model, plan.runtime)  # after the rules: the hooks sit on the compressed modules
     model.info = dataclasses.replace(model.info, plan=plan.name or "plan")
     model.plan = plan

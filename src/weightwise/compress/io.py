@@ -15,12 +15,15 @@ import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from weightwise.compress.modules import CompressedModule, rebuild, replace_module
+from weightwise.compress.packed_load import load_packed, packable_spec
 from weightwise.compress.plan import Plan
 from weightwise.errors import InputError
+from weightwise.evaluate.runtime import release_freed_memory
 from weightwise.models import load_model
 from weightwise.models.registry import resolve_name
 from weightwise.models.runtime import apply_runtime
@@ -210,14 +213,18 @@ def is_compressed_dir(path: Path) -> bool:
     return path.is_dir() and (path / MANIFEST).is_file()
 
 
-def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=None):
+def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=None, pack: bool = False):
     """Rebuild the base model, swap in the saved compressed modules, load the saved state.
+
+    `pack`: quantized layers that a packed kernel runs come up as `PackedQuantModule`s packed from
+    the saved codes (weights in RAM about the stored bytes; `weightwise.compress.packed`), never
+    as simulated modules with a float copy; False (the default) rebuilds the saved state exactly.
 
     Raises:
         InputError: a malformed manifest, a module kind or spec this version cannot rebuild,
             unreadable or mismatched weights, or base weights other than the ones compressed.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model as load_state
 
     path = Path(path)
@@ -232,16 +239,27 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
     model = load_model(base, cache_dir=cache_dir)
     if model.info.weights_sha256 != manifest.get("base_weights_sha256"):
         raise InputError(f"{path}: base model {base} has different weights than the ones compressed")
+    packed = {n: e["spec"] for n, e in modules.items() if pack and packable_spec(e.get("kind"), e.get("spec"))}
     for name, entry in modules.items():
+        if name in packed:
+            continue  # the base module stays until its saved codes are packed, below
         try:
             replace_module(model.network, name, rebuild(entry["kind"], entry["spec"]))
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise InputError(f"{path / MANIFEST}: module {name}: cannot rebuild it ({_reason(err)})") from None
+    shared = manifest.get("shared", [])
     try:
-        retie(model.network, manifest.get("shared", []))
+        retie(model.network, [g for g in shared if not all(_under(n, packed) for n in g)])
         missing, unexpected = load_state(model.network, str(path / WEIGHTS), strict=False)
+        if packed:
+            with safe_open(str(path / WEIGHTS), "pt") as saved:
+                keys = set(saved.keys())
+                load_packed(model.network, lambda k: saved.get_tensor(k) if k in keys else None, packed, shared)
+            release_freed_memory()
     except (AttributeError, OSError, RuntimeError, SafetensorError, TypeError, ValueError) as err:
         raise InputError(f"{path / WEIGHTS}: cannot load the saved weights ({_reason(err)})") from None
+    missing = [k for k in missing if not _under(k, packed)]  # the base modules' float weights
+    unexpected = [k for k in unexpected if not _under(k, packed)]  # the packed modules' codes
     if missing or unexpected:
         raise InputError(
             f"{path}: saved state does not match (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
@@ -253,6 +271,11 @@ def load_compressed(path: str | os.PathLike, precision: str = "fp32", cache_dir=
         model.info, name=path.name, source=str(path), plan=manifest.get("plan_name") or "plan"
     )
     return model
+
+
+def _under(key: str, modules: dict[str, Any]) -> bool:
+    """`key` names a module of `modules` or a tensor inside one."""
+    return any(key == name or key.startswith(f"{name}.") for name in modules)
 
 
 def _reason(err: BaseException) -> str:

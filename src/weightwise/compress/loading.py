@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from weightwise.compress.api import compress_
-from weightwise.compress.packed import pack_
+from weightwise.compress.io import is_compressed_dir, load_compressed
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest, open_manifest
 from weightwise.errors import InputError
@@ -46,16 +46,19 @@ def load_model_with_plan(
         calib: calibration audio for csp pruning (no transcripts needed).
         train: transcribed audio on which csp rules fine-tune for `finetune_steps` steps (Adam at
             `finetune_lr`); 0 steps: the post-training form.
-        pack: run the quantized Linear / Embedding layers on packed low-bit kernels
-            (`weightwise.compress.packed.pack_`); False keeps the simulated modules a compressed
-            model is saved from. Packing applies at fp32 to plans without runtime settings (the
-            settings' hooks sit on the simulated modules, and fp16/bf16 runs keep them too).
+        pack: run the quantized Linear / Embedding / Conv1d layers on packed kernels
+            (`weightwise.compress.packed`), each layer quantized straight into packed form; a
+            folder `weightwise compress` wrote (no `plan`) is loaded packed too. False keeps the
+            simulated modules a compressed model is saved from. Packing applies at fp32 (fp16/bf16
+            runs cast the simulated modules' float tensors).
 
     Raises:
         InputError: a bad plan or manifest, `finetune_steps` without `train`, or what `load_model`
             and `compress_` raise.
     """
     if plan is None:
+        if pack and precision == "fp32" and is_compressed_dir(Path(name_or_path).expanduser()):
+            return load_compressed(Path(name_or_path).expanduser(), precision, cache_dir, pack=True)
         return load_model(name_or_path, precision=precision, cache_dir=cache_dir)
     label = f"plan {plan.name or 'plan'}" if isinstance(plan, Plan) else f"--plan {os.fspath(plan)}"
     if not isinstance(plan, Plan):
@@ -79,19 +82,29 @@ def load_model_with_plan(
         )
     model = load_model(name_or_path, cache_dir=cache_dir)  # compressed at fp32, then run at `precision`
     if from_state and needs_calibration(plan):  # the calibrated tensors come from the plan's state file
-        from weightwise.compress.state import calibration_free, load_plan_state
-
-        compress_(model, calibration_free(plan))
-        load_plan_state(model, plan, plan.state)
-        model.plan = plan
+        _from_state(model, plan, pack=pack and precision == "fp32")
     else:
-        compress_(model, plan, calib, train, finetune_steps, finetune_lr)
+        compress_(model, plan, calib, train, finetune_steps, finetune_lr, pack=pack and precision == "fp32")
     if precision != "fp32":  # float tensors and activations at `precision`, as the dense model at it runs
         model.network.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
         model.info = dataclasses.replace(model.info, precision=precision)
-    elif pack and not plan.runtime:  # packed kernels run at fp32/bf16; runtime hooks sit on the simulated modules
-        pack_(model.network)
     return model
+
+
+def _from_state(model, plan: Plan, pack: bool) -> None:
+    """Compress by `plan` with its calibrated rules rebuilt from its state file (`compress.state`):
+    simulated first (the state loads into those modules), then packed, then the runtime hooks."""
+    from weightwise.compress.packed import pack_
+    from weightwise.compress.state import calibration_free, load_plan_state
+    from weightwise.models.runtime import apply_runtime
+
+    compress_(model, dataclasses.replace(calibration_free(plan), runtime=None))
+    load_plan_state(model, plan, plan.state)
+    if pack:
+        pack_(model.network)
+    apply_runtime(model, plan.runtime)
+    model.info = dataclasses.replace(model.info, plan=plan.name or "plan")
+    model.plan = plan
 
 
 def needs_calibration(plan: Plan) -> bool:

@@ -157,21 +157,26 @@ class QuantModule(WeightOpModule):
         return self.bias
 
     def weightwise_storage(self) -> dict[str, TensorStorage]:
-        """Codes at `bits` per element (ceil to bytes) + 4 B per scale (+ zero points, asymmetric)."""
-        config, numel = self.config, self.rows * self.cols
-        if config.bits == 16:
-            nbytes, fmt = 2 * numel, "fp16"
-        else:
-            n_scales = self.scales.numel()
-            nbytes = math.ceil(numel * config.bits / 8) + 4 * n_scales
-            if not config.symmetric:
-                nbytes += math.ceil(n_scales * config.bits / 8)
-            group = config.granularity + (str(config.group_size) if config.granularity == "group" else "")
-            fmt = f"int{config.bits}-{group}-{'sym' if config.symmetric else 'asym'}"
-        # 3-bit codes are unpacked to int4 lanes for the MACs (the device profiles price no int3)
-        dtype = "fp16" if config.bits == 16 else f"int{max(config.bits, 4)}"
-        weight = TensorStorage(self.shape, dtype, nbytes, fmt, id(self.codes))
+        n_scales = 0 if self.config.bits == 16 else self.scales.numel()
+        weight = quant_storage(self.shape, self.config, n_scales, id(self.codes))
         return {"weight": weight, **self.bias_storage()}
+
+
+def quant_storage(shape: tuple[int, ...], config: Quant, n_scales: int, key: int) -> TensorStorage:
+    """A quantized weight's storage: codes at `bits` per element (ceil to bytes) + 4 B per scale
+    (+ zero points, asymmetric); fp16 at 2 B per element."""
+    numel = math.prod(shape)
+    if config.bits == 16:
+        nbytes, fmt = 2 * numel, "fp16"
+    else:
+        nbytes = math.ceil(numel * config.bits / 8) + 4 * n_scales
+        if not config.symmetric:
+            nbytes += math.ceil(n_scales * config.bits / 8)
+        group = config.granularity + (str(config.group_size) if config.granularity == "group" else "")
+        fmt = f"int{config.bits}-{group}-{'sym' if config.symmetric else 'asym'}"
+    # 3-bit codes are unpacked to int4 lanes for the MACs (the device profiles price no int3)
+    dtype = "fp16" if config.bits == 16 else f"int{max(config.bits, 4)}"
+    return TensorStorage(tuple(shape), dtype, nbytes, fmt, key)
 
 
 @register_handler(Quant)

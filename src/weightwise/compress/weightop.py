@@ -64,17 +64,7 @@ class WeightOpModule(CompressedModule):
         self.register_buffer("weight", torch.zeros(self.shape), persistent=False)
         self.register_buffer("effective_bias", None, persistent=False)
         self.register_load_state_dict_post_hook(_refresh_after_load)
-        rows, flat = self.shape[0], math.prod(self.shape[1:])
-        self.rows, self.cols = rows, flat  # the 2-D layout compression works on
-        if op == "linear":
-            self.out_features, self.in_features = rows, flat
-        elif op == "conv1d":  # nn.Conv1d's attributes (transformers reads conv1.stride)
-            self.out_channels, self.kernel_size, self.groups = rows, self.shape[2:], self.op_args["groups"]
-            self.in_channels = self.shape[1] * self.groups
-            self.stride, self.padding, self.dilation = ((self.op_args[k],) for k in ("stride", "padding", "dilation"))
-        else:
-            self.num_embeddings, self.embedding_dim = rows, flat
-            self.padding_idx = self.op_args.get("padding_idx")
+        set_op_attributes(self)
 
     def base_spec(self) -> dict[str, Any]:
         return {"op": self.op, "shape": list(self.shape), "op_args": dict(self.op_args), "tie": self.tie}
@@ -122,6 +112,23 @@ class WeightOpModule(CompressedModule):
     def bias_storage(self) -> dict[str, TensorStorage]:
         bias = getattr(self, "bias", None)
         return {"bias": dense_storage(bias)} if isinstance(bias, torch.Tensor) else {}
+
+
+def set_op_attributes(module: nn.Module) -> None:
+    """`rows`, `cols` (the 2-D layout compression works on) and the replaced module's attributes,
+    from `module.op`, `module.shape` and `module.op_args`."""
+    rows, flat = module.shape[0], math.prod(module.shape[1:])
+    module.rows, module.cols = rows, flat
+    if module.op == "linear":
+        module.out_features, module.in_features = rows, flat
+    elif module.op == "conv1d":  # nn.Conv1d's attributes (transformers reads conv1.stride)
+        args = module.op_args
+        module.out_channels, module.kernel_size, module.groups = rows, module.shape[2:], args["groups"]
+        module.in_channels = module.shape[1] * module.groups
+        module.stride, module.padding, module.dilation = ((args[k],) for k in ("stride", "padding", "dilation"))
+    else:
+        module.num_embeddings, module.embedding_dim = rows, flat
+        module.padding_idx = module.op_args.get("padding_idx")
 
 
 def _refresh_after_load(module: WeightOpModule, _keys: Any) -> None:  # load_state_dict post-hook

@@ -19,7 +19,7 @@ import numpy as np
 from weightwise.data import Manifest, Utterance, iter_audio
 from weightwise.decode import DecodingOptions, Transcript, transcribe
 from weightwise.evaluate.normalize import normalize, normalizer_name
-from weightwise.evaluate.runtime import peak_rss_mb, threads, versions, weight_bytes_resident
+from weightwise.evaluate.runtime import peak_rss_mb, threads, versions, weight_bytes_resident, weight_kernels
 from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import WerCounts, word_errors
 from weightwise.models.whisper import WhisperASR
@@ -89,6 +89,7 @@ class EvalResult:
     n_windows_repetition_stopped: int | None = None  # over all utterances (None: not recorded)
     n_windows_limit_stopped: int | None = None
     weight_bytes_resident: int | None = None  # RAM held by the model's tensors (None: not recorded)
+    kernels: str | None = None  # what the weights ran on (`weight_kernels`; None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,4 +206,5 @@ def evaluate(
         utterances=utterances,
         **stop_counts(utterances),
         weight_bytes_resident=weight_bytes_resident(model.network),
+        kernels=weight_kernels(model.network),
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from weightwise.models.int8 import WeightOnlyInt8Linear
+
 _PACKAGES = (
     "weightwise",
     "torch",
@@ -66,6 +68,19 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc's `malloc_trim(0)`), so memory freed
+    after replacing a model's float weights leaves the resident set. False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0)) if name else False
+    except (OSError, AttributeError):
+        return False
+
+
 def weight_bytes_resident(network: torch.nn.Module) -> int:
     """Bytes of RAM the network's tensors hold: parameters and buffers (caches such as a
     compressed module's float copy included), each storage counted once (tied and shared weights,
@@ -83,6 +98,25 @@ def weight_bytes_resident(network: torch.nn.Module) -> int:
             packed += weight.numel() * weight.element_size() + 12 * weight.shape[0]
             packed += 0 if bias is None else bias.numel() * bias.element_size()
     return sum(seen.values()) + packed
+
+
+#: compressed-module kinds computed from a float copy of their weight (simulation): quantized codes
+#: dequantized once (`quant`), pruned weights multiplied dense with their zeros (`sparse`)
+SIMULATED_KINDS = ("quant", "sparse")
+
+
+def weight_kernels(network: torch.nn.Module) -> str:
+    """What the network's weights run on: "simulated" (some compressed layer computes from a float
+    copy of its weight: storage and speed are not what a deployment gets), else "int8" (torch's int8
+    Linear kernels, `--precision int8`), "packed" (plan-quantized layers on packed low-bit kernels),
+    or "float" (float weights, dense or factored: the stored tensors themselves)."""
+    kinds = {getattr(m, "kind", None) for m in network.modules()}
+    if kinds & set(SIMULATED_KINDS):
+        return "simulated"
+    int8 = (torch.ao.nn.quantized.dynamic.Linear, WeightOnlyInt8Linear)
+    if any(isinstance(m, int8) for m in network.modules()):
+        return "int8"
+    return "packed" if "packed-quant" in kinds else "float"
 
 
 def threads() -> int:

@@ -34,6 +34,7 @@ COLUMNS = (
     "model_bytes",
     "peak_rss_mb",
     "wall_s",
+    "kernels",
 )
 SUMMARY_COLUMNS = (
     "variant",
@@ -48,6 +49,7 @@ SUMMARY_COLUMNS = (
     "peak RSS MiB",
     "cells",
     "wall s",
+    "real kernels",
 )
 # weightwise precision -> the faster-whisper compute type it is timed against ("RTF vs peer")
 PEER_OF = {"fp32": "float32", "int8": "int8"}
@@ -68,6 +70,27 @@ def load_rows(path: str | Path) -> list[BenchRow]:
     if not rows:
         raise InputError(f"{path}: no result rows")
     return rows
+
+
+#: what rows that did not record `kernels` ran on, where their coordinates say it for certain
+_KERNELS_BY_PRECISION = {"fp32": "float", "fp16": "float", "bf16": "float", "int8": "int8"}
+
+
+def kernels_of(row: BenchRow) -> str | None:
+    """What the row's weights ran on (`BenchRow.kernels`); for rows from before it was recorded,
+    the faster-whisper peer's CTranslate2 and our plan-less precisions, else None (unknown)."""
+    if row.kernels:
+        return row.kernels
+    if row.system == "faster-whisper":
+        return "ctranslate2"
+    return _KERNELS_BY_PRECISION.get(row.precision) if row.system == "weightwise" and not row.plan else None
+
+
+def _real(kernels: set[str | None]) -> str:
+    """The summary's "real kernels" cell for a variant's rows."""
+    if None in kernels or not kernels:
+        return "not recorded"
+    return f"no ({'/'.join(sorted(kernels))})" if "simulated" in kernels else f"yes ({'/'.join(sorted(kernels))})"
 
 
 def label(row: BenchRow) -> str:
@@ -143,6 +166,7 @@ def summary_table(rows: list[BenchRow]) -> tuple[list[str], list[list[str]]]:
                 _num(max((r.peak_rss_mb or 0.0) for r in group) or None),
                 str(len(group)),
                 _num(sum(r.wall_s or 0.0 for r in group) or None),
+                _real({kernels_of(r) for r in group}),
             ]
         )
     return list(SUMMARY_COLUMNS), body
@@ -281,7 +305,7 @@ def components_figure(rows: list[BenchRow]) -> bytes:
 
 def table_rows(rows: list[BenchRow]) -> list[list[str]]:
     def cell(r: BenchRow, column: str) -> str:
-        v = getattr(r, column)
+        v = kernels_of(r) if column == "kernels" else getattr(r, column)
         if column == "noise" and v is not None:
             return noise_label(v)
         return _num(v) if isinstance(v, float) else ("" if v is None else str(v))
@@ -302,7 +326,12 @@ def _about(results: str | Path, rows: list[BenchRow]) -> str:
     shares = sorted({r.tasks_on_node for r in rows if r.tasks_on_node})  # rows v3+: RTF compares within one count
     text += f", {'/'.join(map(str, shares))} bench tasks per machine while timed" if shares else ""
     scopes = dict.fromkeys(r.peak_rss_scope for r in rows)
-    return text + "; " + "; ".join(RSS_SCOPES.get(s, f"peak RSS scope {s}") for s in scopes)
+    text += "; " + "; ".join(RSS_SCOPES.get(s, f"peak RSS scope {s}") for s in scopes)
+    return text + (
+        "; kernels: what the weights ran on (real: float, int8, packed low-bit, ctranslate2; simulated: "
+        "compressed layers computed from float copies, so their speed and memory are not a deployment's; "
+        "rows that did not record it: inferred from precision where certain)"
+    )
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:

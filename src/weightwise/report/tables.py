@@ -46,6 +46,7 @@ def eval_table(result: EvalResult) -> Table:
         table.caption = "; ".join(filter(None, [table.caption, *stopped]))
     if result.weight_bytes_resident is not None:  # next to peak RSS: what the weights hold of it
         weights = f"weights in RAM {result.weight_bytes_resident / 2**20:.1f} MiB"
+        weights += f" ({result.kernels} kernels)" if result.kernels else ""
         table.caption = "; ".join(filter(None, [table.caption, weights]))
     return table
 
