@@ -110,5 +110,5 @@ def test_int4_export_runs_the_plan_codes(int4_export, fp32_export, int4_model, s
     unpacked = np.stack([onnx.numpy_helper.to_array(codes) & 15, onnx.numpy_helper.to_array(codes) >> 4], -1)
     assert np.array_equal(unpacked.reshape(module.rows, module.cols).astype(int) - 8, module.codes.numpy())
     model = load_onnx_export(int4_export, threads=1)
-    for utt, samples in sample_audio[:2]:  # one LibriSpeech, one ARCTIC utterance
+    for utt, samples in sample_audio[1:3]:  # one LibriSpeech, one ARCTIC utterance
         assert transcribe(model, samples).tokens == transcribe(int4_model, samples).tokens, utt.id
