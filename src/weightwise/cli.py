@@ -428,6 +428,7 @@ def cmd_bench(args) -> int:
         seed=args.seed,
         calib=args.calib,
         decoding=_options(args),
+        engine=args.engine,
     )
     with open_executor(_executor(args)) as executor:
         rows = run_bench(config, args.out, progress=_progress(len(config.cells())), executor=executor)
@@ -688,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
     _decode_args(p)
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
+    _engine_args(p)
     _executor_args(p, "the cells")
     p.add_argument("--out", required=True, help="results JSONL (its folder must exist); rerunning the "
                    "same command resumes it, a command with other inputs is refused")

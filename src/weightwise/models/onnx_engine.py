@@ -72,6 +72,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def source_model(model: str, engine: str) -> str:
+    """The model name a peer runs beside `model`: for an export folder, the model it was made from."""
+    if engine != "onnxruntime":
+        return model
+    return str(read_manifest(Path(model))["source"]["model"])
+
+
 def _session(file: Path, threads: int):
     import onnxruntime as ort
 
