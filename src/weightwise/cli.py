@@ -235,6 +235,8 @@ def cmd_eval(args) -> int:
     check_output_path(args.out, inputs=_inputs(args, manifest))
     if args.peer_compute_type and not args.peer:
         raise InputError("--peer-compute-type is used only with --peer faster-whisper")
+    if args.peer and args.engine != "torch":  # the peer runs a CTranslate2 folder, not an export
+        raise InputError("--peer with --engine onnxruntime: compare with the peer in `bench --engine onnxruntime`")
     if args.peer:  # a compute type the CPU cannot run fails now, not after our own evaluation
         from weightwise import DEFAULT_COMPUTE_TYPE, check_peer
 

@@ -121,7 +121,8 @@ def export_onnx(
     try:
         onnx.save_model(encoder, staging / "encoder.onnx")
         onnx.save_model(decoder, staging / "decoder.onnx")
-        shutil.copyfile(_tokenizer_file(model), staging / "tokenizer.json")
+        tokenizer = _tokenizer_file(model)
+        shutil.copyfile(tokenizer, staging / "tokenizer.json")
         names = ("encoder.onnx", "decoder.onnx", "tokenizer.json")
         tensors = {**enc_tensors, **dec_tensors}
         manifest = {
@@ -136,7 +137,7 @@ def export_onnx(
                 "plan_runtime_not_applied": runtime,  # kv/activation rounding is simulated in torch only
             },
             "opset": OPSET,
-            "tokenizer": "tokenizer.json (copied from the model's source folder)",
+            "tokenizer": {"file": "tokenizer.json", "copied_from": str(tokenizer)},
             "config": _config(model),
             "tokens": _tokens(model),
             "tensors": tensors,
