@@ -23,7 +23,7 @@ import math
 import numpy as np
 from onnx import ModelProto, TensorProto, helper
 
-from weightwise.export.weights import Graph, embedding, linear, tied_projection
+from weightwise.export.weights import Graph, embedding, linear, precision_of, tied_projection
 
 OPSET = 20  # LayerNormalization (17), Gelu (20)
 _MSFT_OPSET = 1
@@ -70,8 +70,6 @@ def _projections(graph: Graph, x: str, attention, name: str, which: str, entries
 
 
 def _conv(graph: Graph, x: str, module, name: str, entries: dict) -> str:
-    from weightwise.export.weights import precision_of
-
     if hasattr(module, "dense_weight"):
         weight = module.dense_weight().detach().float().reshape(module.shape).numpy()
         bias = module.dense_bias()
