@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[peer,dev,plots,ray]'
+	$(PY) -m pip install -q -e '.[peer,dev,plots,ray,onnx]'
 	# silero-vad (stream --vad) without its dependencies: its extras pull torchaudio, which replaces torch
 	$(PY) -m pip install -q --no-deps 'silero-vad>=6.2,<7'
 	touch $@

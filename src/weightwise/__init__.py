@@ -63,6 +63,12 @@ _EXPORTS = {
     "check_compressed_out": "weightwise.compress",
     "unique_storage": "weightwise.compress",
     "load_model_with_plan": "weightwise.compress.loading",
+    # export for edge runtimes, and running an export through our harness
+    "FORMATS": "weightwise.export",
+    "check_export_out": "weightwise.export",
+    "export_onnx": "weightwise.export",
+    "ENGINES": "weightwise.models.onnx_engine",
+    "load_onnx_export": "weightwise.models.onnx_engine",
     # streaming
     "create_stream": "weightwise.stream",
     "StreamOptions": "weightwise.stream",

@@ -135,13 +135,32 @@ def _plan_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--finetune-lr", type=float, default=1e-5, help="Adam learning rate for --finetune")
 
 
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    from weightwise import ENGINES
+
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="what runs the network: torch (default) or onnxruntime, which runs the folder that "
+        "`weightwise export --format onnx` wrote, given as --model DIR (features, search and scoring stay ours)",
+    )
+
+
 def _load(args, pack: bool = True):
     """The model, compressed on the fly when --plan is given (calibrating on --calib, fine-tuning
-    csp rules on --finetune for --finetune-steps); quantized layers packed unless `pack` is False."""
-    from weightwise import load_model_with_plan, set_threads
+    csp rules on --finetune for --finetune-steps); quantized layers packed unless `pack` is False.
+    With --engine onnxruntime, --model names an export folder, opened on ONNX Runtime."""
+    from weightwise import load_model_with_plan, load_onnx_export, set_threads
 
     set_threads(args.threads)
     plan = getattr(args, "plan", None)
+    if getattr(args, "engine", "torch") == "onnxruntime":
+        if plan or args.precision != "fp32":
+            raise InputError("--engine onnxruntime: the export holds its plan and precisions; drop --plan/--precision")
+        return load_onnx_export(args.model, args.threads)
+    if Path(args.model, "weightwise-export.json").is_file():
+        raise InputError(f"--model {args.model}: an ONNX export folder; run it with --engine onnxruntime")
     return load_model_with_plan(
         args.model,
         args.precision,
@@ -216,6 +235,8 @@ def cmd_eval(args) -> int:
     check_output_path(args.out, inputs=_inputs(args, manifest))
     if args.peer_compute_type and not args.peer:
         raise InputError("--peer-compute-type is used only with --peer faster-whisper")
+    if args.peer and args.engine != "torch":  # the peer runs a CTranslate2 folder, not an export
+        raise InputError("--peer with --engine onnxruntime: compare with the peer in `bench --engine onnxruntime`")
     if args.peer:  # a compute type the CPU cannot run fails now, not after our own evaluation
         from weightwise import DEFAULT_COMPUTE_TYPE, check_peer
 
@@ -292,6 +313,21 @@ def cmd_compress(args) -> int:
         f"{sizes['unique_bytes'] / 1e6:.2f} MB stored (dense: {sizes['params_if_dense']:,} parameters)"
     )
     print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from weightwise import check_export_out, export_onnx, set_threads
+
+    set_threads(args.threads)
+    check_export_out(args.out)  # before the slow load
+    result = export_onnx(args.model, args.out, plan=args.plan, calib=args.calib, cache_dir=args.cache_dir)
+    ops: dict[str, int] = {}
+    for entry in result.tensors.values():
+        ops[entry["onnx_op"]] = ops.get(entry["onnx_op"], 0) + 1
+    sizes = ", ".join(f"{name} {nbytes / 1e6:.1f} MB" for name, nbytes in result.files_nbytes.items())
+    print(f"{args.model} -> {args.format}: {sizes}; weight ops: " + ", ".join(f"{n}x {op}" for op, n in ops.items()))
+    print(f"wrote {result.out_dir} (run it: weightwise eval --engine onnxruntime --model {args.out})", file=sys.stderr)
     return 0
 
 
@@ -399,6 +435,7 @@ def cmd_bench(args) -> int:
         seed=args.seed,
         calib=args.calib,
         decoding=_options(args),
+        engine=args.engine,
     )
     with open_executor(_executor(args)) as executor:
         rows = run_bench(config, args.out, progress=_progress(len(config.cells())), executor=executor)
@@ -541,7 +578,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from weightwise import KV_BYTES_PER_VALUE, PEERS, PRECISIONS
+    from weightwise import FORMATS, KV_BYTES_PER_VALUE, PEERS, PRECISIONS
 
     parser = _Parser(prog="weightwise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -550,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _decode_args(p)
     p.add_argument("--out", default=None, help="also write the transcripts as JSON")
+    _engine_args(p)
     p.set_defaults(func=cmd_transcribe)
     p = sub.add_parser("eval", help="WER/RTF of a model on a manifest, optionally beside a peer")
     _model_args(p)
@@ -565,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CTranslate2 compute type (default: float32 for fp32/fp16/bf16, int8 for int8)",
     )
     _plan_args(p)
+    _engine_args(p)
     p.add_argument("--out", required=True, help="result JSON (written atomically)")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("profile", help="per-tensor invocations, bytes, placement and energy on a device")
@@ -601,6 +640,17 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_args(p, required=True)
     p.add_argument("--out", required=True, help="output directory (load it with --model DIR)")
     p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("export", help="write a model (and its plan) for an edge runtime: ONNX encoder + cached decoder")
+    # fmt: off
+    p.add_argument("--model", default=DEFAULT_MODEL, help="registered name or checkpoint path (float32)")
+    p.add_argument("--plan", default=None, help="compression plan JSON (its precisions are kept)")
+    p.add_argument("--calib", default=None, help="calibration audio manifest, for gptq and csp plans")
+    p.add_argument("--format", choices=FORMATS, required=True, help="onnx: encoder + cached decoder")
+    p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier export, replaced)")
+    p.add_argument("--cache-dir", default=None, help="where converted weights are cached")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (GPTQ/csp calibration)")
+    # fmt: on
+    p.set_defaults(func=cmd_export, finetune=None, finetune_steps=0, finetune_lr=1e-5)
     p = sub.add_parser(
         "optimize",
         help="least modeled energy on a device within a WER budget: "
@@ -651,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=_positive_int, default=1, help="1 = greedy")
     _decode_args(p)
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
+    _engine_args(p)
     _executor_args(p, "the cells")
     p.add_argument("--out", required=True, help="results JSONL (its folder must exist); rerunning the "
                    "same command resumes it, a command with other inputs is refused")

@@ -58,7 +58,7 @@ def test_the_state_rebuilds_the_calibrated_weights_without_audio(calibrated, sam
     from weightwise.decode import transcribe
 
     model, plan_file, state = calibrated
-    rebuilt = load_model_with_plan("whisper-tiny.en", plan=plan_file)  # no --calib anywhere
+    rebuilt = load_model_with_plan("whisper-tiny.en", plan=plan_file, pack=False)  # no --calib anywhere
     for name in ("model.decoder.layers.0.fc1", "proj_out"):
         a, b = model.network.get_submodule(name), rebuilt.network.get_submodule(name)
         assert type(a) is type(b) and a.config == b.config
@@ -69,6 +69,9 @@ def test_the_state_rebuilds_the_calibrated_weights_without_audio(calibrated, sam
     assert rebuilt.plan.state == str(state) and rebuilt.plan.runtime == model.plan.runtime
     audio = sample_audio[0][1]
     assert transcribe(rebuilt, audio).text == transcribe(model, audio).text
+    packed = load_model_with_plan("whisper-tiny.en", plan=plan_file)  # the default: packed kernels
+    assert type(packed.network.get_submodule("model.decoder.layers.0.fc1")).__name__ == "PackedQuantModule"
+    assert packed.plan.runtime == model.plan.runtime
     # the 4-bit codes are stored packed: less than the 51,864 x 64 preview at one byte a code
     assert state.stat().st_size < 51864 * 64
 

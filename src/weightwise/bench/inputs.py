@@ -27,6 +27,7 @@ from weightwise.errors import InputError
 from weightwise.evaluate.peer import check_peer
 from weightwise.evaluate.runtime import threads
 from weightwise.models import load_model
+from weightwise.models.onnx_engine import is_onnx_export, load_onnx_export, source_model
 from weightwise.models.registry import file_sha256
 from weightwise.profile import DeviceSpec, load_device
 
@@ -144,6 +145,18 @@ def _calib(config: BenchConfig, plans: Mapping[str, Plan]) -> Manifest | None:
 def _model_sha256(name: str, config: BenchConfig, plans: Mapping[str, Plan]) -> str:
     """Load `name` once at fp32: it resolves, every plan matches its modules, peers can run it.
     Returns the hash of its weights (a compressed folder: also of its saved state)."""
+    if config.engine == "onnxruntime":  # an export folder: its files checked, its sessions opened
+        model = load_onnx_export(name)
+        identity = _json_sha256(model.manifest["files"])
+        max_new_tokens(model, config.decoding)
+        for compute_type in config.peers:  # the peer runs the weights the export was made from
+            try:
+                check_peer(compute_type, Path(load_model(source_model(name, config.engine)).info.source))
+            except InputError as err:
+                raise InputError(f"--peers {compute_type} with --model {name}: {err}") from None
+        return identity
+    if is_onnx_export(name):
+        raise InputError(f"--model {name}: an ONNX export folder; run it with --engine onnxruntime")
     model = load_model(name)
     max_new_tokens(model, config.decoding)  # a limit the decoder cannot hold fails now, not in the first cell
     identity = model.info.weights_sha256

@@ -46,6 +46,7 @@ from weightwise.evaluate.runtime import host, peak_rss_mb, reset_peak_rss, threa
 from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.executors import Executor, LocalExecutor, timed_share
 from weightwise.models import PRECISIONS, load_model
+from weightwise.models.onnx_engine import ENGINES, load_onnx_export, source_model
 from weightwise.profile import analyze, get_meter, trace_manifest
 from weightwise.profile.trace import scale_trace
 
@@ -88,6 +89,7 @@ class BenchConfig:
     seed: int = 0
     calib: str | None = None  # calibration manifest for csp plans
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
+    engine: str = "torch"  # "onnxruntime": `models` are export folders (`weightwise export --format onnx`)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -111,6 +113,15 @@ class BenchConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InputError(f"--seed must be an integer, got {self.seed!r}")
         _check_labels("--noise", self.noises)
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
+        if self.engine == "onnxruntime" and (self.plans or set(self.precisions) != {"fp32"}):
+            raise InputError("--engine onnxruntime: an export holds its plan and precisions; drop --plan/--precision")
+
+    @property
+    def system(self) -> str:
+        """The rows' system name for our decode: "weightwise" (torch) or "weightwise-onnxruntime"."""
+        return "weightwise" if self.engine == "torch" else "weightwise-onnxruntime"
 
     def conditions(self) -> list[tuple[str | None, float | None]]:
         return [(None, None)] + [(noise, snr) for noise in self.noises for snr in self.snrs_db]
@@ -121,7 +132,7 @@ class BenchConfig:
         for model in self.models:
             variants = [(p, None) for p in self.precisions] + [("fp32", plan) for plan in self.plans]
             for precision, plan in variants:
-                out += [Cell("weightwise", model, precision, plan, n, s) for n, s in self.conditions()]
+                out += [Cell(self.system, model, precision, plan, n, s) for n, s in self.conditions()]
             for compute_type in self.peers:
                 out += [Cell("faster-whisper", model, compute_type, None, n, s) for n, s in self.conditions()]
         unique: dict[str, Cell] = {}
@@ -187,8 +198,11 @@ class _Variants:
     def _load(self, cell: Cell):
         options = self.config.decoding
         if cell.system == "faster-whisper":
-            model_dir = Path(load_model(cell.model).info.source)
+            model_dir = Path(load_model(source_model(cell.model, self.config.engine)).info.source)
             return faster_whisper_runner(model_dir, cell.precision, threads(), options), None
+        if cell.system == "weightwise-onnxruntime":  # not traced: its network runs outside torch
+            exported = load_onnx_export(cell.model, threads())
+            return (lambda samples: transcribe(exported, samples, options).text), None
         plan = self.inputs.plans[cell.plan] if cell.plan else None  # parsed and hashed up front
         calib = self.inputs.calib if self.inputs.needs_calib(cell.plan) else None
         model = load_model_with_plan(cell.model, cell.precision, plan=plan, calib=calib)
@@ -261,7 +275,8 @@ def run_cell(cell: Cell, variants: _Variants, meter, executor: str = "local") ->
                 "energy_j_per_audio_s": None,
                 "model_bytes": None,
                 "device": inputs.device.name,
-                "energy_note": "CTranslate2 runs outside torch: not traced",
+                "energy_note": f"{'ONNX Runtime' if cell.system.endswith('onnxruntime') else 'CTranslate2'} "
+                "runs outside torch: not traced",
             }
         )
     return cell_row(cell, results, extra)

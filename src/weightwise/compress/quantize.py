@@ -99,15 +99,7 @@ class QuantModule(WeightOpModule):
         self.bias = frozen(torch.zeros(self.rows)) if bias else None
 
     def spec(self) -> dict[str, Any]:
-        config = self.config
-        return {
-            **self.base_spec(),
-            "bias": self.bias is not None,
-            "bits": config.bits,
-            "granularity": config.granularity,
-            "group_size": config.group_size,
-            "symmetric": config.symmetric,
-        }
+        return self.config_spec()
 
     @classmethod
     def from_float(cls, module: nn.Module, name: str, config: Quant) -> QuantModule:
@@ -144,17 +136,10 @@ class QuantModule(WeightOpModule):
         new.refresh()
         return new
 
-    def load_bias(self, bias: torch.Tensor | None) -> None:
-        if self.bias is not None and bias is not None:
-            self.bias.copy_(bias.detach().float())
-
     def dense_weight(self) -> torch.Tensor:
         if self.config.bits == 16:
             return self.codes.float()
         return dequantize_weight(self.codes, self.scales, self.zero_points, self.config)
-
-    def dense_bias(self) -> torch.Tensor | None:
-        return self.bias
 
     def weightwise_storage(self) -> dict[str, TensorStorage]:
         n_scales = 0 if self.config.bits == 16 else self.scales.numel()

@@ -117,17 +117,7 @@ class ScreenModule(WeightOpModule):
         self.register_buffer("preview", torch.zeros(self.rows, rank), persistent=False)
 
     def spec(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            **self.base_spec(),
-            "bias": self.bias is not None,
-            "rank": c.rank,
-            "top_k": c.top_k,
-            "preview_bits": c.preview_bits,
-            "whiten": c.whiten,
-            "damp": c.damp,
-            "tail": c.tail,
-        }
+        return self.config_spec()
 
     @classmethod
     def from_float(cls, module: nn.Module, name: str, config: Screen, factors: tuple) -> ScreenModule:
@@ -147,15 +137,8 @@ class ScreenModule(WeightOpModule):
         new.refresh()
         return new
 
-    def load_bias(self, bias: torch.Tensor | None) -> None:
-        if self.bias is not None and bias is not None:
-            self.bias.copy_(bias.detach().float())
-
     def dense_weight(self) -> torch.Tensor:
         return self.codes.float()
-
-    def dense_bias(self) -> torch.Tensor | None:
-        return self.bias
 
     @torch.no_grad()
     def refresh(self) -> None:

@@ -11,6 +11,7 @@ rule claims only one of them, the other keeps the original float weight: the pai
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,18 @@ class WeightOpModule(CompressedModule):
 
     def base_spec(self) -> dict[str, Any]:
         return {"op": self.op, "shape": list(self.shape), "op_args": dict(self.op_args), "tie": self.tie}
+
+    def config_spec(self) -> dict[str, Any]:
+        """`spec()` of a module built from its op, a bias flag and the fields of its frozen `config`."""
+        return {**self.base_spec(), "bias": getattr(self, "bias", None) is not None, **dataclasses.asdict(self.config)}
+
+    def load_bias(self, bias: torch.Tensor | None) -> None:
+        """Default: the original dense bias, kept in fp32 (subclasses with other layouts override)."""
+        if getattr(self, "bias", None) is not None and bias is not None:
+            self.bias.copy_(bias.detach().float())
+
+    def dense_bias(self) -> torch.Tensor | None:
+        return getattr(self, "bias", None)
 
     @torch.no_grad()
     def refresh(self) -> None:

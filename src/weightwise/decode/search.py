@@ -13,6 +13,7 @@ import torch
 from weightwise.decode.guard import RepetitionGuard
 from weightwise.decode.options import DecodeObserver, DecodingOptions
 from weightwise.errors import InputError
+from weightwise.models.onnx_engine import OnnxWhisperASR
 from weightwise.models.whisper import WhisperASR
 
 
@@ -24,20 +25,29 @@ class SearchResult(NamedTuple):
 
 
 class _Decoder:
-    """One decoder call = new tokens in, last-position logits out; the cache lives here."""
+    """One decoder call = new tokens in, last-position logits out; the cache lives here.
+
+    `batch` > 1: that many sequences (beams) decode against the one window's encoder output. An
+    `OnnxWhisperASR` runs its exported decoder instead (always with its key/value cache)."""
 
     def __init__(
         self,
-        model: WhisperASR,
-        encoder_out: torch.Tensor,
+        model: WhisperASR | OnnxWhisperASR,
+        encoder_out,
         observer: DecodeObserver,
         window_index: int,
         use_cache: bool = True,
+        batch: int = 1,
     ):
-        self.net, self.model, self.encoder_out = model.network, model, encoder_out
-        self.observer, self.window_index, self.cache, self.calls = observer, window_index, None, 0
+        self.model, self.observer, self.window_index, self.cache, self.calls = model, observer, window_index, None, 0
         self.use_cache, self.history = use_cache, None  # history: all tokens so far, without cache
-        vocab = model.network.config.vocab_size
+        if isinstance(model, OnnxWhisperASR):
+            if not use_cache:
+                raise InputError(f"{model.info.name}: an ONNX export always decodes with its key/value cache")
+            self.net, self.onnx, vocab = None, model.decoder_state(encoder_out, batch), model.vocab_size
+        else:
+            self.net, self.onnx, vocab = model.network, None, model.network.config.vocab_size
+            self.encoder_out = encoder_out.expand(batch, -1, -1) if batch > 1 else encoder_out
         tokens = model.tokens
         self.mask = torch.zeros(vocab, dtype=torch.bool)
         self.mask[list(tokens.suppress)] = True
@@ -51,6 +61,9 @@ class _Decoder:
             new_tokens = self.history
         self.observer.on_decoder_step(self.window_index, self.calls, new_tokens.shape[1], new_tokens.shape[0])
         self.calls += 1
+        if self.onnx is not None:
+            mask = self.begin_mask if first and suppress_blank else self.mask
+            return self.onnx.step(new_tokens).float().masked_fill(mask, float("-inf"))
         out = self.net.model.decoder(
             input_ids=new_tokens,
             encoder_hidden_states=self.encoder_out,
@@ -65,6 +78,8 @@ class _Decoder:
     def reorder(self, sources: list[int]) -> None:
         """Keep the beams `sources` (indices into the current batch), in that order."""
         index = torch.tensor(sources)
+        if self.onnx is not None:
+            self.onnx.reorder(index)
         if self.cache is not None:
             self.cache.reorder_cache(index)
         if self.history is not None:
@@ -136,7 +151,7 @@ def beam_search(
     and is returned only when none ended at eot; ranked beside eot endings, a loop's high
     per-token log-probability would win."""
     n_beams, eot = options.beam_size, model.tokens.eot
-    decoder = _Decoder(model, encoder_out.expand(n_beams, -1, -1), observer, window_index, options.use_cache)
+    decoder = _Decoder(model, encoder_out, observer, window_index, options.use_cache, batch=n_beams)
     guard = RepetitionGuard(options, model.decode_text)
     beams: list[tuple[list[int], float]] = [([], 0.0)] * n_beams
     new = torch.tensor([model.tokens.prompt] * n_beams)

@@ -12,6 +12,7 @@ from weightwise.decode.features import log_mel_spectrogram, split_windows
 from weightwise.decode.options import DecodeObserver, DecodingOptions
 from weightwise.decode.search import beam_search, greedy_search, max_new_tokens
 from weightwise.errors import InputError
+from weightwise.models.onnx_engine import OnnxWhisperASR
 from weightwise.models.runtime import MAX_POSITIONS, encoder_positions
 from weightwise.models.transducer import TransducerASR
 from weightwise.models.whisper import WhisperASR
@@ -54,7 +55,7 @@ class Transcript:
 
 @torch.inference_mode()
 def transcribe(
-    model: WhisperASR | TransducerASR,
+    model: WhisperASR | TransducerASR | OnnxWhisperASR,
     audio: np.ndarray,
     options: DecodingOptions = DecodingOptions(),
     observer: DecodeObserver | None = None,
@@ -101,7 +102,10 @@ def transcribe(
         positions = encoder_positions(getattr(model, "runtime", None), window.duration_s)
         if positions < MAX_POSITIONS:  # a plan's encoder context: the encoder sees the window's start only
             features = features[..., : features.shape[-1] * positions // MAX_POSITIONS]
-        encoder_out = model.network.model.encoder(features).last_hidden_state
+        if isinstance(model, OnnxWhisperASR):  # cross-attention keys/values, once per window
+            encoder_out = model.encode(features)
+        else:
+            encoder_out = model.network.model.encoder(features).last_hidden_state
         window_tokens, stop_reason = search(model, encoder_out, options, observer, window.index)
         observer.on_window_end(window.index, len(window_tokens))
         traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens), stop_reason))

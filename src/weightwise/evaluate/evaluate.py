@@ -22,6 +22,7 @@ from weightwise.evaluate.normalize import normalize, normalizer_name
 from weightwise.evaluate.runtime import peak_rss_mb, threads, versions, weight_bytes_resident, weight_kernels
 from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import WerCounts, word_errors
+from weightwise.models.onnx_engine import OnnxWhisperASR
 from weightwise.models.whisper import WhisperASR
 from weightwise.outputs import write_json_atomic
 
@@ -90,6 +91,7 @@ class EvalResult:
     n_windows_limit_stopped: int | None = None
     weight_bytes_resident: int | None = None  # RAM held by the model's tensors (None: not recorded)
     kernels: str | None = None  # what the weights ran on (`weight_kernels`; None: not recorded)
+    engine: str = "torch"  # what ran the network: "torch" (ours) or "onnxruntime" (an ONNX export)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,7 +162,7 @@ def stop_counts(utterances: list[UtteranceResult]) -> dict[str, int | None]:
 
 
 def evaluate(
-    model: WhisperASR,
+    model: WhisperASR | OnnxWhisperASR,
     manifest: Manifest,
     options: DecodingOptions = DecodingOptions(),
     progress: Callable[[Iterable, str], Iterable] | None = None,
@@ -168,7 +170,8 @@ def evaluate(
     """Transcribe every utterance of `manifest` and score it.
 
     Args:
-        model: from `load_model`.
+        model: from `load_model`, or an ONNX export from `load_onnx_export` (same features,
+            search and scoring; its network runs on ONNX Runtime).
         manifest: utterances (with `text` for WER; without, WER is None).
         options: decoding settings.
         progress: optional wrapper `progress(iterable, label)` (e.g. a rich progress bar).
@@ -205,6 +208,8 @@ def evaluate(
         versions=versions(),
         utterances=utterances,
         **stop_counts(utterances),
-        weight_bytes_resident=weight_bytes_resident(model.network),
-        kernels=weight_kernels(model.network),
+        # ONNX Runtime's arena is not torch's: its weight bytes and kernels are not measured (None)
+        weight_bytes_resident=weight_bytes_resident(model.network) if hasattr(model, "network") else None,
+        kernels=weight_kernels(model.network) if hasattr(model, "network") else None,
+        engine=getattr(model, "engine", "torch"),
     )

@@ -21,7 +21,7 @@ def eval_table(result: EvalResult) -> Table:
     for column in ("system", "precision", "WER", "RTF", "same text as ours", "peak RSS MiB"):
         table.add_column(column, justify="left" if column == "system" else "right")
     table.add_row(
-        f"weightwise {result.model}",
+        f"weightwise {result.model}" + ("" if result.engine == "torch" else f" on {result.engine}"),
         result.precision,
         _pct(result.wer),
         f"{result.rtf:.4f}",
