@@ -79,16 +79,17 @@ class TrainSummary:
 _OPTIONAL = {"time_masks": 0, "time_mask_frames": 8, "speed_perturb": 0.0}
 
 
+SPEED_BASE_RATE = 16000  # any rate works: only the ratio speed : 1 matters to the resampler
+
+
 def _speed(audio: np.ndarray, speed: float) -> np.ndarray:
     """`audio` played `speed` times faster (resampled, so pitch moves too, as in Kaldi's recipe)."""
     if speed == 1.0:
         return audio
-    from fractions import Fraction
+    import soxr
 
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(speed).limit_denominator(100)
-    return resample_poly(audio, ratio.denominator, ratio.numerator).astype(np.float32)
+    # read as if recorded at speed x the rate, resampled back: len / speed samples
+    return soxr.resample(audio.astype(np.float32), SPEED_BASE_RATE * speed, SPEED_BASE_RATE).astype(np.float32)
 
 
 def _lr(config: TrainConfig, step: int) -> float:
