@@ -96,3 +96,26 @@ def test_a_missing_state_file_is_named(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps({**PLAN, "state": "gone.safetensors"}))
     with pytest.raises(InputError, match="gone.safetensors is missing"):
         Plan.from_json(tmp_path / "p.json")
+
+
+@pytest.mark.slow
+def test_a_fresh_process_rebuilds_the_plan_from_its_state(calibrated, sample_audio, tmp_path):
+    """`weightwise eval --plan` in a new interpreter (no calibration audio given or named): the same
+    text as the calibrated model in this process."""
+    import subprocess
+    import sys
+
+    from weightwise.decode import transcribe
+
+    model, plan_file, _ = calibrated
+    out = tmp_path / "eval.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "weightwise", "eval", "--plan", str(plan_file), "--data", "samples", "--limit", "1",
+         "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    hyp = json.loads(out.read_text())["utterances"][0]["hyp"]
+    assert hyp == transcribe(model, sample_audio[0][1]).text
