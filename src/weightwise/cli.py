@@ -343,6 +343,8 @@ def cmd_optimize(args) -> int:
         space=space,
         limit_calib=args.limit_calib,
         limit_eval=args.limit_eval,
+        tune=args.tune,
+        limit_tune=args.limit_tune,
         cache_dir=args.sensitivity_cache,
         uniform=not args.no_uniform,
         executor=_executor(args),
@@ -666,6 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: plan.json, model/, summary.json, report.html")
     p.add_argument("--limit-calib", type=_positive_int, default=None, help="first N calibration utterances")
     p.add_argument("--limit-eval", type=_positive_int, default=None, help="first N evaluation utterances")
+    p.add_argument("--tune", default=None, metavar="MANIFEST",
+                   help="transcribed tuning audio (not --eval's): the closed loop measures each plan's real WER "
+                   "increase there instead of pseudo-WER on --calib")
+    p.add_argument("--limit-tune", type=_positive_int, default=None, help="first N tuning utterances")
     p.add_argument("--candidates", default=None, help="candidate-space JSON (default: the built-in space)")
     p.add_argument("--sensitivity-cache", default=None, metavar="DIR",
                    help="where the resumable sensitivity table is kept (default: the model cache)")

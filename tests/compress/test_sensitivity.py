@@ -133,3 +133,30 @@ def test_a_method_that_does_not_fit_a_module_is_recorded_not_raised(tiny_model, 
     entry = table[(conv1.name, INT4.key)]
     assert not entry.applicable and "group_size 64" in entry.reason
     assert isinstance(tiny_model.network.model.encoder.conv1, torch.nn.Conv1d)
+
+
+def test_a_candidate_limited_to_some_groups_is_tried_only_there(tiny_model, reference, groups, tmp_path):
+    """A space may try 4-bit on the decoder only (each entry costs an accuracy pass): the sweep
+    scores int4 where its `groups` match and int8 everywhere, and the limit survives JSON."""
+    int4_decoder = dataclasses.replace(INT4, groups=("re:model\\.decoder\\..*",))
+    space = CandidateSpace((INT8, int4_decoder), uniform=())
+    chosen = [groups["model.decoder.layers.1.fc1"], groups["model.encoder.layers.1.fc1"]]
+    counter = KillAfter(10**9)
+    table = sensitivity(tiny_model, reference, chosen, space, SensitivityCache(tmp_path / "s.jsonl"), progress=counter)
+    assert counter.seen == [5]  # keep + int8 on both, int4 on the decoder's only
+    assert set(table) == {(g.name, c.key) for g in chosen for c in (space.keep, INT8)} | {(chosen[0].name, INT4.key)}
+    assert [c.label for c in space.candidates_for(chosen[1])] == ["fp16", "int8"]
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space.to_dict()))
+    assert CandidateSpace.from_json(path).candidates == space.candidates
+
+
+@pytest.mark.parametrize("groups_value", [[], "re:.*", [3], ["re:("]])
+def test_a_bad_candidate_groups_limit_is_one_line(tmp_path, groups_value):
+    from weightwise.errors import InputError
+
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"candidates": [{"label": "int8", "quant": {"bits": 8}, "groups": groups_value}]}))
+    with pytest.raises(InputError, match=r"space.json: .*(groups|group regex)") as err:
+        CandidateSpace.from_json(path)
+    assert "\n" not in str(err.value)

@@ -20,7 +20,7 @@ from weightwise.profile.devices import DEVICES_DIR
 SPACE = {
     "candidates": [
         {"label": "int8", "quant": {"bits": 8}},
-        {"label": "int4-g64", "quant": {"bits": 4, "granularity": "group", "group_size": 64}},
+        {"label": "int4-g64", "quant": {"bits": 4, "granularity": "group", "group_size": 64}, "groups": ["re:.*fc1"]},
     ],
     "groups": ["re:model\\.decoder\\.layers\\.3\\.fc\\d", "model.decoder.embed_tokens"],
     "uniform": ["int8"],
@@ -33,6 +33,7 @@ def speech(shared_data_dir) -> dict[str, Path]:
     return {
         "calib": root / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl",
         "eval": root / "librispeech_test_other_mini" / "manifest.jsonl",
+        "tune": root / "arctic_kathleen" / "manifest.jsonl",
     }
 
 
@@ -98,6 +99,10 @@ def test_calibration_manifest_without_audio(capsys, tmp_path, speech):
 def test_evaluation_needs_transcripts_and_unseen_audio(capsys, tmp_path, speech):
     _one_error_line(capsys, _args(speech, tmp_path / "out", eval_set=speech["calib"]), "--eval", "transcript")
     _one_error_line(capsys, _args(speech, tmp_path / "out", calib=speech["eval"]), "--calib and --eval share")
+    _one_error_line(capsys, _args(speech, tmp_path / "out", "--tune", str(speech["calib"])), "--tune", "transcript")
+    _one_error_line(capsys, _args(speech, tmp_path / "out", "--tune", str(speech["eval"])), "--tune and --eval share")
+    tiny = ["--tune", str(speech["tune"]), "--limit-tune", "1"]  # 8 words: one is 12.5 points
+    _one_error_line(capsys, _args(speech, tmp_path / "out", *tiny), "--tune", "one changed word is", "budget 0.5")
 
 
 def test_out_must_be_new_empty_or_an_earlier_optimize_output(capsys, tmp_path, speech):
@@ -156,6 +161,7 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
         budget="5",
     )
     argv += ["--kv-precision", "int8", "--fused-attention", "--rounds", "2"]
+    argv += ["--tune", str(speech["tune"]), "--limit-tune", "3"]  # 3 transcribed arctic utterances, ~27 words
     run = subprocess.run([sys.executable, "-m", "weightwise", *argv], capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr
     assert "below fp16" in run.stdout and "Traceback" not in run.stderr
@@ -197,5 +203,10 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     assert summary["optimized"]["predicted"]["wer_delta_points"] <= 5 + 1e-9
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "optimized" in html
-    assert summary["sensitivity"]["scored"] == 3 * 2 + 67  # 3 planned groups x 2 candidates, keep for all
+    # 3 planned groups x int8, int4 only where its "groups" match (fc1), keep for all
+    assert summary["sensitivity"]["scored"] == 3 + 1 + 67
+    # the closed loop measured real WER increases on the tuning audio, never the evaluation audio
+    loop = summary["planner"]["closed_loop"]
+    assert loop["metric"] == "wer_delta_points" and len(loop["ids"]) == 3 == len(summary["tune_ids"])
+    assert not set(loop["ids"]) & set(summary["eval_ids"]) and 0 <= loop["float_wer_points"] < 100
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left

@@ -9,7 +9,8 @@ an ordinary plan. The `CandidateSpace` is data (JSON): new methods (e.g. a GPTQ 
 Candidate-space JSON::
 
     {"keep": {"label": "fp16", "quant": {"bits": 16}},          # the baseline every group starts at
-     "candidates": [{"label": "int8", "quant": {"bits": 8}}, ...],
+     "candidates": [{"label": "int8", "quant": {"bits": 8}},
+                    {"label": "int4", "quant": {"bits": 4}, "groups": ["re:model\\.decoder\\..*"]}, ...],
      "groups": ["re:.*"],                                       # which groups are planned (others keep)
      "uniform": ["int8", "int4-g64"]}                           # labels measured as uniform baselines
 """
@@ -49,8 +50,15 @@ class Group:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A labelled plan-rule config; `groups` (names/regexes, as the space's own) limits the groups it
+    is tried on (e.g. 4-bit on the decoder only: each sensitivity entry costs an accuracy pass)."""
+
     label: str
     config: CompressionConfig
+    groups: tuple[str, ...] | None = None  # None: every planned group
+
+    def applies_to(self, group: Group) -> bool:
+        return self.groups is None or any(Rule(self.groups, self.config).matches(m) for m in group.modules)
 
     @property
     def key(self) -> str:
@@ -60,16 +68,24 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         method, params = config_to_dict(self.config)
-        return {"label": self.label, method: params}
+        return {"label": self.label, method: params, **({"groups": list(self.groups)} if self.groups else {})}
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Candidate:
         if not isinstance(data, dict) or not isinstance(data.get("label"), str) or not data["label"]:
             raise InputError(f"{where}: a candidate is an object with a 'label' and one method")
-        methods = [k for k in data if k != "label"]
+        methods = [k for k in data if k not in ("label", "groups")]
         if len(methods) != 1:
             raise InputError(f"{where}: candidate {data['label']!r} needs exactly one method, got {methods}")
-        return cls(data["label"], config_from_dict(methods[0], data[methods[0]], where))
+        groups = data.get("groups")
+        if groups is not None and (
+            not isinstance(groups, list) or not groups or not all(isinstance(g, str) for g in groups)
+        ):
+            raise InputError(f"{where}: candidate {data['label']!r}: 'groups' must be a non-empty list of strings")
+        _check_patterns(groups or (), where)
+        return cls(
+            data["label"], config_from_dict(methods[0], data[methods[0]], where), tuple(groups) if groups else None
+        )
 
 
 KEEP = Candidate("fp16", Quant(bits=16))
@@ -103,11 +119,11 @@ class CandidateSpace:
         unknown = [u for u in self.uniform if u not in labels]
         if unknown:
             raise InputError(f"{self.source}: uniform baseline {unknown[0]!r} is not a candidate label")
-        for pattern in self.groups:
-            try:
-                re.compile(pattern[3:] if pattern.startswith("re:") else re.escape(pattern))
-            except re.error as err:
-                raise InputError(f"{self.source}: bad group regex {pattern!r} ({err})") from None
+        _check_patterns(self.groups, self.source)
+
+    def candidates_for(self, group: Group) -> tuple[Candidate, ...]:
+        """keep, then the candidates tried on `group`."""
+        return (self.keep, *(c for c in self.candidates if c.applies_to(group)))
 
     def by_label(self, label: str) -> Candidate:
         return next(c for c in (self.keep, *self.candidates) if c.label == label)
@@ -150,6 +166,14 @@ class CandidateSpace:
         keep = Candidate.from_dict(data["keep"], f"{where}: keep") if "keep" in data else KEEP
         candidates = tuple(Candidate.from_dict(c, f"{where}: candidate {i}") for i, c in enumerate(data["candidates"]))
         return cls(candidates, keep, tuple(groups), tuple(uniform), where)
+
+
+def _check_patterns(patterns, where: str) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern[3:] if pattern.startswith("re:") else re.escape(pattern))
+        except re.error as err:
+            raise InputError(f"{where}: bad group regex {pattern!r} ({err})") from None
 
 
 def weight_groups(network: torch.nn.Module) -> list[Group]:

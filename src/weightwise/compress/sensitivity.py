@@ -294,13 +294,13 @@ def sensitivity(
     context=None,
     executor=None,
 ) -> dict[tuple[str, str], Entry]:
-    """Entry per (group name, candidate key) for keep and every candidate; cached entries are reused.
+    """Entry per (group name, candidate key) for keep and every candidate tried on the group
+    (`CandidateSpace.candidates_for`); cached entries are reused.
 
     Pending work is what the cache lacks (or an entry skipped before that `skip` now wants).
     `executor` (`weightwise.executors`; default: this process) runs each pending entry as one task.
     """
     cache = cache or SensitivityCache(None)
-    candidates = (space.keep, *space.candidates)
 
     def done(group: Group, candidate: Candidate) -> bool:
         entry = cache.entries.get((group.name, candidate.key))
@@ -309,14 +309,15 @@ def sensitivity(
         keep = cache.entries.get((group.name, space.keep.key))
         return keep is not None and skip is not None and skip(group, keep.tensors, entry.tensors)
 
-    pending = [(g, c) for g in groups for c in candidates if not done(g, c)]
+    wanted = [(g, c) for g in groups for c in space.candidates_for(g)]
+    pending = [(g, c) for g, c in wanted if not done(g, c)]
     if executor is not None and executor.name != "local":
         from weightwise.compress.sweep import sweep_on
 
         sweep_on(executor, model, reference, pending, space, cache, skip, progress, context)
-        return {(g.name, c.key): cache.entries[(g.name, c.key)] for g in groups for c in candidates}
+        return {(g.name, c.key): cache.entries[(g.name, c.key)] for g, c in wanted}
     jobs = progress(pending, "sensitivity") if progress is not None else pending
     for group, candidate in jobs:
         keep = cache.entries.get((group.name, space.keep.key))
         cache.put(_compute(model, reference, group, candidate, candidate.key == space.keep.key, keep, skip, context))
-    return {(g.name, c.key): cache.entries[(g.name, c.key)] for g in groups for c in candidates}
+    return {(g.name, c.key): cache.entries[(g.name, c.key)] for g, c in wanted}

@@ -11,7 +11,10 @@ whose MEASURED pseudo-WER fits the budget is kept, and its alpha is the map repo
 
 Pseudo-WER counts changed words, not new errors: a plan that flips "lady's" to "ladies'" costs a
 word even where both are wrong, so it over-states the WER increase measured against references
-(the evaluation reports both).
+(whisper-tiny.en, 64 train-clean-100 utterances: uniform int8 weights changed 0.50 points of words
+there and cost +0.21 on test-other). With a transcribed tuning manifest (`--tune`), the closed loop
+measures the real WER increase on it instead (`wer_points`, plan minus the float model), so the
+budget is spent on errors, not on churn; the KL sensitivities still need no transcripts.
 """
 
 from __future__ import annotations
@@ -84,14 +87,21 @@ class AlphaSearch:
 
 
 def check_calib_words(reference: Reference, budget: float, source: str) -> int:
-    """Words in the float model's transcripts of the calibration audio; a one-line InputError when
-    one changed word already costs more than the budget (every plan that moves a word would fail
-    the closed-loop check, so only the dense weights could be chosen)."""
-    words = sum(len(normalize(text).split()) for _utt, text in reference.transcripts)
+    """Words in the float model's transcripts of the calibration audio (see `check_words`)."""
+    return check_words(
+        [text for _utt, text in reference.transcripts], budget, f"--calib {source}", "the float model says"
+    )
+
+
+def check_words(texts: list[str], budget: float, where: str, who: str = "its transcripts hold") -> int:
+    """Words in `texts`; a one-line InputError when one changed word already costs more than the
+    budget (every plan that moves a word would fail the closed-loop check, so only the dense
+    weights could be chosen)."""
+    words = sum(len(normalize(text).split()) for text in texts)
     if words == 0 or 100.0 / words > budget:
         raise InputError(
-            f"--calib {source}: the float model says {words} words on it, so one changed word is "
-            f"{100.0 / max(words, 1):.2f} WER points, more than --wer-budget {budget:g}; use more calibration audio"
+            f"{where}: {who} {words} words, so one changed word is {100.0 / max(words, 1):.2f} WER points, "
+            f"more than --wer-budget {budget:g}; use more audio"
         )
     return words
 
@@ -99,11 +109,20 @@ def check_calib_words(reference: Reference, budget: float, source: str) -> int:
 @torch.inference_mode()
 def pseudo_wer_points(model, manifest: Manifest, reference: Reference, options: DecodingOptions) -> float:
     """WER (points) of `model`'s transcripts against the reference model's on the same audio."""
-    refs = dict(reference.transcripts)
+    return _wer_points(model, manifest, dict(reference.transcripts), options)
+
+
+@torch.inference_mode()
+def wer_points(model, manifest: Manifest, options: DecodingOptions) -> float:
+    """WER (points) of `model` against the manifest's own transcripts (the `--tune` audio)."""
+    return _wer_points(model, manifest, {u.id: u.text or "" for u in manifest}, options)
+
+
+def _wer_points(model, manifest: Manifest, refs: dict[str, str], options: DecodingOptions) -> float:
     pairs = []
     for utt, samples in iter_audio(manifest):
         ref = normalize(refs[utt.id])
-        if ref.strip():  # an utterance the float model left empty has no words to change
+        if ref.strip():  # an utterance with no reference words has none to change
             pairs.append((ref, normalize(transcribe(model, samples, options).text)))
     if not pairs:
         return 0.0

@@ -24,6 +24,7 @@ from weightwise.decode import DecodingOptions
 from weightwise.errors import InputError
 from weightwise.executors import ExecutorConfig
 from weightwise.models.runtime import RuntimeSettings
+from weightwise.optimize.calibrate import check_words
 from weightwise.profile.device import DeviceSpec, load_device
 
 SUMMARY_KIND = "weightwise-optimize"
@@ -40,6 +41,10 @@ class OptimizeOptions:
     space: CandidateSpace = field(default_factory=CandidateSpace)
     limit_calib: int | None = None
     limit_eval: int | None = None
+    # transcribed tuning audio for the closed loop (real WER increase instead of pseudo-WER on the
+    # calibration audio; see `weightwise.optimize.calibrate`); never the evaluation audio
+    tune: Manifest | str | Path | None = None
+    limit_tune: int | None = None
     cache_dir: str | None = None  # sensitivity cache root; default: the model cache
     rounds: int = 4  # plan -> measure -> refit rounds on the calibration audio
     bins: int = 2000  # WER-budget units of the exact solver
@@ -68,6 +73,7 @@ class Inputs:
     calib: Manifest
     eval_set: Manifest
     out: Path
+    tune: Manifest | None = None
 
 
 def _manifest(value: Manifest | str | Path, limit: int | None, flag: str) -> Manifest:
@@ -110,11 +116,17 @@ def validate(
     eval_manifest = _manifest(eval_set, options.limit_eval, "--eval")
     if not eval_manifest.has_text:
         raise InputError(f"--eval {eval_manifest.source}: every utterance needs a transcript to measure WER")
-    overlap = {u.id for u in calib_manifest} & {u.id for u in eval_manifest}
-    if overlap:
-        raise InputError(
-            f"--calib and --eval share utterance {min(overlap)!r}: evaluate on audio the optimizer never saw"
-        )
+    tune = None if options.tune is None else _manifest(options.tune, options.limit_tune, "--tune")
+    if tune is not None and not tune.has_text:
+        raise InputError(f"--tune {tune.source}: every utterance needs a transcript (the closed loop measures WER)")
+    if tune is not None:
+        check_words([u.text or "" for u in tune], budget, f"--tune {tune.source}")
+    for flag, seen in (("--calib", calib_manifest), ("--tune", tune)):
+        overlap = {u.id for u in seen or ()} & {u.id for u in eval_manifest}
+        if overlap:
+            raise InputError(
+                f"{flag} and --eval share utterance {min(overlap)!r}: evaluate on audio the optimizer never saw"
+            )
     if options.runtime_precision not in ("fp32", "fp16", "bf16"):
         raise InputError(f"runtime precision must be fp32, fp16 or bf16, got {options.runtime_precision!r}")
     if options.encoder_windows is not None and options.encoder_windows < 1:
@@ -123,7 +135,7 @@ def validate(
         raise InputError(f"rounds must be >= 1 and bins >= 10, got {options.rounds} and {options.bins}")
     out_dir = Path(out)
     check_out_dir(out_dir)
-    return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir)
+    return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir, tune)
 
 
 def optimize(

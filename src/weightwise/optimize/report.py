@@ -127,6 +127,8 @@ def build_summary(
         },
         "calib_source": inputs.calib.source,
         "calib_ids": [u.id for u in inputs.calib],
+        "tune_source": None if inputs.tune is None else inputs.tune.source,
+        "tune_ids": None if inputs.tune is None else [u.id for u in inputs.tune],
         "eval_source": inputs.eval_set.source,
         "eval_ids": [u.id for u in inputs.eval_set],
         "decoding": {"max_new_tokens": options.decoding.max_new_tokens, "beam_size": options.decoding.beam_size},
@@ -214,11 +216,15 @@ def report_html(summary: dict[str, Any]) -> str:
     for c in summary["choices"]:
         choices[(c["component"], c["candidate"])] = choices.get((c["component"], c["candidate"]), 0) + 1
     planner, opt = summary["planner"], summary["optimized"]
+    loop = planner.get("closed_loop") or {"metric": "pseudo_wer_points"}
+    tuned = loop["metric"] == "wer_delta_points"
+    loop_name = f"WER increase on {len(loop['ids'])} tuning utterances" if tuned else "calibration pseudo-WER"
     about = (
         f"{summary['model']} on {summary['device']}, WER budget +{summary['wer_budget_points']:g} points over fp16. "
         f"Calibration: {len(summary['calib_ids'])} utterances of {summary['calib_source']} (no transcripts used); "
-        f"evaluation: {len(summary['eval_ids'])} utterances of {summary['eval_source']}. Predicted WER increase "
-        f"{opt['predicted']['wer_delta_points']:+.2f} points (calibration pseudo-WER "
+        + (f"closed loop on {len(loop['ids'])} transcribed utterances of {loop['source']}; " if tuned else "")
+        + f"evaluation: {len(summary['eval_ids'])} utterances of {summary['eval_source']}. Predicted WER increase "
+        f"{opt['predicted']['wer_delta_points']:+.2f} points ({loop_name} "
         f"{opt['predicted']['calib_pseudo_wer_points']:.2f}), measured {opt['wer_delta_points']:+.2f}; "
         f"solver {planner['solver']}, alpha {planner['alpha_points_per_nat']:.1f} points per nat; "
         f"wall time {summary.get('wall_s', 0):.0f} s."
@@ -246,9 +252,15 @@ def report_html(summary: dict[str, Any]) -> str:
         f"<h2>WER vs energy</h2><img alt='WER vs energy' src='data:image/png;base64,{png}'>",
         "<h2>What the plan chose (groups per component)</h2>",
         _table(["component", "candidate", "groups"], [[k[0], k[1], str(n)] for k, n in sorted(choices.items())]),
-        "<h2>Calibration of predicted WER (pseudo-WER vs the float model's transcripts)</h2>",
+        "<h2>Calibration of predicted WER ("
+        + html.escape(
+            f"WER increase over the float model on {loop['source']}"
+            if tuned
+            else "pseudo-WER vs the float model's transcripts"
+        )
+        + ")</h2>",
         _table(
-            ["point", "sum KL (nats/token)", "pseudo-WER (pts)", "alpha used"],
+            ["point", "sum KL (nats/token)", "WER increase (pts)" if tuned else "pseudo-WER (pts)", "alpha used"],
             [
                 [p["name"], f"{p['kl_sum']:.4f}", f"{p['pseudo_wer_points']:.2f}", _fmt(p["alpha"], digits=1)]
                 for p in planner["calibration_points"]

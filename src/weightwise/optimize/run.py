@@ -26,6 +26,7 @@ from weightwise.optimize.calibrate import (
     check_calib_words,
     fit_alpha,
     pseudo_wer_points,
+    wer_points,
 )
 from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict, uniform_assignment
 from weightwise.profile.profile import ModelProfile, profile
@@ -159,6 +160,19 @@ def _runtime_group(requested, budget: float, keep_all: dict, measure):
     return (chosen, cost, tried) if cost <= budget else (None, 0.0, tried)
 
 
+def _closed_loop(model, inputs, options) -> dict[str, Any]:
+    """What the closed loop measures plans on: pseudo-WER on the calibration audio, or (with
+    `--tune`) the WER increase over the float model on the transcribed tuning audio."""
+    if inputs.tune is None:
+        return {"metric": "pseudo_wer_points", "source": inputs.calib.source}
+    return {
+        "metric": "wer_delta_points",
+        "source": inputs.tune.source,
+        "ids": [u.id for u in inputs.tune],
+        "float_wer_points": wer_points(model, inputs.tune, options.decoding),
+    }
+
+
 def _changes(table: Table, assignment: dict[Group, Candidate]) -> dict[str, int]:
     """How many planned groups got each candidate label."""
     counts: dict[str, int] = {}
@@ -253,19 +267,25 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         _bar(progress, len(inputs.calib)),
         options.encoder_windows,
     )
-    check_calib_words(reference, inputs.budget, inputs.calib.source)  # before the sweep, not after it
+    if inputs.tune is None:  # before the sweep, not after it (--tune's words are checked with the inputs)
+        check_calib_words(reference, inputs.budget, inputs.calib.source)
     lap("reference_s")
     context = CompressContext(model, inputs.calib, cache_hessians=True)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
     lap("sensitivity_s")
     table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries, options.runtime)
 
+    loop = _closed_loop(model, inputs, options)
+
     def measure(assignment, runtime=None):
         with all_applied(model, assignment, context):
             with runtime_applied(model, runtime):
-                return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
+                if inputs.tune is None:
+                    return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
+                return wer_points(model, inputs.tune, options.decoding) - loop["float_wer_points"]
 
     assignment, planner, table = _plan(table, inputs, options, measure)
+    planner["closed_loop"] = loop
     lap("plan_s")
     plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=table.runtime)
     final = _compressed(inputs, assignment, "optimized", table.runtime)
