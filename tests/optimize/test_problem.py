@@ -153,3 +153,32 @@ def test_uniform_baselines_cover_every_group_the_method_applies_to(setup, tiny_m
     chosen = _uniform(table, INT4, tiny_model, None)
     kept = sorted(g.name for g, c in chosen.items() if c == table.space.keep)
     assert kept == ["model.encoder.conv1"] and len(chosen) == len(table.groups)
+
+
+def test_closed_loop_skips_saturated_uniform_probes_and_keeps_a_plan_that_holds_the_budget(setup):
+    """A uniform probe whose summed KL is above SATURATED_KL (a model that no longer transcribes) is
+    never decoded; the others are; the plan kept is one whose measured cost fits the budget."""
+    from types import SimpleNamespace
+
+    from weightwise.optimize.calibrate import SATURATED_KL
+    from weightwise.optimize.pipeline import OptimizeOptions
+    from weightwise.optimize.run import _plan
+
+    table, _calib = setup
+    broken = {
+        k: dataclasses.replace(e, kl=2 * SATURATED_KL) if k[1] == INT4.key else e for k, e in table.entries.items()
+    }
+    table = dataclasses.replace(table, entries=broken, space=dataclasses.replace(SPACE, uniform=("int8", "int4")))
+    measured = []
+
+    def measure(assignment, runtime=None):
+        labels = {c.label for c in assignment.values()}
+        assert "int4" not in labels or len(measured) > 1  # the int4 probe is never measured
+        measured.append(sorted(labels))
+        return 0.1 * ("int8" in labels)
+
+    inputs = SimpleNamespace(budget=0.5, device=load_device("jetson-orin-nano"))
+    assignment, info, _ = _plan(table, inputs, OptimizeOptions(rounds=2), measure)
+    assert measured[0] == ["fp16", "int8"] and [p["name"] for p in info["calibration_points"]][0] == "uniform:int8"
+    assert not any(p["name"] == "uniform:int4" for p in info["calibration_points"])
+    assert info["calib_pseudo_wer_points"] <= 0.5 and "int8" in {c.label for c in assignment.values()}

@@ -20,6 +20,7 @@ from weightwise.executors import open_executor
 from weightwise.models.runtime import RuntimeSettings, runtime_applied
 from weightwise.optimize.calibrate import (
     DEFAULT_ALPHA,
+    SATURATED_KL,
     AlphaSearch,
     CalibPoint,
     all_applied,
@@ -76,7 +77,7 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
     for label in table.space.uniform:
         assignment = uniform_assignment(table, table.space.by_label(label))
         kl = table.kl_sum(assignment)
-        if kl is not None:
+        if kl is not None and 0 < kl <= SATURATED_KL:  # no KL: nothing applied; above: saturated
             points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment)))
     search = AlphaSearch(fit_alpha(points) or DEFAULT_ALPHA)
     tried: list[tuple[dict, PlannerResult, CalibPoint]] = []
