@@ -96,8 +96,9 @@ def test_dominated_candidates_are_those_no_plan_would_pick(setup):
 
 
 def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the_planner(setup):
-    """Settings that fit the budget are kept together; over it, each alone within an equal share;
-    the planner's energy then charges the int8 cache (fewer joules than the float cache)."""
+    """Settings that fit the budget are kept together; over it, added cheapest first while the
+    measured whole stays within half the budget; the planner's energy then charges the int8 cache
+    (fewer joules than the float cache)."""
     from weightwise.models.runtime import RuntimeSettings
     from weightwise.optimize.run import _runtime_group
 
@@ -114,7 +115,8 @@ def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the
 
     kept, cost, tried = _runtime_group(requested, 0.5, keep_all, measure)
     assert kept == RuntimeSettings(kv_precision="int8", fused_attention=True) and cost == pytest.approx(0.05)
-    assert [t["pseudo_wer_points"] for t in tried][0] == pytest.approx(0.95) and len(calls) == 5
+    # together, each alone, then fused + kv and fused + kv + activations (refused)
+    assert [t["pseudo_wer_points"] for t in tried][0] == pytest.approx(0.95) and len(calls) == 6
     assert _runtime_group(requested, 2.0, keep_all, measure)[0] == requested  # all fit: one measurement
     assert _runtime_group(None, 0.5, keep_all, measure) == (None, 0.0, [])
     device = load_device("jetson-orin-nano")
