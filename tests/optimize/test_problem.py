@@ -96,8 +96,9 @@ def test_dominated_candidates_are_those_no_plan_would_pick(setup):
 
 
 def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the_planner(setup):
-    """Settings that fit the budget are kept together; over it, each alone within an equal share;
-    the planner's energy then charges the int8 cache (fewer joules than the float cache)."""
+    """Settings that fit the budget are kept together; over it, added cheapest first while the
+    measured whole stays within half the budget; the planner's energy then charges the int8 cache
+    (fewer joules than the float cache)."""
     from weightwise.models.runtime import RuntimeSettings
     from weightwise.optimize.run import _runtime_group
 
@@ -114,7 +115,8 @@ def test_runtime_settings_are_priced_on_the_calibration_audio_and_charged_by_the
 
     kept, cost, tried = _runtime_group(requested, 0.5, keep_all, measure)
     assert kept == RuntimeSettings(kv_precision="int8", fused_attention=True) and cost == pytest.approx(0.05)
-    assert [t["pseudo_wer_points"] for t in tried][0] == pytest.approx(0.95) and len(calls) == 5
+    # together, each alone, then fused + kv and fused + kv + activations (refused)
+    assert [t["pseudo_wer_points"] for t in tried][0] == pytest.approx(0.95) and len(calls) == 6
     assert _runtime_group(requested, 2.0, keep_all, measure)[0] == requested  # all fit: one measurement
     assert _runtime_group(None, 0.5, keep_all, measure) == (None, 0.0, [])
     device = load_device("jetson-orin-nano")
@@ -153,3 +155,32 @@ def test_uniform_baselines_cover_every_group_the_method_applies_to(setup, tiny_m
     chosen = _uniform(table, INT4, tiny_model, None)
     kept = sorted(g.name for g, c in chosen.items() if c == table.space.keep)
     assert kept == ["model.encoder.conv1"] and len(chosen) == len(table.groups)
+
+
+def test_closed_loop_skips_saturated_uniform_probes_and_keeps_a_plan_that_holds_the_budget(setup):
+    """A uniform probe whose summed KL is above SATURATED_KL (a model that no longer transcribes) is
+    never decoded; the others are; the plan kept is one whose measured cost fits the budget."""
+    from types import SimpleNamespace
+
+    from weightwise.optimize.calibrate import SATURATED_KL
+    from weightwise.optimize.pipeline import OptimizeOptions
+    from weightwise.optimize.run import _plan
+
+    table, _calib = setup
+    broken = {
+        k: dataclasses.replace(e, kl=2 * SATURATED_KL) if k[1] == INT4.key else e for k, e in table.entries.items()
+    }
+    table = dataclasses.replace(table, entries=broken, space=dataclasses.replace(SPACE, uniform=("int8", "int4")))
+    measured = []
+
+    def measure(assignment, runtime=None):
+        labels = {c.label for c in assignment.values()}
+        assert "int4" not in labels or len(measured) > 1  # the int4 probe is never measured
+        measured.append(sorted(labels))
+        return 0.1 * ("int8" in labels)
+
+    inputs = SimpleNamespace(budget=0.5, device=load_device("jetson-orin-nano"))
+    assignment, info, _ = _plan(table, inputs, OptimizeOptions(rounds=2), measure)
+    assert measured[0] == ["fp16", "int8"] and [p["name"] for p in info["calibration_points"]][0] == "uniform:int8"
+    assert not any(p["name"] == "uniform:int4" for p in info["calibration_points"])
+    assert info["calib_pseudo_wer_points"] <= 0.5 and "int8" in {c.label for c in assignment.values()}

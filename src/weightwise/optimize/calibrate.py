@@ -48,6 +48,11 @@ class CalibPoint:
 #: transcribes (50% magnitude pruning or low-rank everywhere: KL ~7 nats, pseudo-WER ~100) has
 #: saturated and would pull alpha far below its value for the small changes a budget allows.
 SATURATED_POINTS = 20.0
+#: A uniform probe whose summed KL is above this is not measured at all: it would be left out of the
+#: fit as saturated anyway (whisper-tiny.en: 50% magnitude pruning or low-rank 95% on the decoder,
+#: ~7 nats per token, decode to ~100% WER, each to the 224-token limit on every utterance), while
+#: int4 on every decoder weight sums to ~0.1.
+SATURATED_KL = 1.0
 
 
 def fit_alpha(points: list[CalibPoint]) -> float | None:
