@@ -89,8 +89,8 @@ def ranking_html(ordering: dict[str, Any] | None) -> str:
                     r["component"],
                     str(r["groups"]),
                     f"{1e6 * r['energy_saved_j_per_audio_s']:.3f}",
-                    f"{r['kl_sum']:.5f}",
-                    "" if r["saved_j_per_nat"] is None else f"{1e6 * r['saved_j_per_nat']:.2f}",
+                    f"{r['kl_sum']:.3g}",
+                    "" if r["saved_j_per_nat"] is None else f"{1e6 * r['saved_j_per_nat']:.4g}",
                     ""
                     if r["baseline_invocations_per_audio_s"] is None
                     else f"{r['baseline_invocations_per_audio_s']:.1f}",
