@@ -12,8 +12,8 @@ WORK=${WORK:-/tmp/weightwise-transducer-optimize}
 OUT=${OUT:-benchmarks/results/transducer/optimize}
 BUDGET=${BUDGET:-1.0}
 THREADS=${THREADS:-1}
-N_CALIB=${N_CALIB:-100}
-N_EVAL=${N_EVAL:-200}
+N_CALIB=${N_CALIB:-60}
+N_EVAL=${N_EVAL:-100}
 [ -f "$WORK/eval/manifest.jsonl" ] || python benchmarks/transducer_optimize_data.py --calib "$N_CALIB" --eval "$N_EVAL" --out "$WORK"
 for DEVICE in ${DEVICES:-jetson-orin-nano mcu-npu}; do
   start=$(date +%s)

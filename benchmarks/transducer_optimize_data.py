@@ -1,6 +1,6 @@
 """Calibration and evaluation manifests for `weightwise optimize` on the FSDD transducer.
 
-    python benchmarks/transducer_optimize_data.py --calib 100 --eval 100 --out WORK/
+    python benchmarks/transducer_optimize_data.py --calib 60 --eval 100 --out WORK/
 
 writes WORK/calib/manifest.jsonl (digit strings joined from TRAIN-split clips, seed 2, with no
 transcripts: the optimizer uses the calibration audio untranscribed) and WORK/eval/manifest.jsonl
@@ -34,7 +34,7 @@ def untranscribed(path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(FSDD), help="FSDD manifest with `split` fields")
-    parser.add_argument("--calib", type=int, default=100, help="train-split strings (calibration)")
+    parser.add_argument("--calib", type=int, default=60, help="train-split strings (calibration)")
     parser.add_argument("--eval", type=int, default=100, help="test-split strings (evaluation)")
     parser.add_argument("--out", required=True, help="folder for calib/ and eval/")
     args = parser.parse_args(argv)
