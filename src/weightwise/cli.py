@@ -356,10 +356,11 @@ def cmd_optimize(args) -> int:
     s, base = result.summary, result.summary["baseline"]
     opt = s["optimized"]
     print(
-        f"{s['model']} on {s['device']}: fp16 WER {100 * base['wer']:.2f}%, "
+        f"{s['model']} on {s['device']}: {base['precision']} WER {100 * base['wer']:.2f}%, "
         f"{1e3 * base['energy_j_per_audio_s']:.3f} mJ/audio-s -> optimized WER {100 * opt['wer']:.2f}% "
         f"({opt['wer_delta_points']:+.2f} pts; predicted {opt['predicted']['wer_delta_points']:+.2f}), "
-        f"{1e3 * opt['energy_j_per_audio_s']:.3f} mJ/audio-s ({100 * opt['energy_cut_vs_baseline']:.1f}% below fp16)"
+        f"{1e3 * opt['energy_j_per_audio_s']:.3f} mJ/audio-s "
+        f"({100 * opt['energy_cut_vs_baseline']:.1f}% below {base['precision']})"
     )
     print(
         f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s", file=sys.stderr

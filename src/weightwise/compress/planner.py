@@ -98,6 +98,7 @@ class Solution:
     resident_bytes: int
     method: str = ""
     steps: int = 0
+    order: tuple[tuple[int, int], ...] = ()  # greedy: the (group, option) moves in the order taken
 
 
 def check_budget(budget: float, flag: str = "--wer-budget") -> float:
@@ -113,7 +114,9 @@ def check_budget(budget: float, flag: str = "--wer-budget") -> float:
     return float(budget)
 
 
-def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str = "", steps: int = 0) -> Solution:
+def evaluate(
+    problem: Problem, choice: tuple[int, ...] | list[int], method: str = "", steps: int = 0, order: tuple = ()
+) -> Solution:
     """Energy, off-chip bytes and WER cost of `choice`, with the on-chip placement re-solved."""
     items = list(problem.fixed)
     for g, o in enumerate(choice):
@@ -123,7 +126,8 @@ def evaluate(problem: Problem, choice: tuple[int, ...] | list[int], method: str 
     energy = problem.extra_j + sum(i.onchip_j if k in resident else i.dram_j for k, i in enumerate(items))
     offchip = problem.extra_offchip_bytes + sum(i.read_bytes for k, i in enumerate(items) if k not in resident)
     cost = sum(problem.options[g][o].cost for g, o in enumerate(choice))
-    return Solution(tuple(choice), cost, energy, offchip, sum(items[k].nbytes for k in resident), method, steps)
+    resident_bytes = sum(items[k].nbytes for k in resident)
+    return Solution(tuple(choice), cost, energy, offchip, resident_bytes, method, steps, tuple(order))
 
 
 def _group_energy(problem: Problem, choice: list[int], resident: list[list[bool]]) -> list[float]:
@@ -160,7 +164,7 @@ def _estimate(option: Option, current: Option, resident: list[bool]) -> float:
 
 def greedy(problem: Problem, budget: float, verify: int = 4) -> Solution:
     """Paper 1's greedy: best energy-saved / WER-cost move first, re-ranked after every step."""
-    choice, spent, steps = [0] * len(problem.groups), 0.0, 0
+    choice, spent, steps, order = [0] * len(problem.groups), 0.0, 0, []
     current = evaluate(problem, choice)
     while True:
         resident = _residency(problem, choice)
@@ -189,13 +193,28 @@ def greedy(problem: Problem, budget: float, verify: int = 4) -> Solution:
             checked += 1
             ratio = math.inf if added <= 0 else saved / added
             if best is None or (ratio, saved) > (best[0], best[1]):
-                best = (ratio, saved, trial, result, added)
+                best = (ratio, saved, trial, result, added, (g, o))
         if best is None:
             break
-        _ratio, _saved, choice, current, added = best
+        _ratio, _saved, choice, current, added, move = best
         spent += added
         steps += 1
-    return evaluate(problem, choice, "greedy", steps)
+        order.append(move)
+    return evaluate(problem, choice, "greedy", steps, order)
+
+
+def single_moves(problem: Problem) -> list[tuple[int, int, float]]:
+    """(group, option, energy saved per audio-s) of every move from all-baseline, priced as the
+    greedy's first ranking prices it (under the all-baseline placement)."""
+    choice = [0] * len(problem.groups)
+    resident = _residency(problem, choice)
+    energy = _group_energy(problem, choice, resident)
+    return [
+        (g, o, energy[g] - _estimate(option, options[0], resident[g]))
+        for g, options in enumerate(problem.options)
+        for o, option in enumerate(options)
+        if o
+    ]
 
 
 def exact(problem: Problem, budget: float, bins: int = 2000) -> Solution:

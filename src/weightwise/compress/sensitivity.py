@@ -8,6 +8,9 @@ KL(reference || candidate) over those positions with only that group compressed:
 teacher-forced decoder pass per window; the encoder is re-run only for an encoder group, from that
 group's layer on. The log-likelihood drop of the reference tokens is kept beside it. The baseline
 candidate ("keep", fp16 storage) scores 0 by definition: budgets are relative to it.
+A transducer (`model.info.family == "transducer"`) has its own reference and score: per utterance,
+the KL of the joiner's output along the float model's greedy alignment, teacher-forced
+(`weightwise.compress.transducer_sensitivity`); `encoder_windows` does not apply to it.
 
 The energy side is the profiler's counts for the compressed group (`weightwise.compress.costs`):
 the same weights at the deployment's runtime precision (fp16: activations, norms and biases in
@@ -67,7 +70,7 @@ class Reference:
     trace: Trace  # the runtime-precision model's decode of the calibration audio
     calls: dict  # module name -> Counter of input shapes (`costs.CallRecorder`)
     runtime_dtype: torch.dtype  # float dtype of the deployment the energy side models
-    windows: tuple[CalibWindow, ...]
+    windows: tuple  # CalibWindow per 30 s window; a transducer's: TransducerWindow per utterance
     transcripts: tuple[tuple[str, str], ...]  # (utterance id, the float model's text)
     key: str  # hash of weights, calibration audio, decoding options, runtime precision, encoder_windows
     encoder_windows: int | None = None  # encoder groups are scored on the first N windows (None: all)
@@ -160,10 +163,19 @@ def build_reference(
     `encoder_windows`: score encoder groups on the first N windows only (each needs an encoder
     re-run, about 10x a teacher-forced decoder pass); decoder groups always use every window."""
     trace, calls = trace_calls(runtime_model, manifest, names, options, progress)
-    windows, transcripts = reference_pass(model, manifest, options, progress)
+    if _is_transducer(model):  # windows are utterances, scored along the greedy alignment
+        from weightwise.compress.transducer_sensitivity import reference_pass as transducer_pass
+
+        windows, transcripts = transducer_pass(model, manifest, progress)
+    else:
+        windows, transcripts = reference_pass(model, manifest, options, progress)
     runtime = runtime_model.info.precision
     key = _key(model, manifest, options, runtime, encoder_windows)
     return Reference(trace, calls, runtime_model.dtype, windows, transcripts, key, encoder_windows)
+
+
+def _is_transducer(model) -> bool:
+    return model.info.family == "transducer"
 
 
 def _layer_of(group: Group) -> int | None:
@@ -176,7 +188,12 @@ def _layer_of(group: Group) -> int | None:
 def score(model, reference: Reference, group: Group) -> dict[str, float]:
     """Mean per-token KL(reference || current model) and log-likelihood drop of the reference tokens.
 
-    The encoder is re-run only for encoder groups, from the group's layer on when it has one."""
+    The encoder is re-run only for encoder groups, from the group's layer on when it has one.
+    A transducer's score is the joiner's (`weightwise.compress.transducer_sensitivity`)."""
+    if _is_transducer(model):
+        from weightwise.compress.transducer_sensitivity import score as transducer_score
+
+        return transducer_score(model, reference, group)
     kl = drop = 0.0
     positions = 0
     in_encoder, layer = group.component == "encoder", _layer_of(group)

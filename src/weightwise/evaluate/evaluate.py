@@ -18,7 +18,7 @@ import numpy as np
 
 from weightwise.data import Manifest, Utterance, iter_audio
 from weightwise.decode import DecodingOptions, Transcript, transcribe
-from weightwise.evaluate.normalize import normalize, normalizer_name
+from weightwise.evaluate.normalize import normalize, normalizer_for, normalizer_name
 from weightwise.evaluate.runtime import peak_rss_mb, threads, versions, weight_bytes_resident, weight_kernels
 from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import WerCounts, word_errors
@@ -101,16 +101,19 @@ class EvalResult:
         write_json_atomic(path, self.to_dict())
 
 
-def score(utterances: list[UtteranceResult]) -> WerCounts | None:
-    """Corpus WER after normalization; None when any reference is missing."""
+def score(utterances: list[UtteranceResult], norm: Callable[[str | None], str] = normalize) -> WerCounts | None:
+    """Corpus WER after normalization (`norm`: `normalize`, or `normalizer_for(model)`); None when
+    any reference is missing."""
     if any(u.ref is None for u in utterances):
         return None
-    return word_errors([normalize(u.ref) for u in utterances], [normalize(u.hyp) for u in utterances])
+    return word_errors([norm(u.ref) for u in utterances], [norm(u.hyp) for u in utterances])
 
 
-def score_fields(utterances: list[UtteranceResult]) -> dict[str, float | int | None]:
+def score_fields(
+    utterances: list[UtteranceResult], norm: Callable[[str | None], str] = normalize
+) -> dict[str, float | int | None]:
     """wer, substitutions, deletions, insertions, n_ref_words (all None without references)."""
-    counts = score(utterances)
+    counts = score(utterances, norm)
     names = ("wer", "substitutions", "deletions", "insertions", "n_ref_words")
     return {n: getattr(counts, n) if counts else None for n in names}
 
@@ -195,12 +198,12 @@ def evaluate(
         data=manifest.source,
         n_utterances=len(utterances),
         audio_s=audio_s,
-        **score_fields(utterances),
+        **score_fields(utterances, normalizer_for(model)),
         rtf=compute_s / audio_s,
         compute_s=compute_s,
         peak_rss_mb=peak_rss_mb(),
         threads=threads(),
-        normalizer=normalizer_name(),
+        normalizer=normalizer_name() if normalizer_for(model) is normalize else "vocabulary words (lower-cased)",
         decoding=dataclasses.asdict(options),
         model_source=info.source,
         weights_sha256=info.weights_sha256,

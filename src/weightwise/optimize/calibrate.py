@@ -20,6 +20,7 @@ budget is spent on errors, not on churn; the KL sensitivities still need no tran
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +30,10 @@ from weightwise.compress.sensitivity import Reference
 from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
 from weightwise.errors import InputError
-from weightwise.evaluate.normalize import normalize
+from weightwise.evaluate.normalize import normalize, normalizer_for
 from weightwise.evaluate.wer import word_errors
 
+Normalizer = Callable[[str | None], str]
 DEFAULT_ALPHA = 30.0  # WER points per nat of mean per-token KL, used only when no point moved a word
 
 
@@ -91,18 +93,20 @@ class AlphaSearch:
         return self.alpha
 
 
-def check_calib_words(reference: Reference, budget: float, source: str) -> int:
+def check_calib_words(reference: Reference, budget: float, source: str, norm: Normalizer = normalize) -> int:
     """Words in the float model's transcripts of the calibration audio (see `check_words`)."""
     return check_words(
-        [text for _utt, text in reference.transcripts], budget, f"--calib {source}", "the float model says"
+        [text for _utt, text in reference.transcripts], budget, f"--calib {source}", "the float model says", norm
     )
 
 
-def check_words(texts: list[str], budget: float, where: str, who: str = "its transcripts hold") -> int:
+def check_words(
+    texts: list[str], budget: float, where: str, who: str = "its transcripts hold", norm: Normalizer = normalize
+) -> int:
     """Words in `texts`; a one-line InputError when one changed word already costs more than the
     budget (every plan that moves a word would fail the closed-loop check, so only the dense
     weights could be chosen)."""
-    words = sum(len(normalize(text).split()) for text in texts)
+    words = sum(len(norm(text).split()) for text in texts)
     if words == 0 or 100.0 / words > budget:
         raise InputError(
             f"{where}: {who} {words} words, so one changed word is {100.0 / max(words, 1):.2f} WER points, "
@@ -124,11 +128,11 @@ def wer_points(model, manifest: Manifest, options: DecodingOptions) -> float:
 
 
 def _wer_points(model, manifest: Manifest, refs: dict[str, str], options: DecodingOptions) -> float:
-    pairs = []
+    pairs, norm = [], normalizer_for(model)
     for utt, samples in iter_audio(manifest):
-        ref = normalize(refs[utt.id])
+        ref = norm(refs[utt.id])
         if ref.strip():  # an utterance with no reference words has none to change
-            pairs.append((ref, normalize(transcribe(model, samples, options).text)))
+            pairs.append((ref, norm(transcribe(model, samples, options).text)))
     if not pairs:
         return 0.0
     counts = word_errors([r for r, _ in pairs], [h for _, h in pairs])

@@ -152,7 +152,9 @@ def optimize(
     `wer_budget` points (0.5 = +0.5 percentage points over the fp16 baseline), compress, evaluate.
 
     Args:
-        model: a registered name (e.g. "whisper-tiny.en") or a checkpoint path.
+        model: a registered name (e.g. "whisper-tiny.en") or a checkpoint path. A transducer
+            ("transducer-fsdd") is scored by its joiner's KL along its own greedy alignment,
+            runs at fp32 and is measured on its vocabulary words (digit-level WER).
         device: bundled device profile name or a TOML file.
         wer_budget: allowed WER increase in percentage points.
         calib: calibration audio (a manifest path, a Manifest or "samples"); no transcripts needed.

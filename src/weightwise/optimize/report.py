@@ -14,6 +14,7 @@ from typing import Any
 from weightwise.compress.candidates import plan_of
 from weightwise.compress.loading import needs_calibration
 from weightwise.evaluate.runtime import versions
+from weightwise.optimize.ordering import component_ranking, ranking_html
 from weightwise.optimize.pipeline import SUMMARY_KIND
 from weightwise.optimize.problem import items_of, predict
 from weightwise.report.bench_report import pareto_front
@@ -90,11 +91,14 @@ def build_summary(
                 "energy_j_per_audio_s": predicted.energy_j_per_audio_s,
                 "offchip_bytes_per_audio_s": predicted.offchip_bytes_per_audio_s,
                 "energy_cut_vs_keep": _cut(predicted.energy_j_per_audio_s, keep_all.energy_j_per_audio_s),
-                "note": "modeled on the calibration audio's decode; keep = every planned weight fp16",
+                "note": f"modeled on the calibration audio's decode; keep = every planned weight {keep.label}",
             },
         },
         "uniform": uniform,
         "planner": planner,
+        "ordering": component_ranking(
+            table, device, alpha, base, ((planner.get("solvers") or {}).get("greedy") or {}).get("order")
+        ),
         "choices": [
             {
                 "group": g.name,
@@ -138,7 +142,8 @@ def build_summary(
 
 
 def _points(summary: dict[str, Any]) -> list[tuple[float, float, str]]:
-    rows = [("fp16 (baseline)", summary["baseline"])] + [(u["name"], u) for u in summary["uniform"][1:]]
+    base = summary["baseline"]
+    rows = [(f"{base['precision']} (baseline)", base)] + [(u["name"], u) for u in summary["uniform"][1:]]
     rows.append(("optimized", summary["optimized"]))
     return [(1e3 * r["energy_j_per_audio_s"], 100 * r["wer"], name) for name, r in rows if r["wer"] is not None]
 
@@ -198,7 +203,8 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 2, sign: bool = 
 
 def report_html(summary: dict[str, Any]) -> str:
     base = summary["baseline"]
-    rows = [("fp16 (baseline)", base, None)] + [(u["name"], u, u.get("predicted")) for u in summary["uniform"][1:]]
+    dense = base["precision"]  # fp16 for Whisper; a transducer runs fp32 only
+    rows = [(f"{dense} (baseline)", base, None)] + [(u["name"], u, u.get("predicted")) for u in summary["uniform"][1:]]
     rows.append(("optimized", summary["optimized"], summary["optimized"]["predicted"]))
     variants = [
         [
@@ -220,7 +226,7 @@ def report_html(summary: dict[str, Any]) -> str:
     tuned = loop["metric"] == "wer_delta_points"
     loop_name = f"WER increase on {len(loop['ids'])} tuning utterances" if tuned else "calibration pseudo-WER"
     about = (
-        f"{summary['model']} on {summary['device']}, WER budget +{summary['wer_budget_points']:g} points over fp16. "
+        f"{summary['model']} on {summary['device']}, WER budget +{summary['wer_budget_points']:g} points over {dense}. "
         f"Calibration: {len(summary['calib_ids'])} utterances of {summary['calib_source']} (no transcripts used); "
         + (f"closed loop on {len(loop['ids'])} transcribed utterances of {loop['source']}; " if tuned else "")
         + f"evaluation: {len(summary['eval_ids'])} utterances of {summary['eval_source']}. Predicted WER increase "
@@ -241,9 +247,9 @@ def report_html(summary: dict[str, Any]) -> str:
             [
                 "variant",
                 "WER %",
-                "vs fp16 (pts)",
+                f"vs {dense} (pts)",
                 "mJ/audio-s",
-                "cut vs fp16 %",
+                f"cut vs {dense} %",
                 "off-chip MB/audio-s",
                 "predicted mJ/audio-s (calib)",
             ],
@@ -266,6 +272,7 @@ def report_html(summary: dict[str, Any]) -> str:
                 for p in planner["calibration_points"]
             ],
         ),
+        ranking_html(summary.get("ordering")),
         "<h2>Per-group choices</h2>",
         _table(
             ["group", "candidate", "KL (nats/token)", "predicted WER (pts)"],

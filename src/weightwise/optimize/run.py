@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from weightwise.compress.planner import PlannerResult, solve
 from weightwise.compress.sensitivity import SensitivityCache, build_reference, cache_file, sensitivity
 from weightwise.compress.state import save_plan_state
 from weightwise.errors import InputError
+from weightwise.evaluate.normalize import normalizer_for
 from weightwise.executors import open_executor
 from weightwise.models.runtime import RuntimeSettings, runtime_applied
 from weightwise.optimize.calibrate import (
@@ -130,6 +132,7 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
                 "wer_delta_points": s.wer_cost,
                 "offchip_bytes_per_audio_s": s.offchip_bytes,
                 "steps": s.steps,
+                "order": [[problem.groups[g], problem.options[g][o].label] for g, o in s.order],  # greedy's moves
             }
             for name, s in (("greedy", result.greedy), ("exact", result.exact))
         },
@@ -250,6 +253,14 @@ def _compressed(inputs, assignment: dict[Group, Candidate], name: str, runtime=N
     return model
 
 
+def family_options(model, options):
+    """`options` for `model`'s family: a transducer runs at fp32 only (its loader refuses other
+    precisions), so its dense baseline and the runtime of its compressed variants are fp32."""
+    if model.info.family == "transducer" and options.runtime_precision != "fp32":
+        return dataclasses.replace(options, runtime_precision="fp32")
+    return options
+
+
 def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     from weightwise.models import load_model
 
@@ -261,6 +272,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         timings[step], clock = now - clock, now
 
     model = load_model(inputs.model)
+    options = family_options(model, options)
     groups = weight_groups(model.network)
     planned = options.space.planned(groups)
     runtime = load_model(inputs.model, precision=options.runtime_precision)
@@ -274,7 +286,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
         options.encoder_windows,
     )
     if inputs.tune is None:  # before the sweep, not after it (--tune's words are checked with the inputs)
-        check_calib_words(reference, inputs.budget, inputs.calib.source)
+        check_calib_words(reference, inputs.budget, inputs.calib.source, normalizer_for(model))
     lap("reference_s")
     context = CompressContext(model, inputs.calib, cache_hessians=True)
     entries, cache_path = _sweep(model, reference, groups, planned, options.space, inputs, options, context, progress)
@@ -285,7 +297,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
 
     def measure(assignment, runtime=None):
         with all_applied(model, assignment, context):
-            with runtime_applied(model, runtime):
+            with runtime_applied(model, runtime) if runtime else contextlib.nullcontext():
                 if inputs.tune is None:
                     return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
                 return wer_points(model, inputs.tune, options.decoding) - loop["float_wer_points"]

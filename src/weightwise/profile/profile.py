@@ -20,6 +20,7 @@ from typing import Any
 from weightwise.data import Manifest, iter_audio
 from weightwise.decode import DecodingOptions, transcribe
 from weightwise.evaluate.evaluate import UtteranceResult, score, stop_counts, utterance_result
+from weightwise.evaluate.normalize import normalizer_for
 from weightwise.evaluate.runtime import versions
 from weightwise.models.whisper import WhisperASR
 from weightwise.outputs import write_json_atomic
@@ -300,7 +301,7 @@ def profile(
     if act_dtype is not None:
         check_act_dtype(act_dtype)
     trace, results, measured = trace_manifest(model, manifest, options, progress, meter)
-    counts = score(results)
+    counts = score(results, normalizer_for(model))
     result = analyze(
         trace, device, manifest.source, counts.wer if counts else None, measured, kv_dtype, act_dtype, fused_attention
     )

@@ -104,9 +104,16 @@ def make_timed_digit_string(
 
 
 def write_digit_strings(
-    clips: list[Clip], spec: DigitStrings, n: int, seed: int, out: str | Path, noise: list[np.ndarray] = ()
+    clips: list[Clip],
+    spec: DigitStrings,
+    n: int,
+    seed: int,
+    out: str | Path,
+    noise: list[np.ndarray] = (),
+    id_prefix: str = "string",
 ) -> Path:
-    """`n` strings as FLAC files + a manifest.jsonl in `out`; returns the manifest path."""
+    """`n` strings as FLAC files + a manifest.jsonl in `out` (ids `{id_prefix}_0000`, ...); returns
+    the manifest path."""
     import json
 
     out = Path(out)
@@ -116,7 +123,7 @@ def write_digit_strings(
         text, audio = make_digit_string(clips, spec, seed * 1_000_003 + i, noise)
         name = f"audio/string_{i:04d}.flac"
         sf.write(out / name, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
-        record = {"id": f"string_{i:04d}", "audio": name, "text": text, "duration": len(audio) / SAMPLE_RATE}
+        record = {"id": f"{id_prefix}_{i:04d}", "audio": name, "text": text, "duration": len(audio) / SAMPLE_RATE}
         lines.append(json.dumps(record) + "\n")
     with atomic_writer(out / "manifest.jsonl", "w") as handle:
         handle.writelines(lines)
