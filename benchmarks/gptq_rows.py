@@ -2,7 +2,8 @@
 
 Rows: fp32; round-to-nearest int4 group 64 (`quant`) and GPTQ int4 group 64 (`gptq`) on the
 decoder's linears + the tied embedding / output projection, on every layer linear, and on the
-encoder's. The plans are benchmarks/plans/gptq/<row>.json. Calibration: the first --calib-limit
+encoder's; GPTQ on the decoder + projection also calibrated block by block (``-seq``, `Gptq.sequential`)
+and with groups of 32. The plans are benchmarks/plans/gptq/<row>.json. Calibration: the first --calib-limit
 utterances (by id, one speaker each) of librispeech_train_clean_100_untranscribed, written as
 benchmarks/calib/<name>.jsonl (paths relative to it) so `--calib` names one file. Rows run one after
 another (the CPU is shared); a row whose result exists is skipped, so a killed run resumes.
@@ -33,6 +34,8 @@ ROWS = (
     "fp32",
     "rtn-int4-g64-dec",
     "gptq-int4-g64-dec",
+    "gptq-int4-g64-dec-seq",
+    "gptq-int4-g32-dec",
     "gptq-int4-g64-dec-tied0.3",
     "gptq-int4-g64-all",
     "gptq-int4-g64-enc",
