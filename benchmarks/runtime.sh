@@ -18,9 +18,9 @@ python runtime_packed.py --model whisper-tiny.en --plan plans/int4-group64.json 
 weightwise eval --model whisper-tiny.en --data "$DATA" --limit 10 --threads 2 --out "$OUT/eval_tiny_fp32.json"
 weightwise eval --model whisper-tiny.en --plan plans/int4-group64.json --data "$DATA" --limit 10 --threads 2 \
   --out "$OUT/eval_tiny_int4-group64.json"
-python runtime_int8.py --model whisper-tiny.en --limit "${TINY_LIMIT:-40}" --noise "$NOISES" --snr 20,10,5 \
+python runtime_int8.py --model whisper-tiny.en --limit "${TINY_LIMIT:-40}" --noise "$NOISES" --snr 20,10,5 --fp32-clean-only \
   --out "$OUT/int8_tiny_matrix.json"
 python runtime_packed.py --model whisper-tiny.en --plan plans/whisper-tiny.en-jetson-orin-nano.json --limit 10 \
   --skip-simulated --out "$OUT/packed_orin-plan_tiny.json"
-python runtime_int8.py --model whisper-base --limit "${BASE_LIMIT:-25}" --noise "$NOISES" --snr 20,10,5 \
+python runtime_int8.py --model whisper-base --limit "${BASE_LIMIT:-25}" --noise "$NOISES" --snr 20,10,5 --fp32-clean-only \
   --out "$OUT/int8_base_matrix.json"

@@ -4,7 +4,8 @@ and faster-whisper int8, clean and in noise, all systems interleaved utterance b
 One process, one model: every condition (clean, then each noise at each SNR) runs every system on
 the same noisy samples (noise mixed outside the timer, seeded per utterance as `bench` does), with
 the system order rotated per utterance so a burst of foreign load on this shared machine hits all
-alike. RTF ratios are over all timed calls of a system (every condition).
+alike. RTF ratios are over all timed calls of a system (every condition it ran) against faster-whisper
+int8's calls on the same conditions (`--fp32-clean-only`: our fp32 runs clean only, to save time).
 
     python benchmarks/runtime_int8.py --model whisper-tiny.en --limit 30 --noise babble,white \
         --snr 10 --out benchmarks/results/runtime/int8_tiny.json
@@ -124,6 +125,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--no-clean", action="store_true", help="noisy conditions only")
+    parser.add_argument(
+        "--fp32-clean-only", action="store_true", help="our fp32 runs clean only (the WER bar reference)"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -132,28 +136,37 @@ def main() -> None:
     noises = [n for n in args.noise.split(",") if n]
     run = {"model": args.model, "data": args.data, "n_utterances": len(items), "threads": args.threads}
     run["load_average_start"] = load_average()
-    cells, compute_s, audio_s = [], dict.fromkeys(runners, 0.0), 0.0
+    # per system: its compute, the audio it ran, and faster-whisper int8's compute on the same conditions
+    cells, compute_s, audio_s, peer_s = [], dict.fromkeys(runners, 0.0), dict.fromkeys(runners, 0.0), {}
     for noise, snr in conditions(noises, [float(s) for s in args.snr.split(",")], not args.no_clean):
+        active = {n: r for n, r in runners.items() if not (args.fp32_clean_only and noise and n == FP32)}
         source = resolve_noise(noise) if noise else None
         noisy = [
             (u, add_noise(s, source, snr, cell_seed(u.id, source.name, snr, args.seed)) if source else s)
             for u, s in items
         ]
-        timed = warm_up_and_time({n: lambda s, _id, r=r: r(s) for n, r in runners.items()}, noisy)
+        timed = warm_up_and_time({n: lambda s, _id, r=r: r(s) for n, r in active.items()}, noisy)
         refs = [normalize(u.text) for u, _ in noisy]
-        for name in runners:
+        condition_audio_s = sum(len(s) for _, s in noisy) / SAMPLE_RATE
+        condition_peer_s = sum(t.compute_s for t in timed if t.runner == PEER)
+        for name in active:
             calls = [t for t in timed if t.runner == name]
             compute_s[name] += sum(t.compute_s for t in calls)
+            audio_s[name] += condition_audio_s
+            peer_s[name] = peer_s.get(name, 0.0) + condition_peer_s
             hyps = [normalize(t.output) for t in calls]
             wer = word_errors(refs, hyps).wer
             errors = [_errors(word_errors([r], [h])) for r, h in zip(refs, hyps, strict=True)]
             label = source.name if source else None
             cells.append({"system": name, "noise": label, "snr_db": snr, "wer": wer, "utterance_errors": errors})
+            cells[-1]["load_average_after"] = load_average()
             print(f"{label or 'clean':8s} {snr or '':>4} {name:48s} WER {100 * wer:6.2f}%", flush=True)
-        audio_s += sum(len(s) for _, s in noisy) / SAMPLE_RATE
-        base = compute_s[PEER]
-        rtf = {n: {"rtf": s / audio_s, "rtf_vs_faster_whisper_int8": s / base} for n, s in compute_s.items()}
-        run |= {"load_average_end": load_average(), "timed_audio_s": audio_s, "cells": cells, "rtf": rtf}
+        rtf = {
+            n: {"rtf": s / audio_s[n], "rtf_vs_faster_whisper_int8": s / peer_s[n], "timed_audio_s": audio_s[n]}
+            for n, s in compute_s.items()
+            if n in peer_s
+        }
+        run |= {"load_average_end": load_average(), "timed_audio_s": audio_s[PEER], "cells": cells, "rtf": rtf}
         run |= {"acceptance": acceptance(cells, rtf), "weight_bytes_resident": resident, "versions": versions()}
         write_json_atomic(Path(args.out), run)
     for name, row in run["rtf"].items():

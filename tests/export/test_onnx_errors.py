@@ -81,3 +81,31 @@ def test_export_refuses_a_folder_holding_other_files(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and str(tmp_path) in err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def _rehash(folder: Path, edit=lambda manifest: None) -> None:
+    """The manifest's sha256s made consistent with the folder's files (after `edit`): only the
+    interface check is left to catch the mismatch."""
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["files"] = {name: file_sha256(folder / name) for name in manifest["files"]}
+    edit(manifest)
+    _rewrite(folder / MANIFEST_NAME, json.dumps(manifest).encode())
+
+
+def test_encoder_and_decoder_swapped_is_one_line(fp32_export, tmp_path, capsys):
+    folder = _copy(fp32_export, tmp_path / "export")
+    (folder / "encoder.onnx").rename(folder / "x")
+    (folder / "decoder.onnx").rename(folder / "encoder.onnx")
+    (folder / "x").rename(folder / "decoder.onnx")
+    _rehash(folder)
+    code, line = _eval(capsys, folder, tmp_path / "out.json")  # before the check: a traceback mid-run
+    assert code == 2 and str(folder / "encoder.onnx") in line and "input_features" in line
+
+
+def test_file_of_another_model_is_one_line(fp32_export, tmp_path):
+    """A manifest whose config (here: 128 mel bins, as large-v3's) is not the files' own model."""
+    folder = _copy(fp32_export, tmp_path / "export")
+    _rehash(folder, lambda manifest: manifest["config"].update(n_mels=128))
+    with pytest.raises(InputError, match=r"encoder.onnx: input_features has shape \['batch', 80, 'frames'\]") as err:
+        load_onnx_export(folder)
+    assert "\n" not in str(err.value) and "128" in str(err.value)

@@ -196,6 +196,41 @@ def load_onnx_export(folder: str | Path, threads: int | None = None) -> OnnxWhis
     except Exception as err:  # tokenizers raises a bare Exception on a bad file
         raise InputError(f"{path / 'tokenizer.json'}: not a tokenizer file ({str(err)[:120]})") from None
     try:
-        return OnnxWhisperASR(path, manifest, encoder, decoder, tokenizer, n)
+        model = OnnxWhisperASR(path, manifest, encoder, decoder, tokenizer, n)
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{path / MANIFEST_NAME}: incomplete manifest ({type(err).__name__}: {err})") from None
+    for file, session, expected in zip(FILES[:2], (encoder, decoder), _interfaces(model), strict=True):
+        _check_interface(path / file, session, expected)
+    return model
+
+
+def _interfaces(model: OnnxWhisperASR) -> tuple[dict, dict]:
+    """{input or output name: its fixed dimensions} the manifest's config implies for encoder.onnx and
+    decoder.onnx (`weightwise.export.graph`'s contract; None = a free dimension)."""
+    cache = {f"{kind}.{i}": (None, model.n_heads, None, model.head_dim) for i in range(model.n_layers)
+             for kind in ("cross_key", "cross_value")}  # fmt: skip
+    past = {f"past_{kind}.{i}": cache[f"cross_{kind}.{i}"] for i in range(model.n_layers) for kind in ("key", "value")}
+    present = {name.replace("past_", "present_"): dims for name, dims in past.items()}
+    encoder = {"input_features": (None, model.n_mels, None), **cache}
+    decoder = {"input_ids": (None, None), **past, **cache, "logits": (None, model.vocab_size), **present}
+    return encoder, decoder
+
+
+def _check_interface(file: Path, session, expected: dict[str, tuple]) -> None:
+    """A loadable file from another model or export, or the encoder and decoder swapped: one line
+    naming the file, before any audio is decoded (not an ONNX Runtime error mid-run)."""
+    found = {arg.name: arg.shape for arg in (*session.get_inputs(), *session.get_outputs())}
+    if set(found) != set(expected):
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        raise InputError(
+            f"{file}: its inputs/outputs do not match {MANIFEST_NAME} (missing {missing[:3]}, unexpected {extra[:3]}; "
+            "from another export, or encoder and decoder swapped?)"
+        )
+    for name, dims in expected.items():
+        shape = found[name]
+        fixed = [d if isinstance(d, int) else None for d in shape]
+        if len(fixed) != len(dims) or any(want not in (None, got) for want, got in zip(dims, fixed, strict=True)):
+            raise InputError(
+                f"{file}: {name} has shape {list(shape)}, {MANIFEST_NAME}'s config implies "
+                f"{['*' if d is None else d for d in dims]} (from another model's export?)"
+            )
