@@ -4,16 +4,18 @@ Every `chunk_ms` of received audio (at fixed stream positions, whatever the `acc
 sizes) the whole buffer is decoded again, as one zero-padded 30 s window, conditioned on the
 confirmed text that already left the buffer (`<|startofprev|>` + its last `prompt_chars`
 characters). Words two consecutive hypotheses agree on are confirmed (`agreement.HypothesisBuffer`),
-except a hypothesis' last word (`hold_words`), which the buffer's end may cut: it waits for the next
-pair of decodes. Word times come from cross-attention DTW (`alignment`). Once the buffer is longer than `trim_s`,
-it is cut after the last confirmed sentence inside it: we decode without timestamp tokens, so a
+optionally except a hypothesis' last words (`hold_words`), which the buffer's end may cut: they wait
+for the next pair of decodes. Word times come from cross-attention DTW (`alignment`). Once the
+buffer is longer than `trim_s`, it is cut after the last confirmed sentence inside it: we decode
+without timestamp tokens, so a
 confirmed sentence end (. ? !) stands in for whisper_streaming's segment end; past `max_buffer_s`
 it is cut after the last confirmed word, whatever it is. The cut lies where the newest decode starts
 the word that follows (the DTW end of a word that ended its own decode stretches to that decode's
 end, into the next word). With `encoder_context="auto"` (the default, as a plan runtime's) each
 re-decode runs the encoder on the buffer plus a 3 s margin (at least 500 positions) instead of all
-1,500 positions of the zero-padded window: on test-other mini with tiny.en that cut the median
-confirmed-word latency by 0.3 s and did not raise the streaming WER (benchmarks/results/stream/README.md).
+1,500 positions of the zero-padded window: on the first 50 utterances of test-other mini with
+tiny.en that cut the median confirmed-word latency by 0.3 s and 13 word errors of 181
+(benchmarks/results/stream/README.md).
 
 With a VAD gate (`vad.VadGate`), a chunk without speech is not decoded; the first silent chunk
 after speech finalizes the buffer (one decode, everything confirmed) and the buffer restarts after
@@ -56,7 +58,7 @@ class StreamOptions:
     # encoder positions per decode, as a plan runtime's `encoder_context` ("auto": the buffer plus
     # a margin, weightwise.models.runtime); None: the model's runtime setting, else all 1,500
     encoder_context: str | int | None = "auto"
-    hold_words: int = 1  # a hypothesis' last words are no votes for agreement (`agreement.HypothesisBuffer`)
+    hold_words: int = 0  # a hypothesis' last words are no votes for agreement (`agreement.HypothesisBuffer`)
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
 
     def __post_init__(self):
