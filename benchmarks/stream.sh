@@ -11,5 +11,5 @@ LIMIT=${LIMIT:-100}
 mkdir -p "$OUT"
 weightwise stream --model whisper-tiny.en --data "$DATA/librispeech_test_other_mini/manifest.jsonl" \
   --limit "$LIMIT" --chunk-ms 1000 --threads 1 --device jetson-orin-nano \
-  --out "$OUT/tiny.en_test_other_1000ms.json"
+  --out "$OUT/tiny.en_test_other_1000ms_align.json"
 python benchmarks/stream_vad.py --out "$OUT/vad_pauses.json"

@@ -477,9 +477,8 @@ def cmd_stream(args) -> int:
     )
 
     # a bad --chunk-ms or --encoder-context fails before the model load
-    options = StreamOptions(
-        chunk_ms=args.chunk_ms, vad=args.vad, encoder_context=_encoder_context(args.encoder_context)
-    )
+    context = {"encoder_context": _encoder_context(args.encoder_context)} if args.encoder_context else {}
+    options = StreamOptions(chunk_ms=args.chunk_ms, vad=args.vad, **context)
     sources = [bool(args.file), args.mic, bool(args.data)]
     if sum(sources) != 1:
         raise InputError("stream: give one of FILE, --mic or --data MANIFEST")
@@ -730,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=_positive_int, default=1000, help="decode every this many ms of audio")
     p.add_argument("--vad", action="store_true", help="gate decodes with silero-vad (silence is not decoded)")
     p.add_argument("--encoder-context", default=None,
-                   help="encoder positions per re-decode ('auto': the buffer + a margin; default 1500)")
+                   help="encoder positions per re-decode (default 'auto': the buffer + a margin; 1500: all)")
     p.add_argument("--no-pace", action="store_true", help="feed the file as fast as it decodes")
     p.add_argument("--mic", action="store_true", help="stream from the default input device (needs sounddevice)")
     p.add_argument("--data", default=None, help="evaluate a manifest (simulated real-time pacing) instead")

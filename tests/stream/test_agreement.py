@@ -81,3 +81,16 @@ def test_confirm_all_keeps_times_monotonic():
     rest = buf.confirm_all()
     assert rest == [Word("b", 0.6, 0.9)]  # starts where the confirmed "a" ends
     assert word_key("Don't!") == "don't"
+
+
+def test_the_last_words_of_the_previous_hypothesis_are_no_votes():
+    """The buffer's end cuts its last word ("said" heard as "set"): with `hold_words=1` a word is
+    confirmed only once a decode that followed it with another word agrees with the next one."""
+    eager, held = HypothesisBuffer(), HypothesisBuffer(hold_words=1)
+    for buf in (eager, held):
+        buf.insert(_words("then set"))
+    assert [w.text for w in eager.insert(_words("then set the unit"))] == ["then", "set"]
+    assert [w.text for w in held.insert(_words("then set the unit"))] == ["then"]
+    assert [w.text for w in held.insert(_words("then said the unit was"))] == []  # "set" never agreed on
+    assert [w.text for w in held.insert(_words("then said the eunuch was here"))] == ["said", "the"]
+    assert [w.text for w in held.confirm_all()] == ["eunuch", "was", "here"]  # the end of the stream is final

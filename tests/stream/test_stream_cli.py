@@ -37,9 +37,9 @@ def test_stream_file_prints_partials_and_writes_words(capsys, tmp_path, arctic):
     )
     assert code == 0, err
     lines = printed.splitlines()
-    assert lines[-1].endswith("Wash your hands of me.")  # the final line: all words confirmed
+    assert lines[-1].lower().endswith("wash your hands of me.")  # the final line: all words confirmed
     words = json.loads(out.read_text())["words"]
-    assert [w["word"]["text"] for w in words] == ["Wash", "your", "hands", "of", "me."]
+    assert [w["word"]["text"].lower() for w in words] == ["wash", "your", "hands", "of", "me."]
     assert all(w["word"]["end_s"] <= w["confirmed_at_audio_s"] + 1e-6 for w in words)
 
 

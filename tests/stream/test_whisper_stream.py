@@ -169,3 +169,19 @@ def test_encoder_context_runs_the_encoder_on_the_buffer_only(tiny_model, clip):
     assert normalize(stream.result.text) == normalize(clip[0].text)
     with pytest.raises(InputError, match="encoder-context"):
         StreamOptions(encoder_context="half")
+
+
+def test_a_word_cut_by_the_buffer_end_is_not_confirmed_from_a_guess(tiny_model, shared_data_dir):
+    """ "Then said the eunuch": the 1 s decode ends inside "said" and hears "Then set.", the 2 s one
+    agrees ("Then, set the unit."). With the last word of a hypothesis held back (`hold_words=1`),
+    "said" is confirmed by two decodes that heard it whole, as offline decoding reads it."""
+    from weightwise.decode import transcribe
+
+    utt, samples = _test_other(shared_data_dir, "2033-164914-0002")
+    offline = normalize(transcribe(tiny_model, samples).text).split()
+    held = stream_utterance(tiny_model, samples, StreamOptions(hold_words=1), None)
+    assert normalize(held.result.text).split()[:3] == offline[:3] == ["then", "said", "the"]
+    eager = stream_utterance(tiny_model, samples, StreamOptions(hold_words=0), None)
+    assert normalize(eager.result.text).split()[:2] == ["then", "set"]  # the failure the hold removes
+    with pytest.raises(InputError, match="hold_words"):
+        StreamOptions(hold_words=-1)

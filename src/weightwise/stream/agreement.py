@@ -12,8 +12,15 @@ at 1.5 s), and genuine repeats ("tear down the fence, tear down the fence") look
 when no confirmed word is inside the buffer (it was just cut after one) are leading words that
 repeat the confirmed tail dropped: Whisper often re-emits the end of its prompt.
 
-The longest common prefix of the previous and the new part is then confirmed. Words are compared by
-a key without case or punctuation ("Well," and "well" agree); the newer spelling and times are kept.
+The longest common prefix of the previous and the new part is then confirmed. With `hold_words` > 0
+the previous hypothesis' last words are no votes: the buffer's end cuts them, often mid-word, so
+they are guesses ("said" heard as "set", "replied" as "reply"), and a next decode that agrees with
+the guess confirms an error offline decoding does not make; held back, such a word is confirmed one
+decode later, by two decodes that both heard it whole. On test-other mini with tiny.en (1 s chunks,
+encoder context "auto") holding one word removed 2 of 168 word errors on the first 50 utterances and
+1 of 109 on the other 50, for 0.2 s more median latency, so streams default to 0 (with the 1,500-position
+encoder it removed 7 of 181). Words are compared by a key without case or punctuation ("Well," and
+"well" agree); the newer spelling and times are kept.
 The newest hypothesis also gives the buffer its cut points (`cut_points`): the end of a confirmed
 word is taken from a decode in which another word follows it (the start of that word), never from
 one in which it ends the buffer.
@@ -38,7 +45,8 @@ def word_key(text: str) -> str:
 class HypothesisBuffer:
     """Confirmed words so far, and the previous hypothesis waiting for agreement."""
 
-    def __init__(self):
+    def __init__(self, hold_words: int = 0):
+        self.hold_words = hold_words  # the previous hypothesis' last words are no votes (cut mid-word)
         self.confirmed: list[Word] = []
         self.previous: list[Word] = []  # the last hypothesis, minus what it confirmed
         self.latest: list[Word] = []  # the newest hypothesis, minus what is confirmed
@@ -87,10 +95,8 @@ class HypothesisBuffer:
         previous one)."""
         start = self._align(words)
         new = words[start:]
-        agreed = 0
-        while agreed < min(len(new), len(self.previous)) and word_key(new[agreed].text) == word_key(
-            self.previous[agreed].text
-        ):
+        agreed, votes = 0, min(len(new), len(self.previous) - self.hold_words)
+        while agreed < votes and word_key(new[agreed].text) == word_key(self.previous[agreed].text):
             agreed += 1
         self._note_cuts(words, len(self.confirmed), start, agreed)
         confirmed = self._append(new[:agreed])
