@@ -116,3 +116,21 @@ def ray_cluster(weightwise_cache) -> str:
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def fsdd_strings(shared_data_dir):
+    """`make(folder, split, n, seed)`: `n` real digit strings joined from 12 FSDD clips of `split`
+    (12 speakers and digits), written to `folder`, as a manifest."""
+    from weightwise.data import Manifest, load_manifest
+    from weightwise.train.digits import DigitStrings, clips_by_split, write_digit_strings
+
+    fsdd = load_manifest(shared_data_dir / "speech" / "fsdd_digits" / "manifest.jsonl")
+
+    def make(folder, split: str, n: int, seed: int) -> Manifest:
+        picked = [u for u in fsdd if u.extra.get("split") == split][::97][:12]
+        clips = clips_by_split(Manifest(tuple(picked), "picked"))[split]
+        written = write_digit_strings(clips, DigitStrings(max_digits=5), n, seed, folder, id_prefix=split)
+        return load_manifest(written)
+
+    return make

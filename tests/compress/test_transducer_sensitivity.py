@@ -10,19 +10,10 @@ from weightwise.compress.candidates import Group, applied, weight_groups
 from weightwise.compress.configs import Quant
 from weightwise.compress.sensitivity import build_reference, score
 from weightwise.compress.transducer_sensitivity import lattice_points
-from weightwise.data import Manifest, iter_audio, load_manifest
+from weightwise.data import iter_audio
 from weightwise.decode import transcribe
 from weightwise.models import load_model
 from weightwise.models.transducer.search import Emission
-from weightwise.train.digits import DigitStrings, clips_by_split, write_digit_strings
-
-
-def digit_strings(shared_data_dir, folder, split: str, n: int, seed: int) -> Manifest:
-    """`n` real digit strings joined from 12 clips of `split` (12 speakers and digits)."""
-    fsdd = load_manifest(shared_data_dir / "speech" / "fsdd_digits" / "manifest.jsonl")
-    picked = [u for u in fsdd if u.extra.get("split") == split][::97][:12]
-    clips = clips_by_split(Manifest(tuple(picked), "picked"))[split]
-    return load_manifest(write_digit_strings(clips, DigitStrings(max_digits=5), n, seed, folder, id_prefix=split))
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +23,8 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def reference(model, shared_data_dir, tmp_path_factory):
-    calib = digit_strings(shared_data_dir, tmp_path_factory.mktemp("calib"), "train", 3, seed=5)
+def reference(model, fsdd_strings, tmp_path_factory):
+    calib = fsdd_strings(tmp_path_factory.mktemp("calib"), "train", 3, seed=5)
     names = [m for g in weight_groups(model.network) for m in g.modules]
     return calib, build_reference(model, model, calib, names)
 

@@ -12,8 +12,7 @@ import torch
 from weightwise.cli import main
 from weightwise.compress import Plan
 from weightwise.compress.loading import load_model_with_plan
-from weightwise.data import Manifest, iter_audio, load_manifest
-from weightwise.train.digits import DigitStrings, clips_by_split, write_digit_strings
+from weightwise.data import iter_audio
 
 SPACE = {
     "candidates": [
@@ -25,20 +24,12 @@ SPACE = {
 }
 
 
-def digit_strings(shared_data_dir, folder, split: str, n: int, seed: int) -> Manifest:
-    """`n` real digit strings joined from 12 clips of `split` (12 speakers and digits)."""
-    fsdd = load_manifest(shared_data_dir / "speech" / "fsdd_digits" / "manifest.jsonl")
-    picked = [u for u in fsdd if u.extra.get("split") == split][::97][:12]
-    clips = clips_by_split(Manifest(tuple(picked), "picked"))[split]
-    return load_manifest(write_digit_strings(clips, DigitStrings(max_digits=5), n, seed, folder, id_prefix=split))
-
-
 @pytest.fixture(scope="module")
-def run(shared_data_dir, tmp_path_factory):
+def run(fsdd_strings, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("transducer-optimize")
-    calib = digit_strings(shared_data_dir, root / "calib", "train", 3, seed=5)
-    evaluation = digit_strings(shared_data_dir, root / "eval", "test", 3, seed=1)
+    calib = fsdd_strings(root / "calib", "train", 3, seed=5)
+    evaluation = fsdd_strings(root / "eval", "test", 3, seed=1)
     (root / "space.json").write_text(json.dumps(SPACE))
     out = root / "opt"
     args = ["optimize", "--model", "transducer-fsdd", "--device", "mcu-npu", "--wer-budget", "30"]
