@@ -349,6 +349,7 @@ def cmd_optimize(args) -> int:
         uniform=not args.no_uniform,
         executor=_executor(args),
         rounds=args.rounds,
+        confidence=args.confidence,
     )
     result = optimize(
         args.model, args.device, args.wer_budget, args.calib, args.eval, args.out, options, progress=_progress
@@ -679,6 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (per task)")
     p.add_argument("--rounds", type=_positive_int, default=4,
                    help="plan -> measure -> refit rounds on the calibration audio (default 4)")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="a plan holds the budget when its measured WER increase's one-sided upper bound at this "
+                   "confidence does (paired over the closed loop's utterances; 0.5: the point value; default 0.9)")
     p.add_argument("--kv-precision", default=None, metavar="fp16|int8",
                    help="plan runtime: key/value-cache precision, simulated in the decode (priced as one group)")
     p.add_argument("--activation-precision", default=None, metavar="fp16|int8",

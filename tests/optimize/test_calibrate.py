@@ -21,3 +21,43 @@ def test_the_search_brackets_the_budget():
     search = AlphaSearch(10.0)
     assert search.update(2.0, 0.5) == 40.0  # overshot: more cautious
     assert search.update(0.3, 0.5) == 20.0  # held: bisect between 10 and 40
+
+
+def test_paired_interval_matches_a_bootstrap_over_utterances():
+    """The standard error of the WER increase is the spread of the corpus-level increase when
+    utterances are resampled (a bootstrap, computed here independently), and pairing removes what
+    both models share: the same errors in both give zero, however many."""
+    import random
+
+    from weightwise.optimize.calibrate import paired_delta, z_of
+
+    rng = random.Random(0)
+    words = [rng.randint(5, 40) for _ in range(200)]
+    float_errors = [rng.randint(0, w // 3) for w in words]
+    errors = [f + rng.choice((0, 0, 0, 1, 2, -1)) for f in float_errors]
+    errors = [max(0, e) for e in errors]
+    delta = paired_delta(errors, float_errors, words, z_of(0.9))
+    assert delta.points == 100 * (sum(errors) - sum(float_errors)) / sum(words)
+    boot = []
+    for _ in range(2000):
+        idx = [rng.randrange(len(words)) for _ in words]
+        boot.append(100 * sum(errors[i] - float_errors[i] for i in idx) / sum(words[i] for i in idx))
+    mean = sum(boot) / len(boot)
+    sd = (sum((b - mean) ** 2 for b in boot) / (len(boot) - 1)) ** 0.5
+    assert abs(delta.se_points - sd) < 0.1 * sd
+    assert abs(delta.upper_points - (delta.points + 1.2816 * delta.se_points)) < 1e-3 * delta.se_points
+    same = paired_delta(float_errors, float_errors, words, 1.28)
+    assert same.points == 0 and same.se_points == 0 and same.upper_points == 0
+    assert z_of(0.5) == 0
+
+
+def test_utterance_errors_give_the_corpus_wer_and_refuse_mismatched_lists():
+    import pytest
+
+    from weightwise.optimize.calibrate import UtteranceErrors, paired_delta
+
+    errs = UtteranceErrors((1, 0, 3), (10, 5, 5))
+    assert errs.wer_points == 20.0
+    assert errs.delta(None, 0.0).points == 20.0  # against a reference with no errors (pseudo-WER)
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_delta([1], [1, 2], [3, 4], 1.0)

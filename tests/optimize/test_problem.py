@@ -184,3 +184,35 @@ def test_closed_loop_skips_saturated_uniform_probes_and_keeps_a_plan_that_holds_
     assert measured[0] == ["fp16", "int8"] and [p["name"] for p in info["calibration_points"]][0] == "uniform:int8"
     assert not any(p["name"] == "uniform:int4" for p in info["calibration_points"])
     assert info["calib_pseudo_wer_points"] <= 0.5 and "int8" in {c.label for c in assignment.values()}
+
+
+def test_a_plan_is_accepted_on_its_upper_bound_and_a_negative_runtime_cost_frees_no_budget(setup):
+    """A plan whose point value fits the budget but whose paired upper bound does not is refused
+    (the old rule took it); runtime settings measured below zero leave the weights the budget as is."""
+    from types import SimpleNamespace
+
+    from weightwise.models.runtime import RuntimeSettings
+    from weightwise.optimize.calibrate import Delta
+    from weightwise.optimize.pipeline import OptimizeOptions
+    from weightwise.optimize.run import _plan
+
+    table, _calib = setup
+    int4_plans = []
+
+    def measure(assignment, runtime=None):
+        labels = {c.label for c in assignment.values()}
+        if labels == {"fp16"}:  # the runtime settings alone: a lucky draw below zero
+            return Delta(-0.4, 0.1, 1.28)
+        if "int4" in labels:
+            int4_plans.append(labels)
+            return Delta(0.3, 0.4, 1.28)  # point 0.3 fits 0.5; upper 0.81 does not
+        return Delta(0.1, 0.05, 1.28)
+
+    inputs = SimpleNamespace(budget=0.5, device=load_device("jetson-orin-nano"))
+    options = OptimizeOptions(rounds=4, runtime=RuntimeSettings(kv_precision="int8"))
+    assignment, info, _ = _plan(table, inputs, options, measure)
+    assert info["runtime"]["weight_budget_points"] == 0.5  # not 0.9
+    assert int4_plans, "the solver never proposed an int4 plan: the test exercises nothing"
+    assert "int4" not in {c.label for c in assignment.values()}
+    assert info["calib_upper_points"] <= 0.5 and info["confidence"] == 0.9
+    assert all("upper_points" in p for p in info["calibration_points"])

@@ -47,6 +47,9 @@ class OptimizeOptions:
     limit_tune: int | None = None
     cache_dir: str | None = None  # sensitivity cache root; default: the model cache
     rounds: int = 4  # plan -> measure -> refit rounds on the calibration audio
+    # a plan holds the budget when its measured increase's upper bound at this one-sided confidence
+    # does (paired over the closed loop's utterances; 0.5: the point value, the rule before)
+    confidence: float = 0.9
     bins: int = 2000  # WER-budget units of the exact solver
     uniform: bool = True  # also measure the uniform baselines on the evaluation audio
     decoding: DecodingOptions = DECODING
@@ -131,6 +134,8 @@ def validate(
         raise InputError(f"runtime precision must be fp32, fp16 or bf16, got {options.runtime_precision!r}")
     if options.encoder_windows is not None and options.encoder_windows < 1:
         raise InputError(f"encoder_windows must be >= 1 or None, got {options.encoder_windows}")
+    if not 0.5 <= options.confidence < 1:
+        raise InputError(f"--confidence must be in [0.5, 1), got {options.confidence:g}")
     if options.rounds < 1 or options.bins < 10:
         raise InputError(f"rounds must be >= 1 and bins >= 10, got {options.rounds} and {options.bins}")
     out_dir = Path(out)

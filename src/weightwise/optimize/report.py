@@ -88,6 +88,7 @@ def build_summary(
             "predicted": {
                 "wer_delta_points": planner["predicted_wer_delta_points"],
                 "calib_pseudo_wer_points": planner["calib_pseudo_wer_points"],
+                "calib_upper_points": planner.get("calib_upper_points"),
                 "energy_j_per_audio_s": predicted.energy_j_per_audio_s,
                 "offchip_bytes_per_audio_s": predicted.offchip_bytes_per_audio_s,
                 "energy_cut_vs_keep": _cut(predicted.energy_j_per_audio_s, keep_all.energy_j_per_audio_s),
@@ -266,9 +267,21 @@ def report_html(summary: dict[str, Any]) -> str:
         )
         + ")</h2>",
         _table(
-            ["point", "sum KL (nats/token)", "WER increase (pts)" if tuned else "pseudo-WER (pts)", "alpha used"],
             [
-                [p["name"], f"{p['kl_sum']:.4f}", f"{p['pseudo_wer_points']:.2f}", _fmt(p["alpha"], digits=1)]
+                "point",
+                "sum KL (nats/token)",
+                "WER increase (pts)" if tuned else "pseudo-WER (pts)",
+                f"upper bound at {planner.get('confidence', 0.5):g} (pts)",
+                "alpha used",
+            ],
+            [
+                [
+                    p["name"],
+                    f"{p['kl_sum']:.4f}",
+                    f"{p['pseudo_wer_points']:.2f}",
+                    _fmt(p.get("upper_points"), digits=2),
+                    _fmt(p["alpha"], digits=1),
+                ]
                 for p in planner["calibration_points"]
             ],
         ),

@@ -25,11 +25,13 @@ from weightwise.optimize.calibrate import (
     SATURATED_KL,
     AlphaSearch,
     CalibPoint,
+    Delta,
     all_applied,
     check_calib_words,
     fit_alpha,
-    pseudo_wer_points,
-    wer_points,
+    pseudo_errors,
+    utterance_errors,
+    z_of,
 )
 from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict, uniform_assignment
 from weightwise.profile.profile import ModelProfile, profile
@@ -68,19 +70,21 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
     """Closed loop on the calibration audio: probes, then plan -> measure -> refit (see calibrate).
 
     The uniform probes are measured on the weights alone (they fit KL -> WER); the runtime settings
-    (`options.runtime`) are priced first, as one fixed group: their own pseudo-WER on the calibration
-    audio comes off the weights' budget, and every plan is then measured with them on."""
+    (`options.runtime`) are priced first, as one fixed group: their measured cost comes off the
+    weights' budget (a cost measured below zero frees none: that is noise, not room), and every plan
+    is then measured with them on. A plan holds the budget when the upper bound of its paired
+    interval does (`Delta.upper_points`; a bare number from `measure` is taken as exact)."""
     points: list[CalibPoint] = []
     keep_all = {g: table.space.keep for g in table.groups}
     runtime, runtime_points, runtime_tried = _runtime_group(options.runtime, inputs.budget, keep_all, measure)
     table = dataclasses.replace(table, runtime=runtime)  # the planner prices the settings kept
     # the solver needs a positive budget: settings that spend it all leave the weights next to nothing
-    weight_budget = max(0.01 * inputs.budget, inputs.budget - runtime_points)
+    weight_budget = max(0.01 * inputs.budget, inputs.budget - max(0.0, runtime_points))
     for label in table.space.uniform:
         assignment = uniform_assignment(table, table.space.by_label(label))
         kl = table.kl_sum(assignment)
         if kl is not None and 0 < kl <= SATURATED_KL:  # no KL: nothing applied; above: saturated
-            points.append(CalibPoint(f"uniform:{label}", kl, measure(assignment)))
+            points.append(_point(f"uniform:{label}", kl, Delta.of(measure(assignment))))
     search = AlphaSearch(fit_alpha(points) or DEFAULT_ALPHA)
     tried: list[tuple[dict, PlannerResult, CalibPoint]] = []
     for round_ in range(options.rounds):
@@ -89,18 +93,23 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
         result = solve(problem, weight_budget, options.bins)
         assignment = assignment_of(table, behind, result.best.choice)
         same = next((t for t in tried if t[0] == assignment), None)
-        measured = same[2].pseudo_wer_points if same else measure(assignment, runtime)
-        point = CalibPoint(f"plan:{round_}", table.kl_sum(assignment), measured, alpha, _changes(table, assignment))
+        labels = _changes(table, assignment)
+        name, kl = f"plan:{round_}", table.kl_sum(assignment)
+        point = (
+            dataclasses.replace(same[2], name=name)
+            if same
+            else _point(name, kl, Delta.of(measure(assignment, runtime)), alpha, labels)
+        )
         points.append(point)
         if same is None:
             tried.append((assignment, result, point))
-        if search.update(measured, inputs.budget) is None:
+        if search.update(point.upper_points, inputs.budget) is None:
             break
-    feasible = [t for t in tried if t[2].pseudo_wer_points <= inputs.budget]
+    feasible = [t for t in tried if t[2].upper_points <= inputs.budget]
     if feasible:
         assignment, result, point = min(feasible, key=lambda t: t[1].best.energy_j)
     else:  # no plan held the budget on the calibration audio: fp16 everywhere
-        assignment, result, point = keep_all, None, CalibPoint("keep", 0.0, 0.0)
+        assignment, result, point = keep_all, None, CalibPoint("keep", 0.0, 0.0, upper_points=0.0)
     final_alpha = point.alpha or search.alpha
     problem, _ = build_problem(table, inputs.device, final_alpha)
     frontier = [
@@ -123,6 +132,8 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
         "chosen_round": point.name,
         "predicted_wer_delta_points": runtime_points + final_alpha * (table.kl_sum(assignment) or 0.0),
         "calib_pseudo_wer_points": point.pseudo_wer_points,
+        "calib_upper_points": point.upper_points,
+        "confidence": options.confidence,
         "frontier": frontier,
         "solvers": None
         if result is None
@@ -141,44 +152,58 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
     return assignment, info, table
 
 
+def _point(name: str, kl: float, delta: Delta, alpha: float | None = None, labels: dict | None = None) -> CalibPoint:
+    return CalibPoint(name, kl, delta.points, alpha, labels, delta.upper_points)
+
+
 def _runtime_group(requested, budget: float, keep_all: dict, measure):
     """The runtime settings kept, their measured cost in the closed loop, and what was measured.
 
-    All requested settings together if they fit the budget; else each alone, then added cheapest
-    first, each addition measured with the ones kept and kept while the whole stays within half the
-    budget (the weights get what is left). Costs do not add up: on the tuning audio the int8 cache,
-    int8 activations and the encoder context each measured below zero alone and +0.96 together; an
-    equal share each (the rule before) then kept none of them."""
+    All requested settings together if the upper bound of their cost fits half the budget; else
+    each alone, then added cheapest first, each addition measured with the ones kept and kept while
+    the whole's upper bound stays within half the budget (the weights get what is left). Costs do
+    not add up: on the tuning audio the int8 cache, int8 activations and the encoder context each
+    measured below zero alone and +0.96 together; an equal share each (the rule before) then kept
+    none of them."""
     if not requested:
         return None, 0.0, []
-    tried = [{"settings": requested.to_dict(), "pseudo_wer_points": measure(keep_all, requested)}]
-    if tried[0]["pseudo_wer_points"] <= budget:
-        return requested, tried[0]["pseudo_wer_points"], tried
-    costs = {}
+
+    def record(settings: dict, delta: Delta) -> dict:
+        return {"settings": settings, "pseudo_wer_points": delta.points, "upper_points": delta.upper_points}
+
+    together = Delta.of(measure(keep_all, requested))
+    tried = [record(requested.to_dict(), together)]
+    if together.upper_points <= budget / 2:
+        return requested, together.points, tried
+    costs: dict[str, Delta] = {}
     for key, value in requested.to_dict().items():
-        costs[key] = measure(keep_all, RuntimeSettings(**{key: value}))
-        tried.append({"settings": {key: value}, "pseudo_wer_points": costs[key]})
+        costs[key] = Delta.of(measure(keep_all, RuntimeSettings(**{key: value})))
+        tried.append(record({key: value}, costs[key]))
     kept, cost = {}, 0.0
-    for key in sorted(costs, key=costs.get):
+    for key in sorted(costs, key=lambda k: costs[k].upper_points):
         trial = {**kept, key: requested.to_dict()[key]}
-        measured = costs[key] if not kept else measure(keep_all, RuntimeSettings(**trial))
+        measured = costs[key] if not kept else Delta.of(measure(keep_all, RuntimeSettings(**trial)))
         if kept:
-            tried.append({"settings": trial, "pseudo_wer_points": measured})
-        if measured <= budget / 2:
-            kept, cost = trial, measured
+            tried.append(record(trial, measured))
+        if measured.upper_points <= budget / 2:
+            kept, cost = trial, measured.points
     return (RuntimeSettings(**kept), cost, tried) if kept else (None, 0.0, tried)
 
 
 def _closed_loop(model, inputs, options) -> dict[str, Any]:
     """What the closed loop measures plans on: pseudo-WER on the calibration audio, or (with
     `--tune`) the WER increase over the float model on the transcribed tuning audio."""
+    gate = {"confidence": options.confidence, "z": z_of(options.confidence)}
     if inputs.tune is None:
-        return {"metric": "pseudo_wer_points", "source": inputs.calib.source}
+        return {"metric": "pseudo_wer_points", "source": inputs.calib.source, **gate}
+    float_errors = utterance_errors(model, inputs.tune, options.decoding)
     return {
         "metric": "wer_delta_points",
         "source": inputs.tune.source,
         "ids": [u.id for u in inputs.tune],
-        "float_wer_points": wer_points(model, inputs.tune, options.decoding),
+        "float_wer_points": float_errors.wer_points,
+        **gate,
+        "float_errors": float_errors,  # per utterance, for the paired interval (not written out)
     }
 
 
@@ -295,15 +320,16 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
 
     loop = _closed_loop(model, inputs, options)
 
-    def measure(assignment, runtime=None):
+    def measure(assignment, runtime=None) -> Delta:
         with all_applied(model, assignment, context):
             with runtime_applied(model, runtime) if runtime else contextlib.nullcontext():
-                if inputs.tune is None:
-                    return pseudo_wer_points(model, inputs.calib, reference, options.decoding)
-                return wer_points(model, inputs.tune, options.decoding) - loop["float_wer_points"]
+                if inputs.tune is None:  # against the float model's transcripts: its errors are 0
+                    return pseudo_errors(model, inputs.calib, reference, options.decoding).delta(None, loop["z"])
+                errors = utterance_errors(model, inputs.tune, options.decoding)
+                return errors.delta(loop["float_errors"], loop["z"])
 
     assignment, planner, table = _plan(table, inputs, options, measure)
-    planner["closed_loop"] = loop
+    planner["closed_loop"] = {k: v for k, v in loop.items() if k != "float_errors"}
     lap("plan_s")
     plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=table.runtime)
     final = _compressed(inputs, assignment, "optimized", table.runtime)
