@@ -1,4 +1,5 @@
-"""Arguments every benchmark script shares: model, manifest, number of utterances, threads."""
+"""Arguments every benchmark script shares (model, manifest, number of utterances, threads) and the
+header of its result JSON."""
 
 from __future__ import annotations
 
@@ -17,3 +18,15 @@ def benchmark_parser(doc: str, limit: int) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=limit, help="first N utterances")
     parser.add_argument("--threads", type=int, default=2)
     return parser
+
+
+def run_header(args: argparse.Namespace, n_utterances: int, audio_s: float) -> dict:
+    """What every plan benchmark's JSON starts with: the model, plan, data and threads it ran."""
+    return {
+        "model": args.model,
+        "plan": args.plan,
+        "data": args.data,
+        "n_utterances": n_utterances,
+        "audio_s": audio_s,
+        "threads": args.threads,
+    }

@@ -28,7 +28,7 @@ from weightwise.export import export_onnx
 from weightwise.models.onnx_engine import load_onnx_export
 from weightwise.outputs import write_json_atomic
 
-from _common import benchmark_parser
+from _common import benchmark_parser, run_header
 
 
 def _loadavg() -> str:
@@ -96,12 +96,7 @@ def main() -> None:
     write_json_atomic(
         Path(args.out),
         {
-            "model": args.model,
-            "plan": args.plan,
-            "data": args.data,
-            "n_utterances": len(items),
-            "audio_s": audio_s,
-            "threads": args.threads,
+            **run_header(args, len(items), audio_s),
             "systems": rows,
             "summary": summary,
             "export_s": export_s,

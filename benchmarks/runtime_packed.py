@@ -22,7 +22,7 @@ from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import word_errors
 from weightwise.outputs import write_json_atomic
 
-from _common import benchmark_parser
+from _common import benchmark_parser, run_header
 
 
 def main() -> None:
@@ -66,12 +66,7 @@ def main() -> None:
     write_json_atomic(
         Path(args.out),
         {
-            "model": args.model,
-            "plan": args.plan,
-            "data": args.data,
-            "n_utterances": len(items),
-            "audio_s": audio_s,
-            "threads": args.threads,
+            **run_header(args, len(items), audio_s),
             "systems": rows,
             "same_text_packed_vs_simulated": same,
             "load_average_start": load_start,
