@@ -363,6 +363,12 @@ def cmd_optimize(args) -> int:
         f"{1e3 * opt['energy_j_per_audio_s']:.3f} mJ/audio-s "
         f"({100 * opt['energy_cut_vs_baseline']:.1f}% below {base['precision']})"
     )
+    if opt.get("dominated_by"):
+        print(
+            f"warning: the optimized point is dominated by {', '.join(opt['dominated_by'])} "
+            "(as good or better on WER and energy); see report.html",
+            file=sys.stderr,
+        )
     print(
         f"wrote {result.out_dir} (plan.json, model/, summary.json, report.html) in {s['wall_s']:.0f} s", file=sys.stderr
     )

@@ -61,3 +61,18 @@ def test_utterance_errors_give_the_corpus_wer_and_refuse_mismatched_lists():
     assert errs.delta(None, 0.0).points == 20.0  # against a reference with no errors (pseudo-WER)
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_delta([1], [1, 2], [3, 4], 1.0)
+
+
+def test_a_point_is_dominated_only_by_a_baseline_as_good_on_both_axes_and_better_on_one():
+    from weightwise.optimize.report import dominated_by
+
+    uniform = [
+        {"name": "fp16", "wer": 0.140, "energy_j_per_audio_s": 12.0},
+        {"name": "int8", "wer": 0.142, "energy_j_per_audio_s": 6.7},
+        {"name": "int4", "wer": 0.250, "energy_j_per_audio_s": 4.5},
+        {"name": "broken", "wer": None, "energy_j_per_audio_s": 1.0},
+    ]
+    assert dominated_by(0.142, 9.0, uniform) == ["int8"]  # same WER, more energy: the rerun's plan
+    assert dominated_by(0.142, 6.7, uniform) == []  # equal on both: not dominated
+    assert dominated_by(0.150, 1.6, uniform) == []
+    assert dominated_by(0.260, 13.0, uniform) == ["fp16", "int8", "int4"]

@@ -180,6 +180,15 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     assert summary["optimized"]["offchip_bytes_per_audio_s"] > 0
     assert [u["name"] for u in summary["uniform"]] == ["fp16", "int8"]
     assert summary["uniform"][0]["energy_j_per_audio_s"] == summary["baseline"]["energy_j_per_audio_s"]
+    opt = summary["optimized"]
+    beaten = [
+        u["name"]
+        for u in summary["uniform"]
+        if (u["wer"], u["energy_j_per_audio_s"]) != (opt["wer"], opt["energy_j_per_audio_s"])
+        and u["wer"] <= opt["wer"]
+        and u["energy_j_per_audio_s"] <= opt["energy_j_per_audio_s"]
+    ]
+    assert opt["dominated_by"] == beaten
     assert len(summary["calib_ids"]) == 2 and len(summary["eval_ids"]) == 2 and summary["wall_s"] > 0
     assert not set(summary["calib_ids"]) & set(summary["eval_ids"])
     # the plan is an ordinary plan: it loads, claims every weight group, and matches the saved model

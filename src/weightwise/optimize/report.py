@@ -55,6 +55,18 @@ def _plan_file(inputs, plan) -> dict[str, Any]:
     return plan.to_dict()
 
 
+def dominated_by(wer: float, energy_j: float, uniform: list[dict[str, Any]]) -> list[str]:
+    """The measured baselines at least as good on both WER and energy, and better on one."""
+    return [
+        u["name"]
+        for u in uniform
+        if u["wer"] is not None
+        and u["wer"] <= wer
+        and u["energy_j_per_audio_s"] <= energy_j
+        and (u["wer"] < wer or u["energy_j_per_audio_s"] < energy_j)
+    ]
+
+
 def build_summary(
     inputs, options, table, assignment, planner, base, opt, uniform, timings, cache_path
 ) -> dict[str, Any]:
@@ -85,6 +97,7 @@ def build_summary(
             "wer_delta_points": 100.0 * (opt.wer - base.wer),
             "energy_cut_vs_baseline": _cut(opt.energy_j_per_audio_s, base.energy_j_per_audio_s),
             "components": opt.components,
+            "dominated_by": dominated_by(opt.wer, opt.energy_j_per_audio_s, uniform),
             "predicted": {
                 "wer_delta_points": planner["predicted_wer_delta_points"],
                 "calib_pseudo_wer_points": planner["calib_pseudo_wer_points"],
@@ -236,6 +249,9 @@ def report_html(summary: dict[str, Any]) -> str:
         f"solver {planner['solver']}, alpha {planner['alpha_points_per_nat']:.1f} points per nat; "
         f"wall time {summary.get('wall_s', 0):.0f} s."
     )
+    beaten = summary["optimized"].get("dominated_by")
+    if beaten:
+        about += f" The optimized point is dominated by {', '.join(beaten)} (as good or better on WER and energy)."
     png = base64.b64encode(pareto_png(summary)).decode()
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>weightwise optimize</title>"
