@@ -119,3 +119,70 @@ def test_a_fresh_process_rebuilds_the_plan_from_its_state(calibrated, sample_aud
     assert proc.returncode == 0, proc.stderr
     hyp = json.loads(out.read_text())["utterances"][0]["hyp"]
     assert hyp == transcribe(model, sample_audio[0][1]).text
+
+
+def _inputs_of(model, name: str, audio) -> torch.Tensor:
+    """The inputs module `name` of `model` sees while transcribing `audio` (the decoder's rows)."""
+    from weightwise.decode import transcribe
+
+    seen: list[torch.Tensor] = []
+    handle = model.network.get_submodule(name).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        transcribe(model, audio)
+    finally:
+        handle.remove()
+    return torch.cat([x.reshape(-1, x.shape[-1]) for x in seen])
+
+
+@pytest.mark.slow
+def test_gptq_layers_load_from_the_state_straight_into_packed_form(calibrated, sample_audio):
+    """`load_model_with_plan(plan with a state file)` packs the GPTQ layers from the file's codes:
+    the same packed tensors as the simulated model packed afterwards (the path before) and the same
+    text; a packed layer's output on the decoder's real inputs is the simulated one's within 1%
+    (relative L2: the kernel takes bf16 activations and bf16 scales)."""
+    from weightwise.compress.packed import PackedQuantModule, pack_
+    from weightwise.decode import transcribe
+
+    _, plan_file, _ = calibrated
+    audio = sample_audio[0][1]
+    packed = load_model_with_plan("whisper-tiny.en", plan=plan_file)
+    simulated = load_model_with_plan("whisper-tiny.en", plan=plan_file, pack=False)
+    name = "model.decoder.layers.0.fc1"
+    x = _inputs_of(simulated, name, audio)
+    assert len(x) > 1
+    with torch.no_grad():
+        want, got = simulated.network.get_submodule(name)(x), packed.network.get_submodule(name)(x)
+    assert isinstance(packed.network.get_submodule(name), PackedQuantModule)
+    assert 0 < (got - want).norm() / want.norm() < 0.01
+    text = transcribe(simulated, audio).text
+    pack_(simulated.network)
+    pairs = zip(packed.network.state_dict().items(), simulated.network.state_dict().items(), strict=True)
+    for (key, a), (other, b) in pairs:
+        assert key == other and torch.equal(a, b), key
+    assert transcribe(packed, audio).text == transcribe(simulated, audio).text == text
+
+
+@pytest.mark.slow
+def test_a_state_without_a_gptq_layers_codes_or_with_wrong_shapes_is_one_line(calibrated, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _, plan_file, state = calibrated
+    with safe_open(str(state), "pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(state))
+    fc2 = next(k for k in tensors if k.startswith("model.decoder.layers.0.fc2.codes"))
+    cases = {
+        "holds no codes for model.decoder.layers.0.fc2": {k: v for k, v in tensors.items() if k != fc2},
+        "tensor model.decoder.layers.0.fc2.scales is": {
+            **tensors,
+            "model.decoder.layers.0.fc2.scales": tensors["model.decoder.layers.0.fc2.scales"][:, :3].contiguous(),
+        },
+    }
+    for (message, broken), packs in zip(cases.items(), ((True, False), (True,)), strict=True):
+        save_file(broken, str(tmp_path / "p.state.safetensors"), metadata=meta)
+        (tmp_path / "p.json").write_text(json.dumps({**PLAN, "state": "p.state.safetensors"}))
+        for pack in packs:  # packed: the gptq handler finds it; simulated: `load_plan_state`
+            with pytest.raises(InputError, match=message) as err:
+                load_model_with_plan("whisper-tiny.en", plan=tmp_path / "p.json", pack=pack)
+            assert "\n" not in str(err.value)
