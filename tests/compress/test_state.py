@@ -6,6 +6,7 @@ one-line errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +187,54 @@ def test_a_state_without_a_gptq_layers_codes_or_with_wrong_shapes_is_one_line(ca
             with pytest.raises(InputError, match=message) as err:
                 load_model_with_plan("whisper-tiny.en", plan=tmp_path / "p.json", pack=pack)
             assert "\n" not in str(err.value)
+
+
+ORIN_PLAN = Path(__file__).resolve().parents[2] / "benchmarks" / "plans" / "whisper-tiny.en-jetson-orin-nano.json"
+
+
+def _load_as_before(plan: Plan):
+    """The committed plan as `load_model_with_plan` loaded it before plans with a state file loaded
+    packed straight: simulated, the state loaded, the quantized layers packed, then the runtime hooks
+    (the screen stayed simulated)."""
+    import dataclasses
+
+    from weightwise.compress.modules import replace_module
+    from weightwise.compress.packed import PackedQuantModule, packable
+    from weightwise.compress.state import calibration_free, load_plan_state
+    from weightwise.models import load_model
+    from weightwise.models.runtime import apply_runtime
+
+    model = load_model("whisper-tiny.en")
+    compress_(model, dataclasses.replace(calibration_free(plan), runtime=None))
+    load_plan_state(model, plan, plan.state)
+    for name, module in list(model.network.named_modules()):
+        if packable(module):
+            replace_module(model.network, name, PackedQuantModule.from_quant(module))
+    apply_runtime(model, plan.runtime)
+    return model
+
+
+@pytest.mark.slow
+def test_the_committed_plan_loads_packed_straight_and_as_small_as_it_is_stored(sample_audio):
+    """The committed Orin Nano plan (GPTQ, int8, fp16, a whitened screen, a state file): its
+    weights in RAM are its stored bytes (<= 1.2x; loaded as before, the screen's float copies made
+    them > 2x), its tensors are those of the model loaded as before and packed afterwards, and its
+    transcript of a bundled sample is that of the model loaded as before."""
+    from weightwise.compress.packed import pack_
+    from weightwise.compress.share import unique_storage
+    from weightwise.decode import transcribe
+    from weightwise.evaluate.runtime import weight_bytes_resident, weight_kernels
+
+    plan = Plan.from_json(ORIN_PLAN)
+    assert plan.state is not None
+    packed, before = load_model_with_plan("whisper-tiny.en", plan=ORIN_PLAN), _load_as_before(plan)
+    stored = unique_storage(packed.network)["unique_bytes"]
+    assert stored == unique_storage(before.network)["unique_bytes"]  # the profile sees the same storage
+    assert weight_kernels(packed.network) == "packed"
+    assert weight_bytes_resident(packed.network) <= 1.2 * stored < 0.5 * weight_bytes_resident(before.network)
+    audio = sample_audio[0][1]
+    assert transcribe(packed, audio).text == transcribe(before, audio).text
+    pack_(before.network)
+    pairs = zip(packed.network.state_dict().items(), before.network.state_dict().items(), strict=True)
+    for (key, a), (other, b) in pairs:
+        assert key == other and torch.equal(a, b), key

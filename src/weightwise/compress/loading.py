@@ -94,19 +94,20 @@ def load_model_with_plan(
 
 def _from_state(model, plan: Plan, pack: bool) -> None:
     """Compress by `plan` with its calibrated rules rebuilt from its state file (`compress.state`),
-    then install the runtime hooks. Packed: GPTQ layers are built from the file's codes straight
-    into packed form and `quant` rules quantize straight into it (`compress_(pack=True)`), one
-    layer at a time, each float weight freed as it is replaced; the other calibrated rules (csp,
-    whitened screen) are built in their calibration-free form and the file is loaded into them.
+    then install the runtime hooks. Packed: GPTQ layers and whitened screens are built from the
+    file's tensors straight into packed form and `quant` rules quantize straight into it
+    (`compress_(pack=True)`), one layer at a time, each float weight freed as it is replaced; csp
+    rules are built in their calibration-free form and the file is loaded into them.
     Not packed: every calibrated rule so, the simulated modules a compressed model is saved from."""
-    from weightwise.compress.configs import Gptq
-    from weightwise.compress.packed_load import gptq_from_state
+    from weightwise.compress.configs import Gptq, Screen
+    from weightwise.compress.packed_load import gptq_from_state, screen_from_state
     from weightwise.compress.state import calibration_free, load_plan_state, read_plan_state
 
     tensors = read_plan_state(model, plan.state)
     if pack:
-        free = dataclasses.replace(calibration_free(plan, keep=(Gptq,)), runtime=None)
-        compress_(model, free, pack=True, handlers={Gptq: gptq_from_state(tensors, plan.state)})
+        free = dataclasses.replace(calibration_free(plan, keep=(Gptq, Screen)), runtime=None)
+        handlers = {Gptq: gptq_from_state(tensors, plan.state), Screen: screen_from_state(tensors, plan.state)}
+        compress_(model, free, pack=True, handlers=handlers)
     else:
         compress_(model, dataclasses.replace(calibration_free(plan), runtime=None))
     load_plan_state(model, plan, plan.state, tensors)

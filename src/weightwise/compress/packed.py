@@ -240,11 +240,19 @@ def _pack_int4(codes: torch.Tensor, scales: torch.Tensor, zero_points: torch.Ten
 
 
 def pack_(network: nn.Module) -> int:
-    """Replace every packable `QuantModule` in `network` (in place); tied modules share one packed
-    table. Returns how many modules were replaced."""
+    """Replace every packable `QuantModule` and every `ScreenModule` (`compress.packed_screen`) in
+    `network` (in place); tied modules share one packed table. Returns how many were replaced."""
+    from weightwise.compress.packed_screen import pack_screen
+    from weightwise.compress.screen import ScreenModule
+
     shared: dict[int, PackedQuantModule] = {}
+    screens: dict = {}
     count = 0
     for name, module in list(network.named_modules()):
+        if isinstance(module, ScreenModule):
+            replace_module(network, name, pack_screen(module, screens))
+            count += 1
+            continue
         if not packable(module):
             continue
         owner = shared.get(id(module.codes))

@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from weightwise.compress.configs import Gptq, Quant
-from weightwise.compress.modules import Handler, replace_module
+from weightwise.compress.configs import Gptq, Quant, Screen
+from weightwise.compress.modules import HANDLERS, Handler, replace_module
 from weightwise.compress.packed import PackedQuantModule, packable_config
 from weightwise.compress.quantize import QuantModule
 from weightwise.compress.state import holds_state, take_state
-from weightwise.compress.weightop import op_of, replace_group, tied_groups
+from weightwise.compress.weightop import flat_weight, op_of, replace_group, tied_groups
 from weightwise.errors import InputError
 from weightwise.evaluate.runtime import release_freed_memory
 
@@ -141,3 +141,52 @@ def _bias(tensors: dict, name: str, module: nn.Module, path) -> torch.Tensor | N
         return None
     saved = take_state(tensors, f"{name}.bias", torch.empty(bias.shape, device="meta"), path)
     return bias if saved is None else saved
+
+
+def screen_from_state(tensors: dict[str, torch.Tensor], path: str | Path) -> Handler:
+    """The `Screen` handler of a packed plan rebuilt from its state file: a whitened screen's
+    preview and basis come from `tensors` (taken out as used), its fp16 table from the float weight,
+    straight into `PackedScreenModule`s (no SVD, no float copy); a plain screen is built as
+    `compress_` builds it (packed afterwards by `pack_`). InputError: the file lacks or mis-shapes
+    one of them."""
+    from weightwise.compress.packed_screen import PackedScreenModule
+
+    def handler(network: nn.Module, names: list[str], config: Screen, context: Any) -> None:
+        if not config.whiten:
+            HANDLERS[Screen](network, names, config, context)
+            return
+        for group in tied_groups(network, names):
+            modules = [network.get_submodule(name) for name in group]
+            ops = [op_of(module, name) for module, name in zip(modules, group, strict=True)]
+            if not any(isinstance(module, nn.Linear) for module in modules):
+                raise InputError(f"{group[0]}: screen needs the output projection (a Linear over the vocabulary)")
+            table = flat_weight(modules[0]).half()
+            state = _screen_state(tensors, group, config, table.shape, path)
+            biases = [_bias(tensors, name, module, path) for module, name in zip(modules, group, strict=True)]
+            shape = list(modules[0].weight.shape)
+            first = PackedScreenModule.from_state(ops[0][0], shape, ops[0][1], config, table, state, biases[0])
+            replace_module(network, group[0], first)
+            for name, (op, op_args), bias in zip(group[1:], ops[1:], biases[1:], strict=True):
+                replace_module(network, name, first.tied(op, op_args, bias, group[0]))
+            release_freed_memory()
+
+    return handler
+
+
+def _screen_state(tensors: dict, group: list[str], config: Screen, shape, path) -> tuple:
+    """(preview codes, preview scales or None, basis) a whitened screen's tied `group` saved."""
+    owner = next((n for n in group if holds_state(tensors, f"{n}.preview_codes")), None)
+    if owner is None:
+        raise InputError(f"{path}: holds no preview_codes for {group[0]}, which the plan screens whitened")
+    rows, cols = shape
+    code_dtype = torch.float16 if config.preview_bits == 16 else torch.int8
+    like = {
+        "preview_codes": torch.empty(rows, config.rank, dtype=code_dtype, device="meta"),
+        "preview_scales": None if config.preview_bits == 16 else torch.empty(rows, 1, device="meta"),
+        "basis": torch.empty(config.rank, cols, device="meta"),
+    }
+    state = {k: None if v is None else take_state(tensors, f"{owner}.{k}", v, path) for k, v in like.items()}
+    missing = next((k for k, v in state.items() if v is None and like[k] is not None), None)
+    if missing is not None:
+        raise InputError(f"{path}: holds no {missing} for {owner}, which the plan screens whitened")
+    return tuple(state.values())

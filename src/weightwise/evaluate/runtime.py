@@ -116,7 +116,7 @@ def weight_kernels(network: torch.nn.Module) -> str:
     int8 = (torch.ao.nn.quantized.dynamic.Linear, WeightOnlyInt8Linear)
     if any(isinstance(m, int8) for m in network.modules()):
         return "int8"
-    return "packed" if "packed-quant" in kinds else "float"
+    return "packed" if kinds & {"packed-quant", "packed-screen"} else "float"
 
 
 def threads() -> int:
