@@ -88,7 +88,7 @@ def compress_(
     quantize each layer straight into packed form, other quantized modules (gptq) are packed after
     the rules, and the freed float weights go back to the system; the model then runs only (it
     cannot be saved: compress without `pack` to save). `handlers`: config type -> handler, used
-    instead of the registered ones (a plan's GPTQ rules loaded from its state file).
+    instead of the registered ones (a plan's GPTQ and screen rules loaded from its state file).
 
     Example:
         >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP

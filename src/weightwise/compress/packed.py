@@ -15,6 +15,7 @@ Built three ways, all ending in the same module: `pack_(network)` replaces the s
 a compressed network; `compress_(..., pack=True)` quantizes each layer straight into packed form
 (`quantize_packed`, no simulated module and its float copy in between: a plan's model never holds
 more than the float model it starts from); `load_compressed(..., pack=True)` packs the saved codes.
+`pack_` also replaces a screened projection and its tied embedding (`compress.packed_screen`).
 
 Why these kernels (measured on the Zen 4 EPYC we time on; benchmarks/results/runtime/README.md):
 they ship inside torch 2.13 (no new dependency, no compile step), they keep activations in float

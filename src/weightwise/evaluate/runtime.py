@@ -108,8 +108,9 @@ SIMULATED_KINDS = ("quant", "sparse")
 def weight_kernels(network: torch.nn.Module) -> str:
     """What the network's weights run on: "simulated" (some compressed layer computes from a float
     copy of its weight: storage and speed are not what a deployment gets), else "int8" (torch's int8
-    Linear kernels, `--precision int8`), "packed" (plan-quantized layers on packed low-bit kernels),
-    or "float" (float weights, dense or factored: the stored tensors themselves)."""
+    Linear kernels, `--precision int8`), "packed" (plan-quantized layers on packed low-bit kernels,
+    screened projections on theirs), or "float" (float weights, dense or factored: the stored
+    tensors themselves)."""
     kinds = {getattr(m, "kind", None) for m in network.modules()}
     if kinds & set(SIMULATED_KINDS):
         return "simulated"
