@@ -6,6 +6,7 @@ one-line errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +120,121 @@ def test_a_fresh_process_rebuilds_the_plan_from_its_state(calibrated, sample_aud
     assert proc.returncode == 0, proc.stderr
     hyp = json.loads(out.read_text())["utterances"][0]["hyp"]
     assert hyp == transcribe(model, sample_audio[0][1]).text
+
+
+def _inputs_of(model, name: str, audio) -> torch.Tensor:
+    """The inputs module `name` of `model` sees while transcribing `audio` (the decoder's rows)."""
+    from weightwise.decode import transcribe
+
+    seen: list[torch.Tensor] = []
+    handle = model.network.get_submodule(name).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        transcribe(model, audio)
+    finally:
+        handle.remove()
+    return torch.cat([x.reshape(-1, x.shape[-1]) for x in seen])
+
+
+@pytest.mark.slow
+def test_gptq_layers_load_from_the_state_straight_into_packed_form(calibrated, sample_audio):
+    """`load_model_with_plan(plan with a state file)` packs the GPTQ layers from the file's codes:
+    the same packed tensors as the simulated model packed afterwards (the path before) and the same
+    text; a packed layer's output on the decoder's real inputs is the simulated one's within 1%
+    (relative L2: the kernel takes bf16 activations and bf16 scales)."""
+    from weightwise.compress.packed import PackedQuantModule, pack_
+    from weightwise.decode import transcribe
+
+    _, plan_file, _ = calibrated
+    audio = sample_audio[0][1]
+    packed = load_model_with_plan("whisper-tiny.en", plan=plan_file)
+    simulated = load_model_with_plan("whisper-tiny.en", plan=plan_file, pack=False)
+    name = "model.decoder.layers.0.fc1"
+    x = _inputs_of(simulated, name, audio)
+    assert len(x) > 1
+    with torch.no_grad():
+        want, got = simulated.network.get_submodule(name)(x), packed.network.get_submodule(name)(x)
+    assert isinstance(packed.network.get_submodule(name), PackedQuantModule)
+    assert 0 < (got - want).norm() / want.norm() < 0.01
+    text = transcribe(simulated, audio).text
+    pack_(simulated.network)
+    pairs = zip(packed.network.state_dict().items(), simulated.network.state_dict().items(), strict=True)
+    for (key, a), (other, b) in pairs:
+        assert key == other and torch.equal(a, b), key
+    assert transcribe(packed, audio).text == transcribe(simulated, audio).text == text
+
+
+@pytest.mark.slow
+def test_a_state_without_a_gptq_layers_codes_or_with_wrong_shapes_is_one_line(calibrated, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _, plan_file, state = calibrated
+    with safe_open(str(state), "pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(state))
+    fc2 = next(k for k in tensors if k.startswith("model.decoder.layers.0.fc2.codes"))
+    cases = {
+        "holds no codes for model.decoder.layers.0.fc2": {k: v for k, v in tensors.items() if k != fc2},
+        "tensor model.decoder.layers.0.fc2.scales is": {
+            **tensors,
+            "model.decoder.layers.0.fc2.scales": tensors["model.decoder.layers.0.fc2.scales"][:, :3].contiguous(),
+        },
+    }
+    for (message, broken), packs in zip(cases.items(), ((True, False), (True,)), strict=True):
+        save_file(broken, str(tmp_path / "p.state.safetensors"), metadata=meta)
+        (tmp_path / "p.json").write_text(json.dumps({**PLAN, "state": "p.state.safetensors"}))
+        for pack in packs:  # packed: the gptq handler finds it; simulated: `load_plan_state`
+            with pytest.raises(InputError, match=message) as err:
+                load_model_with_plan("whisper-tiny.en", plan=tmp_path / "p.json", pack=pack)
+            assert "\n" not in str(err.value)
+
+
+ORIN_PLAN = Path(__file__).resolve().parents[2] / "benchmarks" / "plans" / "whisper-tiny.en-jetson-orin-nano.json"
+
+
+def _load_as_before(plan: Plan):
+    """The committed plan as `load_model_with_plan` loaded it before plans with a state file loaded
+    packed straight: simulated, the state loaded, the quantized layers packed, then the runtime hooks
+    (the screen stayed simulated)."""
+    import dataclasses
+
+    from weightwise.compress.modules import replace_module
+    from weightwise.compress.packed import PackedQuantModule, packable
+    from weightwise.compress.state import calibration_free, load_plan_state
+    from weightwise.models import load_model
+    from weightwise.models.runtime import apply_runtime
+
+    model = load_model("whisper-tiny.en")
+    compress_(model, dataclasses.replace(calibration_free(plan), runtime=None))
+    load_plan_state(model, plan, plan.state)
+    for name, module in list(model.network.named_modules()):
+        if packable(module):
+            replace_module(model.network, name, PackedQuantModule.from_quant(module))
+    apply_runtime(model, plan.runtime)
+    return model
+
+
+@pytest.mark.slow
+def test_the_committed_plan_loads_packed_straight_and_as_small_as_it_is_stored(sample_audio):
+    """The committed Orin Nano plan (GPTQ, int8, fp16, a whitened screen, a state file): its
+    weights in RAM are its stored bytes (<= 1.2x; loaded as before, the screen's float copies made
+    them > 2x), its tensors are those of the model loaded as before and packed afterwards, and its
+    transcript of a bundled sample is that of the model loaded as before."""
+    from weightwise.compress.packed import pack_
+    from weightwise.compress.share import unique_storage
+    from weightwise.decode import transcribe
+    from weightwise.evaluate.runtime import weight_bytes_resident, weight_kernels
+
+    plan = Plan.from_json(ORIN_PLAN)
+    assert plan.state is not None
+    packed, before = load_model_with_plan("whisper-tiny.en", plan=ORIN_PLAN), _load_as_before(plan)
+    stored = unique_storage(packed.network)["unique_bytes"]
+    assert stored == unique_storage(before.network)["unique_bytes"]  # the profile sees the same storage
+    assert weight_kernels(packed.network) == "packed"
+    assert weight_bytes_resident(packed.network) <= 1.2 * stored < 0.5 * weight_bytes_resident(before.network)
+    audio = sample_audio[0][1]
+    assert transcribe(packed, audio).text == transcribe(before, audio).text
+    pack_(before.network)
+    pairs = zip(packed.network.state_dict().items(), before.network.state_dict().items(), strict=True)
+    for (key, a), (other, b) in pairs:
+        assert key == other and torch.equal(a, b), key

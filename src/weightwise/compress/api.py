@@ -9,7 +9,7 @@ from collections import defaultdict
 import torch
 
 from weightwise.compress.configs import Quant
-from weightwise.compress.modules import HANDLERS
+from weightwise.compress.modules import HANDLERS, Handler
 from weightwise.compress.plan import Plan
 from weightwise.data import Manifest
 from weightwise.errors import InputError
@@ -77,6 +77,7 @@ def compress_(
     finetune_steps: int = 0,
     finetune_lr: float = 1e-5,
     pack: bool = False,
+    handlers: dict[type, Handler] | None = None,
 ) -> None:
     """Compress `model` (a `WhisperASR`) in place following `plan`; returns None.
 
@@ -86,7 +87,8 @@ def compress_(
     `pack`: quantized layers run on packed kernels (`weightwise.compress.packed`): `quant` rules
     quantize each layer straight into packed form, other quantized modules (gptq) are packed after
     the rules, and the freed float weights go back to the system; the model then runs only (it
-    cannot be saved: compress without `pack` to save).
+    cannot be saved: compress without `pack` to save). `handlers`: config type -> handler, used
+    instead of the registered ones (a plan's GPTQ and screen rules loaded from its state file).
 
     Example:
         >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
@@ -94,8 +96,8 @@ def compress_(
     """
     if model.info.precision != "fp32":
         raise InputError(f"compress a float32 model (got {model.info.precision}); quantize with the plan")
-    for handlers in ("gptq", "lowrank", "prune", "quantize", "screen", "share"):  # importing registers handlers
-        importlib.import_module(f"weightwise.compress.{handlers}")
+    for registering in ("gptq", "lowrank", "prune", "quantize", "screen", "share"):  # importing registers handlers
+        importlib.import_module(f"weightwise.compress.{registering}")
 
     claimed = plan.resolve(model.network)
     groups: dict[int, list[str]] = defaultdict(list)
@@ -107,7 +109,7 @@ def compress_(
         for index in sorted(groups):
             config = plan.rules[index].config
             direct = packed and isinstance(config, Quant) and not finetune_steps  # fine-tuning backpropagates
-            handler = packed.quantize_packed if direct else HANDLERS[type(config)]
+            handler = packed.quantize_packed if direct else {**HANDLERS, **(handlers or {})}[type(config)]
             handler(model.network, groups[index], config, context)
         if packed:
             packed.pack_(model.network)

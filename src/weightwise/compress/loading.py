@@ -18,6 +18,7 @@ from weightwise.compress.plan import Plan
 from weightwise.data import Manifest, open_manifest
 from weightwise.errors import InputError
 from weightwise.models import WhisperASR, load_model
+from weightwise.models.runtime import apply_runtime
 
 __all__ = ["load_model_with_plan"]
 
@@ -92,16 +93,24 @@ def load_model_with_plan(
 
 
 def _from_state(model, plan: Plan, pack: bool) -> None:
-    """Compress by `plan` with its calibrated rules rebuilt from its state file (`compress.state`):
-    simulated first (the state loads into those modules), then packed, then the runtime hooks."""
-    from weightwise.compress.packed import pack_
-    from weightwise.compress.state import calibration_free, load_plan_state
-    from weightwise.models.runtime import apply_runtime
+    """Compress by `plan` with its calibrated rules rebuilt from its state file (`compress.state`),
+    then install the runtime hooks. Packed: GPTQ layers and whitened screens are built from the
+    file's tensors straight into packed form and `quant` rules quantize straight into it
+    (`compress_(pack=True)`), one layer at a time, each float weight freed as it is replaced; csp
+    rules are built in their calibration-free form and the file is loaded into them.
+    Not packed: every calibrated rule so, the simulated modules a compressed model is saved from."""
+    from weightwise.compress.configs import Gptq, Screen
+    from weightwise.compress.packed_load import gptq_from_state, screen_from_state
+    from weightwise.compress.state import calibration_free, load_plan_state, read_plan_state
 
-    compress_(model, dataclasses.replace(calibration_free(plan), runtime=None))
-    load_plan_state(model, plan, plan.state)
+    tensors = read_plan_state(model, plan.state)
     if pack:
-        pack_(model.network)
+        free = dataclasses.replace(calibration_free(plan, keep=(Gptq, Screen)), runtime=None)
+        handlers = {Gptq: gptq_from_state(tensors, plan.state), Screen: screen_from_state(tensors, plan.state)}
+        compress_(model, free, pack=True, handlers=handlers)
+    else:
+        compress_(model, dataclasses.replace(calibration_free(plan), runtime=None))
+    load_plan_state(model, plan, plan.state, tensors)
     apply_runtime(model, plan.runtime)
     model.info = dataclasses.replace(model.info, plan=plan.name or "plan")
     model.plan = plan

@@ -15,6 +15,7 @@ Built three ways, all ending in the same module: `pack_(network)` replaces the s
 a compressed network; `compress_(..., pack=True)` quantizes each layer straight into packed form
 (`quantize_packed`, no simulated module and its float copy in between: a plan's model never holds
 more than the float model it starts from); `load_compressed(..., pack=True)` packs the saved codes.
+`pack_` also replaces a screened projection and its tied embedding (`compress.packed_screen`).
 
 Why these kernels (measured on the Zen 4 EPYC we time on; benchmarks/results/runtime/README.md):
 they ship inside torch 2.13 (no new dependency, no compile step), they keep activations in float
@@ -240,11 +241,19 @@ def _pack_int4(codes: torch.Tensor, scales: torch.Tensor, zero_points: torch.Ten
 
 
 def pack_(network: nn.Module) -> int:
-    """Replace every packable `QuantModule` in `network` (in place); tied modules share one packed
-    table. Returns how many modules were replaced."""
+    """Replace every packable `QuantModule` and every `ScreenModule` (`compress.packed_screen`) in
+    `network` (in place); tied modules share one packed table. Returns how many were replaced."""
+    from weightwise.compress.packed_screen import pack_screen
+    from weightwise.compress.screen import ScreenModule
+
     shared: dict[int, PackedQuantModule] = {}
+    screens: dict = {}
     count = 0
     for name, module in list(network.named_modules()):
+        if isinstance(module, ScreenModule):
+            replace_module(network, name, pack_screen(module, screens))
+            count += 1
+            continue
         if not packable(module):
             continue
         owner = shared.get(id(module.codes))

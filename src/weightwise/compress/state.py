@@ -24,8 +24,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from weightwise.compress.configs import Gptq, Prune, Screen
-from weightwise.compress.modules import CompressedModule
 from weightwise.compress.plan import Plan
+from weightwise.compress.weightop import WeightOpModule
 from weightwise.errors import InputError
 
 FORMAT = "weightwise-plan-state/1"
@@ -41,10 +41,13 @@ def calibrated(config) -> bool:
     )
 
 
-def calibration_free(plan: Plan) -> Plan:
-    """`plan` with each calibrated rule in its calibration-free form (same module kinds and shapes)."""
+def calibration_free(plan: Plan, keep: tuple[type, ...] = ()) -> Plan:
+    """`plan` with each calibrated rule in its calibration-free form (same module kinds and shapes);
+    rules whose config is of a type in `keep` stay as they are."""
 
     def free(config):
+        if isinstance(config, keep):
+            return config
         if isinstance(config, Gptq):
             return config.quant()
         if isinstance(config, Prune) and config.method == "csp":
@@ -58,10 +61,10 @@ def calibration_free(plan: Plan) -> Plan:
 
 
 def _calibrated_modules(network: torch.nn.Module, plan: Plan) -> dict[str, torch.nn.Module]:
-    """name -> compressed module of every module a calibrated rule claimed (first match wins)."""
+    """name -> simulated compressed module of every module a calibrated rule claimed (first match wins)."""
     out = {}
     for name, module in network.named_modules():
-        if not isinstance(module, CompressedModule):
+        if not isinstance(module, WeightOpModule):  # simulated: a packed module is built, not loaded into
             continue
         rule = next((r for r in plan.rules if r.matches(name)), None)
         if rule is not None and calibrated(rule.config):
@@ -120,8 +123,9 @@ def save_plan_state(model, plan: Plan, path: str | Path) -> Path | None:
     return path
 
 
-def load_plan_state(model, plan: Plan, path: str | Path) -> None:
-    """Load `path` into `model`, already compressed by `calibration_free(plan)` (see the module doc)."""
+def read_plan_state(model, path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of state file `path` (4-bit ones still two to a byte: take them with
+    `take_state`), checked to be a plan state made for `model`'s weights."""
     path = Path(path)
     try:
         with safe_open(str(path), "pt") as handle:
@@ -133,21 +137,52 @@ def load_plan_state(model, plan: Plan, path: str | Path) -> None:
         raise InputError(f"{path}: not a weightwise plan state ({FORMAT})")
     if meta.get("weights_sha256") != model.info.weights_sha256:
         raise InputError(f"{path}: made for other model weights than {model.info.name}'s")
+    return tensors
+
+
+def holds_state(tensors: dict[str, torch.Tensor], key: str) -> bool:
+    """Whether `tensors` (`read_plan_state`) has tensor `key`, as it is or two 4-bit values a byte."""
+    return key in tensors or key + _NIBBLES in tensors
+
+
+def take_state(tensors: dict[str, torch.Tensor], key: str, like: torch.Tensor, path: str | Path) -> torch.Tensor | None:
+    """Remove tensor `key` from `tensors` (`read_plan_state`) and return it unpacked, of `like`'s
+    shape and dtype (`like` may be on the meta device); None when the file has no `key`."""
+    packed = key + _NIBBLES in tensors
+    stored = tensors.pop(key + _NIBBLES if packed else key, None)
+    if stored is None:
+        return None
+    if packed and 2 * stored.numel() == like.numel() and like.dtype in (torch.int8, torch.uint8):
+        stored = _unpack(stored, like)
+    if stored.shape != like.shape or stored.dtype != like.dtype:
+        found, wanted = (f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in (stored, like))
+        raise InputError(f"{path}: tensor {key} is {found}, the plan's module has {wanted}")
+    return stored
+
+
+def load_plan_state(model, plan: Plan, path: str | Path, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Load `path` into `model`, already compressed by `calibration_free(plan)` (see the module doc).
+    `tensors`: what `read_plan_state` read and no packed module has taken yet (None: read `path`);
+    they must be all and only the tensors of the plan's calibrated simulated modules."""
+    path = Path(path)
+    tensors = read_plan_state(model, path) if tensors is None else tensors
     modules = _calibrated_modules(model.network, plan)
     expected = {f"{n}.{p}" for n, m in modules.items() for p in _tensors(m)}
+    loaded: set[int] = set()
     with torch.no_grad():
-        for key, stored in tensors.items():
-            packed = key.endswith(_NIBBLES)
+        for key in list(tensors):
             key = key.removesuffix(_NIBBLES)
-            name, _, pname = key.rpartition(".")
             if key not in expected:
                 raise InputError(f"{path}: tensor {key} does not belong to the plan's calibrated modules")
+            name, _, pname = key.rpartition(".")
             target = _tensors(modules[name])[pname]
-            value = _unpack(stored, target) if packed else stored
-            if value.shape != target.shape or value.dtype != target.dtype:
-                found, wanted = tuple(value.shape), tuple(target.shape)
-                raise InputError(f"{path}: tensor {key} is {found}, the plan's module has {wanted}")
-            target.copy_(value)
+            target.copy_(take_state(tensors, key, target, path))
+            loaded.add(id(target))
+    unloaded = (f"{n}.{p}" for n, m in modules.items() for p, t in _tensors(m).items() if id(t) not in loaded)
+    missing = next(unloaded, None)
+    if missing is not None:
+        name, _, pname = missing.rpartition(".")
+        raise InputError(f"{path}: holds no {pname} for {name}, which the plan calibrated")
     for name, module in modules.items():
         rule = next(r for r in plan.rules if r.matches(name))
         if isinstance(rule.config, Screen):

@@ -108,15 +108,16 @@ SIMULATED_KINDS = ("quant", "sparse")
 def weight_kernels(network: torch.nn.Module) -> str:
     """What the network's weights run on: "simulated" (some compressed layer computes from a float
     copy of its weight: storage and speed are not what a deployment gets), else "int8" (torch's int8
-    Linear kernels, `--precision int8`), "packed" (plan-quantized layers on packed low-bit kernels),
-    or "float" (float weights, dense or factored: the stored tensors themselves)."""
+    Linear kernels, `--precision int8`), "packed" (plan-quantized layers on packed low-bit kernels,
+    screened projections on theirs), or "float" (float weights, dense or factored: the stored
+    tensors themselves)."""
     kinds = {getattr(m, "kind", None) for m in network.modules()}
     if kinds & set(SIMULATED_KINDS):
         return "simulated"
     int8 = (torch.ao.nn.quantized.dynamic.Linear, WeightOnlyInt8Linear)
     if any(isinstance(m, int8) for m in network.modules()):
         return "int8"
-    return "packed" if "packed-quant" in kinds else "float"
+    return "packed" if kinds & {"packed-quant", "packed-screen"} else "float"
 
 
 def threads() -> int:
