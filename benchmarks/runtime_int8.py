@@ -36,6 +36,7 @@ from weightwise.evaluate.timing import warm_up_and_time
 from weightwise.evaluate.wer import word_errors
 from weightwise.models import load_model
 from weightwise.models.int8 import quantize_int8
+from weightwise.optimize.calibrate import paired_delta
 from weightwise.outputs import write_json_atomic
 
 from _common import benchmark_parser
@@ -101,7 +102,17 @@ def load_average() -> str:
 OURS, FP32, PEER = "weightwise --precision int8", "weightwise fp32", "faster-whisper int8"
 
 
-def acceptance(cells: list[dict], rtf: dict) -> dict:
+def clean_deltas(cells: list[dict], words: list[int]) -> dict:
+    """Every system's clean WER minus our fp32's (points) with its paired standard error
+    (`paired_delta`: per-utterance errors, same utterances), where both ran clean."""
+    clean = {c["system"]: c["utterance_errors"] for c in cells if c["noise"] is None}
+    if FP32 not in clean:
+        return {}
+    deltas = {n: paired_delta(e, clean[FP32], words, 0.0) for n, e in clean.items() if n != FP32}
+    return {n: {"points": round(d.points, 3), "se_points": round(d.se_points, 3)} for n, d in deltas.items()}
+
+
+def acceptance(cells: list[dict], rtf: dict, words: list[int]) -> dict:
     """Issue 13's bars for `--precision int8`, from the cells run so far (points = WER x 100)."""
     wer = {(c["system"], c["noise"], c["snr_db"]): 100 * c["wer"] for c in cells}
     noisy = sorted({(c["noise"], c["snr_db"]) for c in cells if c["noise"]}, key=str)
@@ -113,6 +124,7 @@ def acceptance(cells: list[dict], rtf: dict) -> dict:
         "rtf_ok": ratio is not None and ratio <= 1.0,
         "clean_wer_minus_fp32_points": clean,
         "clean_ok": clean is not None and clean <= 0.3,
+        "clean_paired_delta_vs_fp32": clean_deltas(cells, words),
         "noisy_wer_minus_faster_whisper_int8_points": gaps,
         "noisy_ok": all(g <= 2.0 for g in gaps.values()),
     }
@@ -167,7 +179,8 @@ def main() -> None:
             if n in peer_s
         }
         run |= {"load_average_end": load_average(), "timed_audio_s": audio_s[PEER], "cells": cells, "rtf": rtf}
-        run |= {"acceptance": acceptance(cells, rtf), "weight_bytes_resident": resident, "versions": versions()}
+        words = [len(r.split()) for r in refs]
+        run |= {"acceptance": acceptance(cells, rtf, words), "weight_bytes_resident": resident, "versions": versions()}
         write_json_atomic(Path(args.out), run)
     for name, row in run["rtf"].items():
         print(f"{name:48s} RTF {row['rtf']:.4f}  x{row['rtf_vs_faster_whisper_int8']:.2f} of faster-whisper int8")

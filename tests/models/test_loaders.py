@@ -307,6 +307,8 @@ def test_int8_quantizes_every_linear(tiny_int8, tiny_model):
     encoder = [n for n in fp32_linears if n.startswith("model.encoder.")]
     assert len(encoder) == 4 * 6 and all(isinstance(modules[n], RowwiseInt8Linear) for n in encoder)  # int8 activations
     assert all(isinstance(modules[n], WeightOnlyInt8Linear) for n in fp32_linears if n not in encoder)
+    # the tied projection alone has its input channels equalized (models.precision.EQUALIZED_INT8_LAYERS)
+    assert [n for n, m in modules.items() if getattr(m, "input_scale", None) is not None] == ["proj_out"]
     assert tiny_int8.dtype == torch.float32  # convolutions stay float32
     assert tiny_int8.info.precision == "int8"
 

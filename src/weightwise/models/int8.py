@@ -81,37 +81,75 @@ def int8_weight_only_linear(
     return y.reshape(*x.shape[:-1], codes.shape[0])
 
 
+def _codes_and_scales(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of `weight` with one scale per row (fp32 values exact in bf16)."""
+    scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).bfloat16().float()
+    return torch.clamp(torch.round(weight / scales[:, None]), -127, 127).to(torch.int8), scales
+
+
+def input_equalization(weight: torch.Tensor) -> torch.Tensor:
+    """Per input channel factors ``t`` (in,), mean 1, for ``W x = (W / t) (x * t)``: ``t_c`` =
+    column c's absolute maximum, so every input column of ``W / t`` has the same range.
+
+    Cross-layer range equalization (Nagel et al. 2019, "Data-Free Quantization Through Weight
+    Equalization and Bias Correction", ICCV) with the factor moved into the float activations. Where
+    a few input columns hold every row's largest weight, they set each row's int8 step; divided
+    down, they stop coarsening the row's other codes. ``x * t`` is exact up to float rounding, and
+    free in principle (it folds into a preceding LayerNorm). Which layers get it: see
+    `weightwise.models.precision.EQUALIZED_INT8_LAYERS`.
+    """
+    t = weight.abs().amax(0).clamp_min(_TINY)
+    return t / t.mean()
+
+
 class WeightOnlyInt8Linear(torch.nn.Module):
     """int8 weights (symmetric, one fp32 scale per output channel), float activations.
 
-    Buffers: ``codes`` int8 (out, in), ``scales`` fp32 (out,), ``bias`` fp32 (out,) or None.
+    Buffers: ``codes`` int8 (out, in), ``scales`` fp32 (out,), ``bias`` fp32 (out,) or None,
+    ``input_scale`` fp32 (in,) or None: the input-channel equalization ``t`` (``input_equalization``),
+    the layer computing ``(codes * scales) (x * t)``.
     """
 
-    def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        scales: torch.Tensor,
+        bias: torch.Tensor | None,
+        input_scale: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.out_features, self.in_features = codes.shape
         self.register_buffer("codes", codes)
         self.register_buffer("scales", scales)
         self.register_buffer("bias", bias)
+        self.register_buffer("input_scale", input_scale)
 
     @classmethod
-    def from_float(cls, mod: torch.nn.Linear) -> WeightOnlyInt8Linear:
+    def from_float(cls, mod: torch.nn.Linear, equalize: bool = False) -> WeightOnlyInt8Linear:
         weight = mod.weight.detach().float()
+        t = input_equalization(weight) if equalize else None
         # fp32 scales rounded to bf16 values, so the bf16 kernel applies them exactly
-        scales = (weight.abs().amax(1) / 127).clamp_min(_TINY).bfloat16().float()
-        codes = torch.clamp(torch.round(weight / scales[:, None]), -127, 127).to(torch.int8)
-        return cls(codes, scales, None if mod.bias is None else mod.bias.detach().float().clone())
+        codes, scales = _codes_and_scales(weight if t is None else weight / t)
+        return cls(codes, scales, None if mod.bias is None else mod.bias.detach().float().clone(), t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_scale is not None:
+            x = x * self.input_scale
         return int8_weight_only_linear(x, self.codes, self.scales, self.bias)
 
 
-def quantize_int8(network: torch.nn.Module, rowwise: Callable[[str], bool]) -> torch.nn.Module:
+def quantize_int8(
+    network: torch.nn.Module, rowwise: Callable[[str], bool], equalize: Callable[[str], bool] = lambda _name: False
+) -> torch.nn.Module:
     """Replace every `nn.Linear` of `network` (in place) by a `RowwiseInt8Linear` where
-    `rowwise(its name)`, else by a `WeightOnlyInt8Linear`; returns `network`."""
+    `rowwise(its name)`, else by a `WeightOnlyInt8Linear` (input-equalized where `equalize(its
+    name)`, see `input_equalization`); returns `network`."""
     for name, child in list(network.named_modules()):
         if type(child) is torch.nn.Linear:
             parent, _, attr = name.rpartition(".")
-            new = RowwiseInt8Linear.from_float(child) if rowwise(name) else WeightOnlyInt8Linear.from_float(child)
+            if rowwise(name):
+                new = RowwiseInt8Linear.from_float(child)
+            else:
+                new = WeightOnlyInt8Linear.from_float(child, equalize=equalize(name))
             setattr(network.get_submodule(parent) if parent else network, attr, new)
     return network

@@ -88,6 +88,8 @@ def module_storage(module: torch.nn.Module) -> dict[str, TensorStorage]:
         }
         if module.bias is not None:
             out["bias"] = dense_storage(module.bias)
+        if module.input_scale is not None:  # the output projection's input equalization
+            out["input_scale"] = dense_storage(module.input_scale)
         return out
     if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
         weight, bias = module._packed_params._weight_bias()
