@@ -80,8 +80,10 @@ class PackedScreenModule(CompressedModule):
         bits, (rows, rank) = config.preview_bits, codes.shape
         nbytes = -(-codes.numel() * bits // 8) + (0 if bits == 16 else 4 * rows)
         dtype = "fp16" if bits == 16 else f"int{bits}"
-        storage = TensorStorage((rows, rank), dtype, nbytes, f"screen-preview-{dtype}", id(codes))
         preview = preview_module(config, codes, scales)
+        # keyed by the preview module, which lives as long as this module and its tied twin: `codes`
+        # may be freed once packed, and a dead object's id can be another live tensor's key
+        storage = TensorStorage((rows, rank), dtype, nbytes, f"screen-preview-{dtype}", id(preview))
         return cls(op, shape, op_args, None, config, table, preview, basis.detach().float(), bias, storage)
 
     @classmethod
