@@ -15,6 +15,7 @@ from weightwise.decode.options import DecodeObserver, DecodingOptions
 from weightwise.errors import InputError
 from weightwise.models.onnx_engine import OnnxWhisperASR
 from weightwise.models.whisper import WhisperASR
+from weightwise.models.whisper_step import DecoderSteps, supports
 
 
 class SearchResult(NamedTuple):
@@ -27,8 +28,11 @@ class SearchResult(NamedTuple):
 class _Decoder:
     """One decoder call = new tokens in, last-position logits out; the cache lives here.
 
-    `batch` > 1: that many sequences (beams) decode against the one window's encoder output. An
-    `OnnxWhisperASR` runs its exported decoder instead (always with its key/value cache)."""
+    `batch` > 1: that many sequences (beams) decode against the one window's encoder output. With
+    the key/value cache, a Whisper network's decoder runs step by step in `DecoderSteps` (the same
+    modules without transformers' per-call bookkeeping); without it, or for a decoder of another
+    layout, through transformers' forward. An `OnnxWhisperASR` runs its exported decoder instead
+    (always with its key/value cache)."""
 
     def __init__(
         self,
@@ -41,6 +45,7 @@ class _Decoder:
     ):
         self.model, self.observer, self.window_index, self.cache, self.calls = model, observer, window_index, None, 0
         self.use_cache, self.history = use_cache, None  # history: all tokens so far, without cache
+        self.steps: DecoderSteps | None = None
         if isinstance(model, OnnxWhisperASR):
             if not use_cache:
                 raise InputError(f"{model.info.name}: an ONNX export always decodes with its key/value cache")
@@ -48,6 +53,8 @@ class _Decoder:
         else:
             self.net, self.onnx, vocab = model.network, None, model.network.config.vocab_size
             self.encoder_out = encoder_out.expand(batch, -1, -1) if batch > 1 else encoder_out
+            decoder = self.net.model.decoder
+            self.steps = DecoderSteps(decoder, encoder_out, batch) if use_cache and supports(decoder) else None
         tokens = model.tokens
         self.mask = torch.zeros(vocab, dtype=torch.bool)
         self.mask[list(tokens.suppress)] = True
@@ -61,9 +68,14 @@ class _Decoder:
             new_tokens = self.history
         self.observer.on_decoder_step(self.window_index, self.calls, new_tokens.shape[1], new_tokens.shape[0])
         self.calls += 1
+        mask = self.begin_mask if first and suppress_blank else self.mask
+        return self._logits(new_tokens).float().masked_fill(mask, float("-inf"))
+
+    def _logits(self, new_tokens: torch.Tensor) -> torch.Tensor:
         if self.onnx is not None:
-            mask = self.begin_mask if first and suppress_blank else self.mask
-            return self.onnx.step(new_tokens).float().masked_fill(mask, float("-inf"))
+            return self.onnx.step(new_tokens)
+        if self.steps is not None:
+            return self.net.proj_out(self.steps.step(new_tokens)[:, -1])
         out = self.net.model.decoder(
             input_ids=new_tokens,
             encoder_hidden_states=self.encoder_out,
@@ -71,15 +83,15 @@ class _Decoder:
             use_cache=self.use_cache,
         )
         self.cache = out.past_key_values if self.use_cache else None
-        logits = self.net.proj_out(out.last_hidden_state[:, -1]).float()
-        mask = self.begin_mask if first and suppress_blank else self.mask
-        return logits.masked_fill(mask, float("-inf"))
+        return self.net.proj_out(out.last_hidden_state[:, -1])
 
     def reorder(self, sources: list[int]) -> None:
         """Keep the beams `sources` (indices into the current batch), in that order."""
         index = torch.tensor(sources)
         if self.onnx is not None:
             self.onnx.reorder(index)
+        if self.steps is not None:
+            self.steps.reorder(index)
         if self.cache is not None:
             self.cache.reorder_cache(index)
         if self.history is not None:
