@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+import weightwise.models.int8 as int8_module
 from weightwise.decode.features import log_mel_spectrogram, split_windows
 from weightwise.models.int8 import (
     DEQUANT_MIN_ROWS,
@@ -132,3 +133,62 @@ def test_equalization_is_an_identity_in_float(fc1, hidden):
     with torch.no_grad():
         moved = torch.nn.functional.linear(hidden * t, fc1.weight / t, fc1.bias)
     assert torch.allclose(moved, fc1(hidden), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("matrix_unit", [True, False])
+def test_many_rows_both_gemm_paths_match_float_layer(fc1, hidden, monkeypatch, matrix_unit):
+    """The bf16 GEMM on the codes (AMX CPUs) and the fp32 GEMM on the dequantized weight both give
+    the int8 weights' product; bf16 activations add ~0.3% per row at most."""
+    monkeypatch.setattr(int8_module, "bf16_matrix_unit", lambda: matrix_unit)
+    layer = WeightOnlyInt8Linear.from_float(fc1)
+    dequantized = torch.nn.Linear(fc1.in_features, fc1.out_features)
+    with torch.no_grad():
+        dequantized.weight.copy_(layer.codes.float() * layer.scales[:, None])
+        dequantized.bias.copy_(fc1.bias)
+        x = hidden[: DEQUANT_MIN_ROWS + 7]
+        error = _relative_error(layer(x), dequantized(x))
+    assert error.max() < (0.008 if matrix_unit else 1e-5)
+
+
+def test_scales_copy_follows_the_scales(fc1, hidden):
+    """The bf16 copy of the scales the few-row kernel takes is redone when the scales change."""
+    layer = WeightOnlyInt8Linear.from_float(fc1)
+    with torch.no_grad():
+        before = layer(hidden[:1])
+        layer.scales.mul_(2)
+        after = layer(hidden[:1])
+    torch.testing.assert_close(after - fc1.bias, 2 * (before - fc1.bias), rtol=1e-2, atol=1e-3)
+
+
+def test_gemm_choice_from_environment(monkeypatch):
+    for value, expected in (("amx-bf16", True), ("fp32", False)):
+        monkeypatch.setenv(int8_module.INT8_GEMM_ENV, value)
+        int8_module.bf16_matrix_unit.cache_clear()
+        assert int8_module.bf16_matrix_unit() is expected
+    monkeypatch.setenv(int8_module.INT8_GEMM_ENV, "avx")
+    int8_module.bf16_matrix_unit.cache_clear()
+    with pytest.raises(ValueError, match="WEIGHTWISE_INT8_GEMM"):
+        int8_module.bf16_matrix_unit()
+    monkeypatch.delenv(int8_module.INT8_GEMM_ENV)
+    int8_module.bf16_matrix_unit.cache_clear()
+
+
+def test_matrix_unit_int8_model_transcribes_as_fp32(tiny_model, sample_audio, monkeypatch):
+    """On an AMX CPU `--precision int8` is weight-only everywhere with bf16 encoder attention; forced
+    here on any CPU: the layer types, the encoder's attention implementation, and the transcripts
+    (normalized as WER scores them: punctuation may move)."""
+    from weightwise.decode import transcribe
+    from weightwise.evaluate.normalize import normalize
+    from weightwise.models import precision
+
+    monkeypatch.setattr(precision, "bf16_matrix_unit", lambda: True)
+    monkeypatch.setattr(int8_module, "bf16_matrix_unit", lambda: True)
+    network = precision.apply_precision(copy.deepcopy(tiny_model.network), "int8")
+    kinds = {name: type(m).__name__ for name, m in network.named_modules()}
+    assert kinds["model.encoder.layers.0.fc1"] == "WeightOnlyInt8Linear"
+    assert network.model.encoder.layers[0].self_attn.config._attn_implementation == precision.BF16_ATTENTION
+    assert network.model.decoder.layers[0].self_attn.config._attn_implementation != precision.BF16_ATTENTION
+    model = copy.copy(tiny_model)
+    model.network = network
+    for _utt, audio in sample_audio:
+        assert normalize(transcribe(model, audio).text) == normalize(transcribe(tiny_model, audio).text)

@@ -14,6 +14,8 @@ Weights: int8, symmetric, one scale per output channel, as before.
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from collections.abc import Callable
 
@@ -57,25 +59,54 @@ class RowwiseInt8Linear(nnqd.Linear):
         return new
 
 
-#: rows per call from which one fp32 GEMM over the weight dequantized for that call beats
-#: `torch._weight_int8pack_mm` (bf16; its fp32 path is naive): at <= 64 rows the kernels win, at >= 256
-#: the GEMM (benchmarks/results/runtime/kernels.json). Whisper calls with <= 5 rows or 1,500.
+#: rows per call from which one GEMM over the weight's codes beats `torch._weight_int8pack_mm` (bf16;
+#: its fp32 path is naive): at <= 64 rows the kernels win, at >= 256 the GEMM
+#: (benchmarks/results/runtime/kernels.json). Whisper calls with <= 5 rows or 1,500.
 DEQUANT_MIN_ROWS = 128
+#: how weight-only int8 layers multiply many rows: "amx-bf16" (bf16 GEMM on the codes, on a CPU with a
+#: bf16 matrix unit: Intel AMX) or "fp32" (fp32 GEMM on the dequantized weight); "auto" picks by CPU.
+INT8_GEMM_ENV = "WEIGHTWISE_INT8_GEMM"
+
+
+@functools.cache
+def bf16_matrix_unit() -> bool:
+    """Whether this CPU multiplies bf16 matrices in a matrix unit (Intel AMX-BF16, Sapphire Rapids
+    and later), where a bf16 GEMM runs ~5x an fp32 one (benchmarks/results/runtime/README.md,
+    "AMX"); `WEIGHTWISE_INT8_GEMM=amx-bf16|fp32` overrides the detection."""
+    choice = os.environ.get(INT8_GEMM_ENV, "auto")
+    if choice not in ("auto", "amx-bf16", "fp32"):
+        raise ValueError(f"{INT8_GEMM_ENV}={choice!r}: choose auto, amx-bf16 or fp32")
+    if choice != "auto":
+        return choice == "amx-bf16"
+    return bool(torch.cpu.get_capabilities().get("amx_bf16", False))
 
 
 def int8_weight_only_linear(
-    x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    scales: torch.Tensor,
+    bias: torch.Tensor | None,
+    scales_bf16: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``x @ (codes * scales[:, None]).T + bias`` for int8 `codes` (out, in) and `scales` (out,).
 
     Few rows (decoding, one token per call): torch's int8 weight-only kernel on bf16 activations.
-    Many rows: one fp32 GEMM over the weight dequantized for this call only (freed on return).
+    Many rows on a CPU with a bf16 matrix unit (`bf16_matrix_unit`): a bf16 GEMM on the codes (exact
+    in bf16) with fp32 accumulation, the scales applied to its fp32 output, so the weights are
+    exactly the int8 ones; the activations are rounded to bf16 (8 significant bits, vs int8's one
+    step per row maximum / 127). Many rows elsewhere: one fp32 GEMM over the weight dequantized for
+    this call only (freed on return). `scales_bf16`: `scales` already in bf16 (saves a copy per call).
     """
     flat = x.reshape(-1, codes.shape[1])
-    if flat.shape[0] >= DEQUANT_MIN_ROWS:
-        y = torch.nn.functional.linear(flat.float(), codes.float() * scales.float()[:, None])
+    if flat.shape[0] < DEQUANT_MIN_ROWS:
+        bf16 = scales.bfloat16() if scales_bf16 is None else scales_bf16
+        y = torch._weight_int8pack_mm(flat.bfloat16(), codes, bf16).float()
+    elif bf16_matrix_unit():
+        y = torch.nn.functional.linear(flat.bfloat16(), codes.bfloat16()).float()
+        y = y * scales if bias is None else torch.addcmul(bias, y, scales)  # one pass over the output
+        return y.reshape(*x.shape[:-1], codes.shape[0])
     else:
-        y = torch._weight_int8pack_mm(flat.bfloat16(), codes, scales.bfloat16()).float()
+        y = torch.nn.functional.linear(flat.float(), codes.float() * scales.float()[:, None])
     if bias is not None:
         y = y + bias
     return y.reshape(*x.shape[:-1], codes.shape[0])
@@ -123,6 +154,7 @@ class WeightOnlyInt8Linear(torch.nn.Module):
         self.register_buffer("scales", scales)
         self.register_buffer("bias", bias)
         self.register_buffer("input_scale", input_scale)
+        self._bf16: tuple[tuple[int, int], torch.Tensor] | None = None  # (scales' identity, bf16 copy)
 
     @classmethod
     def from_float(cls, mod: torch.nn.Linear, equalize: bool = False) -> WeightOnlyInt8Linear:
@@ -135,7 +167,15 @@ class WeightOnlyInt8Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_scale is not None:
             x = x * self.input_scale
-        return int8_weight_only_linear(x, self.codes, self.scales, self.bias)
+        return int8_weight_only_linear(x, self.codes, self.scales, self.bias, self._scales_bf16())
+
+    def _scales_bf16(self) -> torch.Tensor:
+        """`scales` in bf16, as the few-row kernel takes them: copied once, again only when `scales`
+        is replaced or written in place (its storage or version counter changes)."""
+        key = (self.scales.data_ptr(), self.scales._version)
+        if self._bf16 is None or self._bf16[0] != key:
+            self._bf16 = (key, self.scales.bfloat16())
+        return self._bf16[1]
 
 
 def quantize_int8(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
 
 from weightwise.errors import InputError
-from weightwise.models.int8 import quantize_int8
+from weightwise.models.int8 import bf16_matrix_unit, quantize_int8
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: int8 layers whose name starts with this quantize activations (per row); the others are weight-only.
@@ -15,6 +16,9 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: utterances, per-row everywhere 42.2% WER and weight-only everywhere 42.6% (both loop on one
 #: utterance), this split 35.9%, fp32 35.4%, faster-whisper int8 36.3%; the encoder's 1,500-frame
 #: GEMMs are where int8 activations pay (fbgemm), the decoder's one-token calls are memory-bound.
+#: On a CPU with a bf16 matrix unit (`models.int8.bf16_matrix_unit`: Intel AMX) every layer is
+#: weight-only: the encoder's GEMMs then run on the int8 codes in bf16, faster than fbgemm's int8
+#: and with finer activations (benchmarks/results/runtime/README.md, "AMX").
 ROWWISE_INT8_PREFIX = "model.encoder."
 #: weight-only int8 layers whose input channels are equalized first (`models.int8.input_equalization`):
 #: the output projection, tied to the token embedding, where one embedding dimension holds most rows'
@@ -25,6 +29,30 @@ ROWWISE_INT8_PREFIX = "model.encoder."
 #: benchmarks/results/runtime/README.md ("int8 accuracy: the tied projection").
 EQUALIZED_INT8_LAYERS = ("proj_out",)
 _FLOAT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: the attention implementation int8 encoders use on a CPU with a bf16 matrix unit (registered below)
+BF16_ATTENTION = "weightwise_sdpa_bf16"
+
+
+def _sdpa_bf16(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention with queries, keys and values in bf16 (fp32 accumulation in
+    torch's CPU flash kernel), the output back in the caller's dtype: 17.2 -> 7.4 ms per whisper-tiny.en
+    encoder layer on an AMX CPU, 2 threads (benchmarks/results/runtime/README.md, "AMX")."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    half = [t.bfloat16() for t in (query, key, value)]
+    out, weights = sdpa_attention_forward(module, *half, attention_mask, **kwargs)
+    return out.to(query.dtype), weights
+
+
+def _bf16_encoder_attention(network: torch.nn.Module) -> None:
+    """Run the encoder's self-attention (1,500 x 1,500 scores per head) in bf16: each encoder
+    attention module gets its own copy of the config naming `BF16_ATTENTION` (the decoder keeps fp32)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(BF16_ATTENTION, _sdpa_bf16)
+    for layer in network.model.encoder.layers:
+        layer.self_attn.config = copy.copy(layer.self_attn.config)
+        layer.self_attn.config._attn_implementation = BF16_ATTENTION
 
 
 def check_precision(precision: str) -> None:
@@ -50,7 +78,9 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
     """Return `network` (float32) cast or dynamically quantized to `precision`.
 
     int8 stores every `nn.Linear`'s weight as int8 with one scale per output channel. Encoder layers
-    also quantize their inputs, to int8 with one scale per frame (fbgemm's fast int8 GEMM); decoder
+    also quantize their inputs, to int8 with one scale per frame (fbgemm's fast int8 GEMM), except on
+    a CPU with a bf16 matrix unit, where they multiply their codes in bf16 (`int8_weight_only_linear`)
+    and their attention runs in bf16 (`BF16_ATTENTION`); decoder
     layers and the output projection keep float activations (weight-only int8 kernel); the output
     projection's input channels are equalized before its weights are quantized. See
     `weightwise.models.int8`; convolutions and embeddings stay float32.
@@ -60,8 +90,11 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
         return network.to(_FLOAT_DTYPES[precision])
     with warnings.catch_warnings():  # torch 2.13 marks torch.ao quantized tensors deprecated
         warnings.simplefilter("ignore")
-        return quantize_int8(
+        network = quantize_int8(
             network.float(),
-            rowwise=lambda name: name.startswith(ROWWISE_INT8_PREFIX),
+            rowwise=lambda name: name.startswith(ROWWISE_INT8_PREFIX) and not bf16_matrix_unit(),
             equalize=lambda name: name in EQUALIZED_INT8_LAYERS,
         )
+    if bf16_matrix_unit() and hasattr(network, "model") and hasattr(network.model, "encoder"):
+        _bf16_encoder_attention(network)
+    return network
