@@ -50,6 +50,11 @@ class DecodeObserver:
     (tokens per window, with the number of positions each call processes).
     """
 
+    #: whether this observer hooks the decoder's modules and needs them called as transformers calls
+    #: them (each attention block's and layer's forward, cross-attention keys/values projected at the
+    #: first decoder call): the decode then skips `models.whisper_step.DecoderSteps`
+    hooks_modules: bool = False
+
     def on_file(self, file_id: str, audio_s: float) -> None:
         """A new utterance of `audio_s` seconds starts."""
 

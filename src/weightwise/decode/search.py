@@ -30,9 +30,9 @@ class _Decoder:
 
     `batch` > 1: that many sequences (beams) decode against the one window's encoder output. With
     the key/value cache, a Whisper network's decoder runs step by step in `DecoderSteps` (the same
-    modules without transformers' per-call bookkeeping); without it, or for a decoder of another
-    layout, through transformers' forward. An `OnnxWhisperASR` runs its exported decoder instead
-    (always with its key/value cache)."""
+    modules without transformers' per-call bookkeeping); without it, for a decoder of another layout,
+    or for an observer that hooks the modules (the profiler's `Tracer`), through transformers'
+    forward. An `OnnxWhisperASR` runs its exported decoder instead (always with its key/value cache)."""
 
     def __init__(
         self,
@@ -54,7 +54,8 @@ class _Decoder:
             self.net, self.onnx, vocab = model.network, None, model.network.config.vocab_size
             self.encoder_out = encoder_out.expand(batch, -1, -1) if batch > 1 else encoder_out
             decoder = self.net.model.decoder
-            self.steps = DecoderSteps(decoder, encoder_out, batch) if use_cache and supports(decoder) else None
+            if use_cache and supports(decoder) and not observer.hooks_modules:
+                self.steps = DecoderSteps(decoder, encoder_out, batch)
         tokens = model.tokens
         self.mask = torch.zeros(vocab, dtype=torch.bool)
         self.mask[list(tokens.suppress)] = True

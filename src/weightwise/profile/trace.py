@@ -151,6 +151,8 @@ class Tracer(DecodeCounter):
     (the Hugging Face encoder-decoder convention).
     """
 
+    hooks_modules = True  # attention blocks' forward hooks attribute MACs and cache traffic
+
     def __init__(self, network: torch.nn.Module, use_cache: bool = True):
         super().__init__()
         self.network, self.use_cache = network, use_cache
