@@ -59,6 +59,9 @@ class OptimizeOptions:
     # runtime settings the plan carries (kv-cache / activation precision, encoder context), simulated in
     # every decode of the plan; `fused_attention` is applied to the baselines' profiles too
     runtime: RuntimeSettings | None = None
+    # the closed loop's encoder outputs are reused for this many encoder states (LRU, at most
+    # `encoder_memo.DEFAULT_MAX_BYTES` in all; 0: every plan re-runs the encoder on every item)
+    encoder_memo_signatures: int = 2
 
 
 @dataclass(frozen=True)
