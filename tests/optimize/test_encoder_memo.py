@@ -156,6 +156,10 @@ def test_a_colliding_label_or_a_change_outside_the_assignment_is_a_miss(tiny_mod
     weight = tiny_model.network.model.encoder.layers[2].fc1.weight
     with state(tiny_model, {group: INT8}), memo.bound(tiny_model, {group: INT8}) as encoder:
         assert torch.equal(encoder(tiny_model, features[0]), _fresh(tiny_model, features[0]))  # a hit
+        handle = tiny_model.network.model.encoder.layers[0].register_forward_hook(lambda *_: None)
+        with pytest.raises(RuntimeError, match="changed since it was bound"):  # a hook installed since
+            encoder(tiny_model, features[0])
+        handle.remove()
         saved = weight.detach().clone()
         try:
             with torch.no_grad():

@@ -150,7 +150,7 @@ def _nbytes(tensor: torch.Tensor) -> int:
 
 class BoundEncoder:
     """`run_encoder` through the memo for one encoder signature. Every call first checks that the
-    encoder is still the one bound (same module objects, runtime settings and tensor versions):
+    encoder is still the one bound (same module objects, hooks, runtime settings, tensor versions):
     a bound encoder used after its weights or hooks changed raises instead of serving stale outputs."""
 
     def __init__(self, memo: EncoderMemo, model, key: tuple):
@@ -177,5 +177,5 @@ def _live(model) -> tuple:
     modules = tuple(encoder.modules())
     tensors = (t for m in modules for t in (*m.parameters(recurse=False), *m.buffers(recurse=False)))
     versions = tuple(t.data_ptr() if t.is_inference() else t._version for t in tensors)  # no counter there
-    runtime = getattr(model, "runtime", None)
-    return modules, versions, runtime, encoder.__dict__.get("forward")
+    hooks = tuple((len(m._forward_pre_hooks), len(m._forward_hooks)) for m in modules)
+    return modules, versions, hooks, getattr(model, "runtime", None), encoder.__dict__.get("forward")
