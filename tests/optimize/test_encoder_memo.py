@@ -199,3 +199,16 @@ def test_the_memory_cap_is_honoured(tiny_model, features, groups):
     with memo.bound(tiny_model, {}) as encoder:
         encoder(tiny_model, features[0])
     assert memo.misses == 5
+
+
+def test_a_negative_memo_size_is_refused_before_any_work(tmp_path, shared_data_dir):
+    from weightwise import OptimizeOptions, optimize
+    from weightwise.errors import InputError
+
+    speech = shared_data_dir / "speech"
+    options = OptimizeOptions(encoder_memo_signatures=-1, limit_calib=2, limit_eval=2)
+    calib = speech / "librispeech_train_clean_100_untranscribed" / "manifest.jsonl"
+    eval_set = speech / "librispeech_test_other_mini" / "manifest.jsonl"
+    with pytest.raises(InputError, match="encoder_memo_signatures must be >= 0"):
+        optimize("whisper-tiny.en", "jetson-orin-nano", 0.5, calib, eval_set, tmp_path / "out", options)
+    assert list(tmp_path.iterdir()) == []

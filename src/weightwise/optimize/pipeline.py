@@ -141,6 +141,8 @@ def validate(
         raise InputError(f"--confidence must be in [0.5, 1), got {options.confidence:g}")
     if options.rounds < 1 or options.bins < 10:
         raise InputError(f"rounds must be >= 1 and bins >= 10, got {options.rounds} and {options.bins}")
+    if options.encoder_memo_signatures < 0:
+        raise InputError(f"encoder_memo_signatures must be >= 0, got {options.encoder_memo_signatures}")
     out_dir = Path(out)
     check_out_dir(out_dir)
     return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir, tune)

@@ -197,7 +197,7 @@ def _closed_loop(model, inputs, options, memo: EncoderMemo | None) -> dict[str, 
     gate = {"confidence": options.confidence, "z": z_of(options.confidence)}
     if inputs.tune is None:
         return {"metric": "pseudo_wer_points", "source": inputs.calib.source, **gate}
-    with _bound(memo, model, {}) as encoder:  # the float encoder's outputs: reused by any plan with its state
+    with _bound(memo, model, {}) as encoder:  # reused only by a measurement whose encoder is the float one
         float_errors = utterance_errors(model, inputs.tune, options.decoding, encoder)
     return {
         "metric": "wer_delta_points",
