@@ -102,7 +102,7 @@ class EncoderMemo:
             raise ValueError(f"EncoderMemo: max_signatures {max_signatures} (>= 1), max_bytes {max_bytes} (>= 0)")
         self.max_signatures, self.max_bytes = max_signatures, max_bytes
         self._outputs: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()  # least recent first
-        self.hits = self.misses = self.nbytes = self.peak_nbytes = 0
+        self.hits = self.misses = self.nbytes = self.peak_nbytes = self.bindings = 0
 
     @contextlib.contextmanager
     def bound(self, model, assignment=None) -> Iterator[BoundEncoder | None]:
@@ -112,6 +112,7 @@ class EncoderMemo:
             yield None
             return
         key = signature(model, assignment)
+        self.bindings += 1
         self._outputs[key] = self._outputs.pop(key, {})  # most recent
         while len(self._outputs) > self.max_signatures:
             self._drop_oldest()
@@ -122,9 +123,11 @@ class EncoderMemo:
             encoder.closed = True
 
     def stats(self) -> dict[str, Any]:
+        """Encoder calls saved (`hits`) and run (`misses`), over `bindings` decodes of the item set."""
         return {
             "hits": self.hits,
             "misses": self.misses,
+            "bindings": self.bindings,
             "peak_nbytes": self.peak_nbytes,
             "max_signatures": self.max_signatures,
             "max_bytes": self.max_bytes,
