@@ -1,6 +1,7 @@
 """The closed loop's encoder memo, off vs on, on a small `optimize` run (whisper-tiny.en).
 
     python benchmarks/encoder_memo.py --tune-items 8 --out /tmp/encmemo.json
+    python benchmarks/encoder_memo.py --per-item 10 --out /tmp/encmemo-items.json  # hit vs fresh only
 
 Runs the same small optimize twice (`encoder_memo_signatures` 0, then 2; the sensitivity cache
 shared, so the second run skips the sweep) and writes, per run, the encoder's real forward calls
@@ -88,6 +89,33 @@ def run_once(args, signatures: int, cache: Path, out: Path) -> dict:
     }
 
 
+def per_item(n: int) -> dict:
+    """Decode time of arctic_kathleen utterances 101..100+n by the float model: every encoder
+    output from the memo (hits) vs the encoder run afresh, interleaved twice."""
+    from weightwise.data import Manifest, load_manifest
+    from weightwise.models import load_model
+    from weightwise.optimize.calibrate import utterance_errors
+    from weightwise.optimize.encoder_memo import EncoderMemo
+    from weightwise.optimize.pipeline import DECODING
+
+    model = load_model("whisper-tiny.en")
+    full = load_manifest(SPEECH / "arctic_kathleen" / "manifest.jsonl")
+    items = Manifest(full.utterances[100 : 100 + n], full.source)
+    memo, times = EncoderMemo(), {"hit_s": [], "fresh_s": []}
+    with memo.bound(model, {}) as encoder:
+        first = utterance_errors(model, items, DECODING, encoder)
+    for _ in range(2):
+        with memo.bound(model, {}) as encoder:
+            started = time.perf_counter()
+            hit = utterance_errors(model, items, DECODING, encoder)
+            times["hit_s"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        fresh = utterance_errors(model, items, DECODING)
+        times["fresh_s"].append(time.perf_counter() - started)
+        assert hit == fresh == first
+    return {"items": n, **times, "encoder_reuse": memo.stats()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tune-items", type=int, default=8)
@@ -95,9 +123,15 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=5.0)
     parser.add_argument("--encoder-group", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--per-item", type=int, default=0, help="time N items' decodes only (hit vs fresh)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    if args.per_item:
+        result = per_item(args.per_item)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"{result['items']} items: hit {result['hit_s']} s, fresh {result['fresh_s']} s")
+        return 0
     with tempfile.TemporaryDirectory(prefix="encmemo-") as tmp:
         runs = [run_once(args, n, Path(tmp) / "cache", Path(tmp) / f"opt{n}") for n in (0, 2)]
     same = all(runs[0][k] == runs[1][k] for k in ("points", "runtime_measured", "choices"))
