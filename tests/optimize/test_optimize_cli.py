@@ -218,4 +218,7 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     loop = summary["planner"]["closed_loop"]
     assert loop["metric"] == "wer_delta_points" and len(loop["ids"]) == 3 == len(summary["tune_ids"])
     assert not set(loop["ids"]) & set(summary["eval_ids"]) and 0 <= loop["float_wer_points"] < 100
+    # only decoder groups are planned: every plan (kv int8 on) reuses the encoder of the runtime probe
+    reuse = loop["encoder_reuse"]
+    assert reuse["hits"] >= 3 and (reuse["hits"] + reuse["misses"]) % 3 == 0
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,13 @@ class Transcript:
         return sum(w.stop_reason == "max_new_tokens" for w in self.windows)
 
 
+def run_encoder(model: WhisperASR | OnnxWhisperASR, features: torch.Tensor) -> torch.Tensor:
+    """The encoder's output (batch, positions, width) for one window's features."""
+    if isinstance(model, OnnxWhisperASR):
+        return model.encode(features)
+    return model.network.model.encoder(features).last_hidden_state
+
+
 @torch.inference_mode()
 def transcribe(
     model: WhisperASR | TransducerASR | OnnxWhisperASR,
@@ -60,6 +68,7 @@ def transcribe(
     options: DecodingOptions = DecodingOptions(),
     observer: DecodeObserver | None = None,
     file_id: str = "",
+    encoder: Callable[[WhisperASR | OnnxWhisperASR, torch.Tensor], torch.Tensor] | None = None,
 ) -> Transcript:
     """Transcribe 16 kHz mono float32 `audio` (long audio in consecutive 30 s windows; a transducer
     streams it chunk by chunk, see `weightwise.decode.transducer`).
@@ -70,6 +79,8 @@ def transcribe(
         options: search settings (greedy by default).
         observer: optional hooks (`DecodeObserver`) called per window and per decoder call.
         file_id: passed to `observer.on_file`.
+        encoder: maps (model, one window's features) to the encoder output; None: `run_encoder`
+            (the optimizer's closed loop passes a memo that reuses outputs across decodes).
 
     Raises:
         InputError: `options.max_new_tokens` exceeds the decoder's room, or the audio gives
@@ -102,10 +113,7 @@ def transcribe(
         positions = encoder_positions(getattr(model, "runtime", None), window.duration_s)
         if positions < MAX_POSITIONS:  # a plan's encoder context: the encoder sees the window's start only
             features = features[..., : features.shape[-1] * positions // MAX_POSITIONS]
-        if isinstance(model, OnnxWhisperASR):  # cross-attention keys/values, once per window
-            encoder_out = model.encode(features)
-        else:
-            encoder_out = model.network.model.encoder(features).last_hidden_state
+        encoder_out = (encoder or run_encoder)(model, features)  # cross-attention keys/values, once per window
         window_tokens, stop_reason = search(model, encoder_out, options, observer, window.index)
         observer.on_window_end(window.index, len(window_tokens))
         traces.append(WindowTrace(window.index, window.start_s, window.duration_s, len(window_tokens), stop_reason))

@@ -42,6 +42,7 @@ from weightwise.evaluate.normalize import normalize, normalizer_for
 from weightwise.evaluate.wer import word_errors
 
 Normalizer = Callable[[str | None], str]
+Encoder = Callable[[object, torch.Tensor], torch.Tensor]  # (model, window features) -> encoder output
 DEFAULT_ALPHA = 30.0  # WER points per nat of mean per-token KL, used only when no point moved a word
 
 
@@ -198,23 +199,31 @@ def wer_points(model, manifest: Manifest, options: DecodingOptions) -> float:
     return utterance_errors(model, manifest, options).wer_points
 
 
-def pseudo_errors(model, manifest: Manifest, reference: Reference, options: DecodingOptions) -> UtteranceErrors:
-    """`model`'s word errors per utterance against the reference model's transcripts."""
-    return _errors(model, manifest, dict(reference.transcripts), options)
+def pseudo_errors(
+    model, manifest: Manifest, reference: Reference, options: DecodingOptions, encoder: Encoder | None = None
+) -> UtteranceErrors:
+    """`model`'s word errors per utterance against the reference model's transcripts (`encoder`:
+    passed to `transcribe`, e.g. a bound `weightwise.optimize.encoder_memo.EncoderMemo`)."""
+    return _errors(model, manifest, dict(reference.transcripts), options, encoder)
 
 
-def utterance_errors(model, manifest: Manifest, options: DecodingOptions) -> UtteranceErrors:
+def utterance_errors(
+    model, manifest: Manifest, options: DecodingOptions, encoder: Encoder | None = None
+) -> UtteranceErrors:
     """`model`'s word errors per utterance against the manifest's own transcripts."""
-    return _errors(model, manifest, {u.id: u.text or "" for u in manifest}, options)
+    return _errors(model, manifest, {u.id: u.text or "" for u in manifest}, options, encoder)
 
 
 @torch.inference_mode()
-def _errors(model, manifest: Manifest, refs: dict[str, str], options: DecodingOptions) -> UtteranceErrors:
+def _errors(
+    model, manifest: Manifest, refs: dict[str, str], options: DecodingOptions, encoder: Encoder | None
+) -> UtteranceErrors:
     errors, words, norm = [], [], normalizer_for(model)
     for utt, samples in iter_audio(manifest):
         ref = norm(refs[utt.id])
         if ref.strip():  # an utterance with no reference words has none to change
-            counts = word_errors([ref], [norm(transcribe(model, samples, options).text)])
+            text = transcribe(model, samples, options, encoder=encoder).text
+            counts = word_errors([ref], [norm(text)])
             errors.append(counts.substitutions + counts.deletions + counts.insertions)
             words.append(counts.n_ref_words)
     return UtteranceErrors(tuple(errors), tuple(words))

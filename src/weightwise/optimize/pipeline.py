@@ -59,6 +59,9 @@ class OptimizeOptions:
     # runtime settings the plan carries (kv-cache / activation precision, encoder context), simulated in
     # every decode of the plan; `fused_attention` is applied to the baselines' profiles too
     runtime: RuntimeSettings | None = None
+    # the closed loop's encoder outputs are reused for this many encoder states (LRU, at most
+    # `encoder_memo.DEFAULT_MAX_BYTES` in all; 0: every plan re-runs the encoder on every item)
+    encoder_memo_signatures: int = 2
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def validate(
         raise InputError(f"--confidence must be in [0.5, 1), got {options.confidence:g}")
     if options.rounds < 1 or options.bins < 10:
         raise InputError(f"rounds must be >= 1 and bins >= 10, got {options.rounds} and {options.bins}")
+    if options.encoder_memo_signatures < 0:
+        raise InputError(f"encoder_memo_signatures must be >= 0, got {options.encoder_memo_signatures}")
     out_dir = Path(out)
     check_out_dir(out_dir)
     return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir, tune)

@@ -33,6 +33,7 @@ from weightwise.optimize.calibrate import (
     utterance_errors,
     z_of,
 )
+from weightwise.optimize.encoder_memo import EncoderMemo
 from weightwise.optimize.problem import Table, assignment_of, build_problem, dominated_on, predict, uniform_assignment
 from weightwise.profile.profile import ModelProfile, profile
 
@@ -190,13 +191,14 @@ def _runtime_group(requested, budget: float, keep_all: dict, measure):
     return (RuntimeSettings(**kept), cost, tried) if kept else (None, 0.0, tried)
 
 
-def _closed_loop(model, inputs, options) -> dict[str, Any]:
+def _closed_loop(model, inputs, options, memo: EncoderMemo | None) -> dict[str, Any]:
     """What the closed loop measures plans on: pseudo-WER on the calibration audio, or (with
     `--tune`) the WER increase over the float model on the transcribed tuning audio."""
     gate = {"confidence": options.confidence, "z": z_of(options.confidence)}
     if inputs.tune is None:
         return {"metric": "pseudo_wer_points", "source": inputs.calib.source, **gate}
-    float_errors = utterance_errors(model, inputs.tune, options.decoding)
+    with _bound(memo, model, {}) as encoder:  # reused only by a measurement whose encoder is the float one
+        float_errors = utterance_errors(model, inputs.tune, options.decoding, encoder)
     return {
         "metric": "wer_delta_points",
         "source": inputs.tune.source,
@@ -205,6 +207,11 @@ def _closed_loop(model, inputs, options) -> dict[str, Any]:
         **gate,
         "float_errors": float_errors,  # per utterance, for the paired interval (not written out)
     }
+
+
+def _bound(memo: EncoderMemo | None, model, assignment):
+    """`memo` bound to `model`'s present encoder (`EncoderMemo.bound`), or no memo."""
+    return memo.bound(model, assignment) if memo is not None else contextlib.nullcontext()
 
 
 def _changes(table: Table, assignment: dict[Group, Candidate]) -> dict[str, int]:
@@ -318,18 +325,22 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
     lap("sensitivity_s")
     table = Table(reference.trace, tuple(groups), tuple(planned), options.space, entries, options.runtime)
 
-    loop = _closed_loop(model, inputs, options)
+    memo = EncoderMemo(options.encoder_memo_signatures) if options.encoder_memo_signatures else None
+    loop = _closed_loop(model, inputs, options, memo)
 
     def measure(assignment, runtime=None) -> Delta:
         with all_applied(model, assignment, context):
             with runtime_applied(model, runtime) if runtime else contextlib.nullcontext():
-                if inputs.tune is None:  # against the float model's transcripts: its errors are 0
-                    return pseudo_errors(model, inputs.calib, reference, options.decoding).delta(None, loop["z"])
-                errors = utterance_errors(model, inputs.tune, options.decoding)
-                return errors.delta(loop["float_errors"], loop["z"])
+                with _bound(memo, model, assignment) as encoder:  # outputs reused while the encoder is unchanged
+                    if inputs.tune is None:  # against the float model's transcripts: its errors are 0
+                        errors = pseudo_errors(model, inputs.calib, reference, options.decoding, encoder)
+                        return errors.delta(None, loop["z"])
+                    errors = utterance_errors(model, inputs.tune, options.decoding, encoder)
+                    return errors.delta(loop["float_errors"], loop["z"])
 
     assignment, planner, table = _plan(table, inputs, options, measure)
     planner["closed_loop"] = {k: v for k, v in loop.items() if k != "float_errors"}
+    planner["closed_loop"]["encoder_reuse"] = memo.stats() if memo is not None else None
     lap("plan_s")
     plan = dataclasses.replace(plan_of(assignment, "optimized"), runtime=table.runtime)
     final = _compressed(inputs, assignment, "optimized", table.runtime)
