@@ -72,6 +72,21 @@ def test_kv_int8_rounds_what_the_cache_stores_and_the_text_survives(weightwise_c
         apply_runtime(model, RuntimeSettings(kv_precision="int8"))
 
 
+def test_kv_precision_rounds_the_decoders_caches_not_the_encoders_activations(tiny_model):
+    """Cross- and self-attention keys/values of the decoder are hooked; the encoder's self-attention
+    keys/values (used once, activations to the profiler) are not."""
+    from weightwise.models.runtime import runtime_applied
+
+    def hooked(module):
+        return bool(module.k_proj._forward_hooks) and bool(module.v_proj._forward_hooks)
+
+    network = tiny_model.network
+    with runtime_applied(tiny_model, RuntimeSettings(kv_precision="int8")):
+        assert all(hooked(layer.self_attn) and hooked(layer.encoder_attn) for layer in network.model.decoder.layers)
+        assert not any(hooked(layer.self_attn) for layer in network.model.encoder.layers)
+    assert not any(hooked(layer.self_attn) for layer in network.model.decoder.layers)  # removed after
+
+
 def test_plan_runtime_round_trips_and_bad_values_name_the_file(tmp_path):
     rules = [{"match": "proj_out", "quant": {"bits": 8}}]
     runtime = {"kv_precision": "int8", "activation_precision": "int8", "encoder_context": "auto"}

@@ -100,7 +100,6 @@ def test_a_decoder_only_change_reuses_the_encoder_and_decodes_the_same(
     [
         ("model.encoder.layers.0.fc1", None),  # an encoder weight compressed
         (None, RuntimeSettings(activation_precision="int8")),  # hooks on the encoder's modules
-        (None, RuntimeSettings(kv_precision="int8")),  # rounds the encoder's self-attention k/v too
     ],
 )
 def test_a_change_that_reaches_the_encoder_runs_it_again(tiny_model, features, groups, calls, encoder_group, runtime):
@@ -130,11 +129,18 @@ def test_encoder_context_decodes_as_without_the_memo(tiny_model, sample_audio, c
     assert (memo.hits, memo.misses, calls["n"]) == (0, 4, 6) and reused == fresh
 
 
-def test_fused_attention_alone_is_left_out_of_the_key_because_it_changes_nothing(tiny_model, features, calls):
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        RuntimeSettings(fused_attention=True),  # the energy model's setting: nothing simulated
+        RuntimeSettings(kv_precision="int8", fused_attention=True),  # rounds the decoder's cache only
+    ],
+)
+def test_settings_that_leave_the_encoder_alone_are_out_of_the_key(tiny_model, features, calls, runtime):
     memo = EncoderMemo()
     with memo.bound(tiny_model, {}) as encoder:
         encoder(tiny_model, features[0])
-    with state(tiny_model, {}, RuntimeSettings(fused_attention=True)):
+    with state(tiny_model, {}, runtime):
         with memo.bound(tiny_model, {}) as encoder:
             reused = encoder(tiny_model, features[0])
         assert torch.equal(reused, _fresh(tiny_model, features[0]))

@@ -3,10 +3,12 @@
     settings = RuntimeSettings(kv_precision="int8", activation_precision="int8", encoder_context="auto")
     apply_runtime(model, settings)   # hooks on the network: the decode now runs as deployed
 
-- `kv_precision`: every key/value the attentions write to their cache (`k_proj`/`v_proj` outputs,
-  cross- and self-attention) is rounded to this precision before it is cached: int8 symmetric per
-  (position, head) vector with one scale each (the granularity `profile.traffic` charges; KIVI,
-  Liu et al., ICML 2024, quantize the value cache per token), fp16/bf16 by a cast round trip.
+- `kv_precision`: every key/value the decoder's attentions write to their cache (`k_proj`/`v_proj`
+  outputs of its cross- and self-attention) is rounded to this precision before it is cached: int8
+  symmetric per (position, head) vector with one scale each (the granularity `profile.traffic`
+  charges; KIVI, Liu et al., ICML 2024, quantize the value cache per token), fp16/bf16 by a cast
+  round trip. The encoder's self-attention keys/values are not a cache (used once, in the call that
+  makes them): they are activations, rounded by `activation_precision` as the profiler charges them.
 - `activation_precision`: every activation the energy model charges as stored is rounded: the
   inputs of every Linear/Conv1d (attention outputs, GELU outputs, normed hidden states) and the
   outputs of every weight module, int8 symmetric per row (per token: LLM.int8(), Dettmers et al.,
@@ -46,6 +48,7 @@ SECONDS_PER_POSITION = 0.02  # 10 ms mel hop x conv2 stride 2 (Radford et al. 20
 ENCODER_MARGIN_S = 3.0
 ENCODER_MIN_POSITIONS = 500
 ENCODER_POSITION_STEP = 50  # "auto" rounds up to whole seconds (50 positions)
+DECODER_PREFIX = "model.decoder."  # the modules whose attention keeps a key/value cache
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,8 @@ def _install(model, settings: RuntimeSettings | None) -> list:
         return handles
     network = model.network
     if settings.kv_precision not in (None, "fp32"):
-        for module in network.modules():
-            if hasattr(module, "k_proj") and hasattr(module, "v_proj"):
+        for name, module in network.named_modules():
+            if hasattr(module, "k_proj") and hasattr(module, "v_proj") and name.startswith(DECODER_PREFIX):
                 head_dim = _head_dim(module)
 
                 def cache_write(_m, _inputs, output, head_dim=head_dim):

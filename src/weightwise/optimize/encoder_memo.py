@@ -14,10 +14,10 @@ that determines it is the same (a stale hit would be a silently wrong WER):
 - the encoder's live state (`encoder_state`): every encoder submodule's name, class and
   compressed `spec()`, the hooks on it, a patched `forward`, and the dtype, shape and bytes of
   every parameter and buffer;
-- the runtime settings installed (`model.runtime`): `kv_precision` rounds the encoder's own
-  self-attention keys/values too (`models.runtime` hooks every module with `k_proj`/`v_proj`),
-  `activation_precision` hooks the encoder's modules, `encoder_context` patches its forward; only
-  `fused_attention` is left out (the energy model's setting: nothing is simulated for it);
+- the runtime settings installed (`model.runtime`): `activation_precision` hooks the encoder's
+  modules, `encoder_context` patches its forward; left out are `fused_attention` (the energy
+  model's setting: nothing is simulated for it) and `kv_precision` (it rounds the decoder's cached
+  keys/values only, `models.runtime`; a hook it put on the encoder would still change the state);
 - the caller's assignment restricted to the groups with a module under the encoder (module names
   -> candidate config), when given: redundant with the state, a second guard.
 
@@ -89,7 +89,8 @@ def signature(model, assignment=None) -> tuple:
     """What the encoder's output for given features depends on, in `model`'s present state."""
     encoder = model.network.model.encoder
     runtime = getattr(model, "runtime", None)
-    settings = json.dumps(replace(runtime, fused_attention=None).to_dict(), sort_keys=True) if runtime else "{}"
+    reaching = replace(runtime, fused_attention=None, kv_precision=None) if runtime else None
+    settings = json.dumps(reaching.to_dict(), sort_keys=True) if reaching else "{}"
     applied = None if assignment is None else _encoder_assignment(model.network, encoder, assignment)
     return (str(model.dtype), settings, applied, encoder_state(encoder))
 
