@@ -35,7 +35,7 @@ BF16_ATTENTION = "weightwise_sdpa_bf16"
 
 def _sdpa_bf16(module, query, key, value, attention_mask, **kwargs):
     """transformers' SDPA attention with queries, keys and values in bf16 (fp32 accumulation in
-    torch's CPU flash kernel), the output back in the caller's dtype: 17.2 -> 7.4 ms per whisper-tiny.en
+    torch's CPU flash kernel), the output back in the caller's dtype: 17.5 -> 7.3 ms per whisper-tiny.en
     encoder layer on an AMX CPU, 2 threads (benchmarks/results/runtime/README.md, "AMX")."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 

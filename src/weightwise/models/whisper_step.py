@@ -2,13 +2,14 @@
 
 transformers' `WhisperDecoder.forward` rebuilds its cache bookkeeping, causal mask and output records
 at every call, and with beams it projects the encoder output to keys/values once per beam. Measured
-on whisper-tiny.en `--precision int8`, 2 threads, interleaved: a one-token call 8.2-8.7 ms here vs
-10.7 ms there; transcribing 10 test-other utterances 0.93x the time greedy, 0.55x with 5 beams
-(benchmarks/results/runtime/README.md, "decoder steps"). `DecoderSteps` runs the same modules in
-the same order and calls every Linear, LayerNorm and embedding as the module the network holds, so
-a plan's compressed modules, the forward hooks of `weightwise.models.runtime` (cached key/value and
-activation precision) and the profiler's trace all see the calls they saw before.
-What it does differently:
+on whisper-tiny.en `--precision int8`, 2 threads, alternating utterance by utterance: transcribing
+20 test-other utterances takes 0.93x transformers' time greedy, 0.48x with 5 beams
+(benchmarks/runtime_decoder_steps.py; benchmarks/results/runtime/README.md, "AMX").
+
+`DecoderSteps` runs the same modules in the same order and calls every Linear, LayerNorm and
+embedding as the module the network holds, so a plan's compressed modules, the forward hooks of
+`weightwise.models.runtime` (cached key/value and activation precision) and the profiler's trace
+all see the calls they saw before. What it does differently:
 
 - the cross-attention keys/values are computed once per window, from one copy of the encoder output,
   and shared by all beams (cross-attention has no mask, so the beams fold into the query length);
