@@ -10,6 +10,7 @@ import torch
 
 import weightwise.models.int8 as int8_module
 from weightwise.decode.features import log_mel_spectrogram, split_windows
+from weightwise.errors import InputError
 from weightwise.models.int8 import (
     DEQUANT_MIN_ROWS,
     RowwiseInt8Linear,
@@ -167,7 +168,7 @@ def test_gemm_choice_from_environment(monkeypatch):
         assert int8_module.bf16_matrix_unit() is expected
     monkeypatch.setenv(int8_module.INT8_GEMM_ENV, "avx")
     int8_module.bf16_matrix_unit.cache_clear()
-    with pytest.raises(ValueError, match="WEIGHTWISE_INT8_GEMM"):
+    with pytest.raises(InputError, match="WEIGHTWISE_INT8_GEMM='avx'"):
         int8_module.bf16_matrix_unit()
     monkeypatch.delenv(int8_module.INT8_GEMM_ENV)
     int8_module.bf16_matrix_unit.cache_clear()

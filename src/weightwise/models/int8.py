@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch.ao.nn.quantized import dynamic as nnqd
 
+from weightwise.errors import InputError
+
 #: rows whose absolute maximum is below this are treated as all-zero (avoids 0/0)
 _TINY = 1e-12
 
@@ -78,7 +80,7 @@ def bf16_matrix_unit() -> bool:
     the detection."""
     choice = os.environ.get(INT8_GEMM_ENV, "auto")
     if choice not in ("auto", "amx-bf16", "fp32"):
-        raise ValueError(f"{INT8_GEMM_ENV}={choice!r}: choose auto, amx-bf16 or fp32")
+        raise InputError(f"environment variable {INT8_GEMM_ENV}={choice!r}: choose auto, amx-bf16 or fp32")
     if choice != "auto":
         return choice == "amx-bf16"
     return bool(torch.cpu.get_capabilities().get("amx_bf16", False))
@@ -107,7 +109,7 @@ def int8_weight_only_linear(
     elif bf16_matrix_unit():
         y = torch.nn.functional.linear(flat.bfloat16(), codes.bfloat16()).float()
         y = y * scales if bias is None else torch.addcmul(bias, y, scales)  # one pass over the output
-        return y.reshape(*x.shape[:-1], codes.shape[0])
+        bias = None  # added in that pass
     else:
         y = torch.nn.functional.linear(flat.float(), codes.float() * scales.float()[:, None])
     if bias is not None:
