@@ -675,9 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: plan.json, model/, summary.json, report.html")
     p.add_argument("--limit-calib", type=_positive_int, default=None, help="first N calibration utterances")
     p.add_argument("--limit-eval", type=_positive_int, default=None, help="first N evaluation utterances")
-    p.add_argument("--tune", default=None, metavar="MANIFEST",
+    p.add_argument("--tune", default=None, metavar="MANIFEST", action="append",
                    help="transcribed tuning audio (not --eval's): the closed loop measures each plan's real WER "
-                   "increase there instead of pseudo-WER on --calib")
+                   "increase there instead of pseudo-WER on --calib; repeat to join several manifests")
     p.add_argument("--limit-tune", type=_positive_int, default=None, help="first N tuning utterances")
     p.add_argument("--candidates", default=None, help="candidate-space JSON (default: the built-in space)")
     p.add_argument("--sensitivity-cache", default=None, metavar="DIR",

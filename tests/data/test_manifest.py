@@ -101,6 +101,20 @@ def test_head_len_iter(shared_data_dir: Path):
             manifest.head(bad)
 
 
+def test_concat_keeps_order_and_names_both_sources(shared_data_dir: Path):
+    arctic = load_manifest(shared_data_dir / "speech/arctic_kathleen")
+    other = load_manifest(shared_data_dir / "speech/librispeech_test_other_mini")
+    joined = Manifest.concat([arctic.head(2), other.head(3)])
+    assert [u.id for u in joined] == [u.id for u in arctic.utterances[:2] + other.utterances[:3]]
+    assert joined.source == f"{arctic.source} + {other.source}"
+    assert Manifest.concat([arctic]) is arctic
+    with pytest.raises(InputError, match=r"duplicate id .*also in") as err:
+        Manifest.concat([arctic.head(2), other.head(1), arctic.head(1)])
+    assert "\n" not in str(err.value) and arctic.source in str(err.value)
+    with pytest.raises(InputError, match="at least one"):
+        Manifest.concat([])
+
+
 def test_round_trip_keeps_fields_and_writes_relative_audio(tmp_path: Path, shared_data_dir: Path):
     source = load_manifest(shared_data_dir / "speech/fsdd_digits").head(5)
     outside = Manifest.from_jsonl(source.source).head(5)

@@ -101,6 +101,8 @@ def test_evaluation_needs_transcripts_and_unseen_audio(capsys, tmp_path, speech)
     _one_error_line(capsys, _args(speech, tmp_path / "out", calib=speech["eval"]), "--calib and --eval share")
     _one_error_line(capsys, _args(speech, tmp_path / "out", "--tune", str(speech["calib"])), "--tune", "transcript")
     _one_error_line(capsys, _args(speech, tmp_path / "out", "--tune", str(speech["eval"])), "--tune and --eval share")
+    twice = ["--tune", str(speech["tune"]), "--tune", str(speech["tune"])]  # repeated --tune joins manifests
+    _one_error_line(capsys, _args(speech, tmp_path / "out", *twice), "--tune", "duplicate id")
     tiny = ["--tune", str(speech["tune"]), "--limit-tune", "1"]  # 8 words: one is 12.5 points
     _one_error_line(capsys, _args(speech, tmp_path / "out", *tiny), "--tune", "one changed word is", "budget 0.5")
 

@@ -93,6 +93,25 @@ class Manifest:
             raise InputError(f"{self.source}: head(n) needs an integer n >= 1, got {n!r}")
         return Manifest(self.utterances[:n], self.source)
 
+    @classmethod
+    def concat(cls, manifests: Sequence[Manifest]) -> Manifest:
+        """One manifest of `manifests`' utterances in order (source "A + B"); one of them alone as is.
+
+        Raises:
+            InputError: no manifests, or an id found in two of them (named with both sources).
+        """
+        if not manifests:
+            raise InputError("concat needs at least one manifest")
+        if len(manifests) == 1:
+            return manifests[0]
+        seen: dict[str, str] = {}
+        for manifest in manifests:
+            for utt in manifest:
+                if utt.id in seen:
+                    raise InputError(f"{manifest.source}: duplicate id '{utt.id}' (also in {seen[utt.id]})")
+                seen[utt.id] = manifest.source
+        return cls(tuple(u for m in manifests for u in m), " + ".join(m.source for m in manifests))
+
     @property
     def total_duration_s(self) -> float:
         """Sum of the known durations; utterances without one count as 0."""

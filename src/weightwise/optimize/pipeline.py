@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,8 @@ class OptimizeOptions:
     limit_eval: int | None = None
     # transcribed tuning audio for the closed loop (real WER increase instead of pseudo-WER on the
     # calibration audio; see `weightwise.optimize.calibrate`); never the evaluation audio
-    tune: Manifest | str | Path | None = None
+    # several manifests (a list) are concatenated in order
+    tune: Manifest | str | Path | Sequence[Manifest | str | Path] | None = None
     limit_tune: int | None = None
     cache_dir: str | None = None  # sensitivity cache root; default: the model cache
     rounds: int = 4  # plan -> measure -> refit rounds on the calibration audio
@@ -82,8 +83,14 @@ class Inputs:
     tune: Manifest | None = None
 
 
-def _manifest(value: Manifest | str | Path, limit: int | None, flag: str) -> Manifest:
-    if isinstance(value, Manifest):
+def _manifest(value: Manifest | str | Path | Sequence, limit: int | None, flag: str) -> Manifest:
+    if isinstance(value, list | tuple):  # several manifests, concatenated (ids must not repeat)
+        parts = [_manifest(v, None, flag) for v in value]
+        try:
+            manifest = Manifest.concat(parts)
+        except InputError as err:
+            raise InputError(f"{flag} {err}") from None
+    elif isinstance(value, Manifest):
         manifest = value
     elif str(value) == "samples":
         manifest = sample_manifest()
