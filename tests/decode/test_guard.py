@@ -11,7 +11,7 @@ import pytest
 from faster_whisper.transcribe import get_compression_ratio
 
 from weightwise.decode import DecodeCounter, DecodingOptions, transcribe
-from weightwise.decode.guard import compression_ratio, repeated_tail
+from weightwise.decode.guard import compression_ratio, keep_one_copy, loop_period, repeated_tail
 from weightwise.errors import InputError
 
 LIMIT = 80  # tokens per window in the runaway tests (the decoder's own limit is 446)
@@ -61,6 +61,29 @@ def test_repeated_tail_agrees_with_brute_force():
         for min_repeats, min_tokens in ((2, 1), (3, 6), (4, 8)):
             expected = _rule_holds(tokens, min_repeats, min_tokens)
             assert repeated_tail(tokens, min_repeats, min_tokens) is expected, (tokens, min_repeats, min_tokens)
+
+
+def test_loop_period_is_the_shortest_that_fires():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        tokens = [int(t) for t in rng.integers(0, 3, size=int(rng.integers(2, 40)))]
+        period = loop_period(tokens, 3, 6)
+        fires = [p for p in range(1, len(tokens) + 1) if _repeats(tokens, p) >= max(3, -(-6 // p))]
+        assert period == (min(fires) if fires else None), tokens
+
+
+@pytest.mark.parametrize(
+    "tokens, period, expected",
+    [
+        ([5, 1, 2, 1, 2, 1, 2], 2, [5, 1, 2]),
+        ([7] * 32, 1, [7]),
+        ([9, 1, 2, 3, 1, 2, 3, 1, 2], 3, [9, 1, 2, 3, 1, 2]),  # a partial copy at the end is no copy
+        ([1, 2, 3], 2, [1, 2, 3]),
+        ([4, 4], 0, [4, 4]),
+    ],
+)
+def test_keep_one_copy_by_hand(tokens, period, expected):
+    assert keep_one_copy(tokens, period) == expected
 
 
 @pytest.mark.parametrize(
@@ -116,10 +139,14 @@ def test_greedy_loop_is_stopped_and_only_cut_short(broken_tiny, looping_audio):
     on = transcribe(broken_tiny, audio, DecodingOptions(max_new_tokens=LIMIT))
     assert [w.stop_reason for w in on.windows] == ["repetition"]
     assert on.n_windows_repetition_stopped == 1 and on.n_windows_limit_stopped == 0
+    stop = next(k for k in range(1, LIMIT + 1) if _rule_holds(list(off.tokens[:k])))  # where the rule fires
+    assert 32 <= stop < LIMIT // 2
+    stopped = list(off.tokens[:stop])
+    period = min(p for p in range(1, stop) if _repeats(stopped, p) >= max(4, -(-32 // p)))
+    # greedy: the guard decides where the window ends, then keeps one copy of the looping n-gram
     n = on.n_tokens
-    assert 32 <= n < LIMIT // 2
-    assert on.tokens == off.tokens[:n]  # greedy: the guard only decides where the window ends
-    assert _rule_holds(list(on.tokens)) and not _rule_holds(list(on.tokens[:-1]))  # stopped at once
+    assert on.tokens == off.tokens[:n] and n == stop - (_repeats(stopped, period) - 1) * period
+    assert n < stop and _repeats(list(on.tokens), period) == 1
 
 
 def test_compression_ratio_alone_stops_the_loop(broken_tiny, looping_audio):

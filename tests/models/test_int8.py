@@ -193,3 +193,26 @@ def test_matrix_unit_int8_model_transcribes_as_fp32(tiny_model, sample_audio, mo
     model.network = network
     for _utt, audio in sample_audio:
         assert normalize(transcribe(model, audio).text) == normalize(transcribe(tiny_model, audio).text)
+
+
+def test_tied_embedding_reads_the_projections_codes(tiny_model):
+    """`--precision int8` drops the fp32 token table: the embedding looks its rows up in the tied
+    projection's int8 codes (what the projection computes with), one stored tensor for both."""
+    from weightwise.evaluate.runtime import weight_bytes_resident
+    from weightwise.models import precision
+    from weightwise.profile.storage import module_storage
+
+    network = precision.apply_precision(copy.deepcopy(tiny_model.network), "int8")
+    embedding, projection = network.model.decoder.embed_tokens, network.proj_out
+    assert isinstance(embedding, int8_module.TiedInt8Embedding) and isinstance(projection, WeightOnlyInt8Linear)
+    ids = torch.tensor([[50257, 440, 1110, 50256, 0, 51863]])
+    dequantized = projection.codes.float() * projection.scales[:, None] * projection.input_scale
+    assert torch.equal(embedding(ids), dequantized[ids])  # the projection's own weights, row by row
+    exact = tiny_model.network.model.decoder.embed_tokens(ids)
+    assert _relative_error(embedding(ids), exact).max() < 0.02  # int8 per row: ~0.5% (rounding, equalization)
+    table = tiny_model.network.model.decoder.embed_tokens.weight
+    assert weight_bytes_resident(tiny_model.network) - weight_bytes_resident(network) > table.numel() * 3
+    stored, read = module_storage(embedding)["weight"], module_storage(projection)["weight"]
+    assert stored == read  # one tensor: the profile counts its bytes once
+    assert embedding.weightwise_bytes_read("weight", stored, (ids,), embedding(ids)) == ids.numel() * (384 + 4)
+    assert not any(n.startswith("model.decoder.embed_tokens") for n in network.state_dict())

@@ -140,7 +140,7 @@ def greedy_search(
             return SearchResult(tokens, "eot")
         tokens.append(next_id)
         if guard.stop(tokens):
-            return SearchResult(tokens, "repetition")
+            return SearchResult(guard.trimmed(tokens), "repetition")
         new = torch.tensor([[next_id]])
     return SearchResult(tokens, "max_new_tokens")
 
@@ -194,4 +194,4 @@ def beam_search(
         new = torch.tensor([[seq[-1]] for seq, _ in beams])
     ended, reason = next((h, r) for h, r in ((finished, "eot"), (looped, "repetition"), (beams, "max_new_tokens")) if h)
     best = max(ended, key=lambda f: _score(f[1], len(f[0]), options.length_penalty))
-    return SearchResult(best[0], reason)
+    return SearchResult(guard.trimmed(best[0]) if reason == "repetition" else best[0], reason)

@@ -8,7 +8,7 @@ import warnings
 import torch
 
 from weightwise.errors import InputError
-from weightwise.models.int8 import bf16_matrix_unit, quantize_int8
+from weightwise.models.int8 import TiedInt8Embedding, WeightOnlyInt8Linear, bf16_matrix_unit, quantize_int8
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: int8 layers whose name starts with this quantize activations (per row); the others are weight-only.
@@ -83,11 +83,13 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
     and their attention runs in bf16 (`BF16_ATTENTION`); decoder
     layers and the output projection keep float activations (weight-only int8 kernel); the output
     projection's input channels are equalized before its weights are quantized. See
-    `weightwise.models.int8`; convolutions and embeddings stay float32.
+    `weightwise.models.int8`; convolutions and positional embeddings stay float32, and the token
+    embedding, tied to the projection, reads its rows from the projection's int8 codes (`TiedInt8Embedding`).
     """
     check_precision(precision)
     if precision in _FLOAT_DTYPES:
         return network.to(_FLOAT_DTYPES[precision])
+    tied = _tied_embedding(network)
     with warnings.catch_warnings():  # torch 2.13 marks torch.ao quantized tensors deprecated
         warnings.simplefilter("ignore")
         network = quantize_int8(
@@ -95,6 +97,19 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
             rowwise=lambda name: name.startswith(ROWWISE_INT8_PREFIX) and not bf16_matrix_unit(),
             equalize=lambda name: name in EQUALIZED_INT8_LAYERS,
         )
+    if tied is not None and isinstance(network.get_output_embeddings(), WeightOnlyInt8Linear):
+        network.set_input_embeddings(TiedInt8Embedding(network.get_output_embeddings(), tied.padding_idx))
     if bf16_matrix_unit() and hasattr(network, "model") and hasattr(network.model, "encoder"):
         _bf16_encoder_attention(network)
     return network
+
+
+def _tied_embedding(network: torch.nn.Module) -> torch.nn.Embedding | None:
+    """The input embedding when it shares its table with the output projection (Whisper's), else None."""
+    get_in, get_out = getattr(network, "get_input_embeddings", None), getattr(network, "get_output_embeddings", None)
+    if not (callable(get_in) and callable(get_out)):
+        return None
+    embedding, projection = get_in(), get_out()
+    if not isinstance(embedding, torch.nn.Embedding) or not isinstance(projection, torch.nn.Linear):
+        return None
+    return embedding if embedding.weight.data_ptr() == projection.weight.data_ptr() else None

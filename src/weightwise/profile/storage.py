@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from weightwise.models.int8 import WeightOnlyInt8Linear
+from weightwise.models.int8 import TiedInt8Embedding, WeightOnlyInt8Linear
 
 _FLOAT_NAMES = {
     torch.float32: "fp32",
@@ -79,6 +79,10 @@ def module_storage(module: torch.nn.Module) -> dict[str, TensorStorage]:
     custom = getattr(module, "weightwise_storage", None)
     if callable(custom):
         return dict(custom())
+    if isinstance(module, TiedInt8Embedding):  # --precision int8's token embedding: the projection's codes
+        rows, width = module.projection.codes.shape
+        fmt, key = "int8-per-channel", id(module.projection.codes)
+        return {"weight": TensorStorage((rows, width), "int8", rows * (width + 4), fmt, key)}
     if isinstance(module, WeightOnlyInt8Linear):  # --precision int8's decoder layers
         rows, key = module.codes.shape[0], id(module.codes)
         out = {
