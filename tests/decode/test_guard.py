@@ -11,7 +11,7 @@ import pytest
 from faster_whisper.transcribe import get_compression_ratio
 
 from weightwise.decode import DecodeCounter, DecodingOptions, transcribe
-from weightwise.decode.guard import compression_ratio, keep_one_copy, loop_period, repeated_tail
+from weightwise.decode.guard import RepetitionGuard, compression_ratio, keep_one_copy, loop_period, repeated_tail
 from weightwise.errors import InputError
 
 LIMIT = 80  # tokens per window in the runaway tests (the decoder's own limit is 446)
@@ -154,9 +154,24 @@ def test_compression_ratio_alone_stops_the_loop(broken_tiny, looping_audio):
     options = DecodingOptions(max_new_tokens=LIMIT, repetition_stop_repeats=None, repetition_min_tokens=8)
     out = transcribe(broken_tiny, audio, options)
     assert [w.stop_reason for w in out.windows] == ["repetition"]
-    assert out.n_tokens > 8
-    assert get_compression_ratio(out.text) > 2.4  # the peer's own measure says: too repetitive
-    assert get_compression_ratio(broken_tiny.decode_text(list(out.tokens[:-1]))) <= 2.4  # stopped at once
+    off = list(transcribe(broken_tiny, audio, options.without_guard()).tokens)
+    # where the peer's own measure first says "too repetitive" (no check below 8 tokens)
+    stop = next(k for k in range(9, LIMIT + 1) if get_compression_ratio(broken_tiny.decode_text(off[:k])) > 2.4)
+    stopped = off[:stop]
+    looping = [p for p in range(1, stop // 4 + 1) if _repeats(stopped, p) >= 4]
+    expected = stopped[: stop - (_repeats(stopped, looping[0]) - 1) * looping[0]] if looping else stopped
+    assert list(out.tokens) == expected  # the stopped window, its loop (if exact) cut to one copy
+
+
+def test_trim_after_a_compression_stop_and_not_a_drifting_loop():
+    guard = RepetitionGuard(DecodingOptions(), lambda tokens: "")
+    # 14 copies of a 2-token n-gram: fewer than the n-gram rule's 16 (32 tokens), a compression stop
+    assert guard.trimmed([9, 5] + [1, 2] * 14) == [9, 5, 1, 2]
+    assert guard.trimmed([9, 5] + [1, 2] * 3) == [9, 5, 1, 2, 1, 2, 1, 2]  # 3 copies: not a loop to cut
+    drifting = [9] + [1, 2, 3, 1, 2, 1, 2, 3, 1, 2, 3] * 3 + [1, 2, 1, 2, 3]  # a loop that drifts
+    assert not any(_repeats(drifting, p) >= 4 for p in range(1, len(drifting)))  # no exact period 4 times
+    assert guard.trimmed(drifting) == drifting
+    assert guard.trimmed([9] + [1, 2, 3, 4] * 8) == [9, 1, 2, 3, 4]  # the n-gram rule's own loop
 
 
 @pytest.mark.slow

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from weightwise.decode.options import DecodingOptions
 
 STOP_REASONS = ("eot", "max_new_tokens", "repetition")
+#: Back-to-back copies that make a stopped window's tail a loop to trim when the n-gram rule is off.
+LOOP_COPIES = 4
 
 
 def compression_ratio(text: str) -> float:
@@ -109,7 +111,13 @@ class RepetitionGuard:
     def trimmed(self, tokens: list[int]) -> list[int]:
         """A stopped window's tokens with its loop cut to one copy of the repeated n-gram: the other
         copies are insertions only (a base babble 5 dB utterance: "... of art of art of art ...",
-        28 errors where faster-whisper, which retries at a higher temperature, makes 12). A window
-        the compression ratio stopped without an exact period is kept as it is."""
+        28 errors where faster-whisper, which retries at a higher temperature, makes 12).
+
+        The n-gram is the one the n-gram rule found; after a stop by the compression ratio (which
+        fires earlier on short loops: 14 copies of "of art" there), the shortest n-gram ending the
+        window `LOOP_COPIES` times in a row. A window stopped without an exact period (a loop that
+        drifts) is kept as it is."""
         period = None if self.repeats is None else loop_period(tokens, self.repeats, self.min_tokens)
+        if period is None:
+            period = loop_period(tokens, self.repeats or LOOP_COPIES, 1)
         return tokens if period is None else keep_one_copy(tokens, period)
