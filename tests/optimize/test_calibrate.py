@@ -76,3 +76,26 @@ def test_a_point_is_dominated_only_by_a_baseline_as_good_on_both_axes_and_better
     assert dominated_by(0.142, 6.7, uniform) == []  # equal on both: not dominated
     assert dominated_by(0.150, 1.6, uniform) == []
     assert dominated_by(0.260, 13.0, uniform) == ["fp16", "int8", "int4"]
+
+
+def test_each_tuning_manifest_gets_its_own_paired_interval_and_the_pooled_one_is_unchanged():
+    from weightwise.optimize.calibrate import UtteranceErrors, paired_delta
+
+    base = UtteranceErrors((1, 0, 3, 2, 0), (10, 5, 5, 8, 6), ("a1", "b1", "a2", "b2", "a3"))
+    plan = UtteranceErrors((2, 1, 3, 2, 4), (10, 5, 5, 8, 6), ("a1", "b1", "a2", "b2", "a3"))
+    parts = (("A.jsonl", frozenset({"a1", "a2", "a3"})), ("B.jsonl", frozenset({"b1", "b2", "zz"})))
+    delta = plan.delta(base, 1.28, parts)
+    pooled = paired_delta(plan.errors, base.errors, plan.words, 1.28)
+    assert (delta.points, delta.se_points, delta.upper_points) == (pooled.points, pooled.se_points, pooled.upper_points)
+    a = paired_delta((2, 3, 4), (1, 3, 0), (10, 5, 6), 1.28)
+    b = paired_delta((1, 2), (0, 2), (5, 8), 1.28)
+    assert [s for s, _ in delta.parts] == ["A.jsonl", "B.jsonl"]
+    assert delta.parts[0][1] == a and delta.parts[1][1] == b
+    assert delta.parts_dict()["A.jsonl"] == {
+        "points": a.points,
+        "se_points": a.se_points,
+        "upper_points": a.upper_points,
+        "utterances": 3,
+        "words": 21,
+    }
+    assert plan.delta(base, 1.28).parts == () and plan.delta(base, 1.28).parts_dict() is None

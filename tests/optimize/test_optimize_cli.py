@@ -224,3 +224,28 @@ def test_real_small_optimize_end_to_end(tmp_path, speech, weightwise_cache):
     reuse = loop["encoder_reuse"]
     assert reuse["hits"] >= 3 and (reuse["hits"] + reuse["misses"]) % 3 == 0
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left
+
+
+def test_several_tune_manifests_are_joined_and_each_is_recorded_as_a_part(tmp_path, speech, shared_data_dir):
+    from weightwise.optimize.pipeline import OptimizeOptions, validate
+
+    clean = shared_data_dir / "speech" / "librispeech_test_clean_mini" / "manifest.jsonl"
+    options = OptimizeOptions(tune=[speech["tune"], clean], limit_calib=2, limit_eval=2)
+    inputs = validate(
+        "whisper-tiny.en", "jetson-orin-nano", 0.5, speech["calib"], speech["eval"], tmp_path / "o", options
+    )
+    sources = [source for source, _ in inputs.tune_parts]
+    assert sources == [str(speech["tune"]), str(clean)] and inputs.tune.source == " + ".join(sources)
+    sizes = [len(ids) for _, ids in inputs.tune_parts]
+    assert sum(sizes) == len(inputs.tune) and sizes[1] == 4
+    assert set().union(*(ids for _, ids in inputs.tune_parts)) == {u.id for u in inputs.tune}
+    one = validate(
+        "whisper-tiny.en",
+        "jetson-orin-nano",
+        0.5,
+        speech["calib"],
+        speech["eval"],
+        tmp_path / "o",
+        OptimizeOptions(tune=speech["tune"], limit_calib=2, limit_eval=2),
+    )
+    assert one.tune_parts == ()

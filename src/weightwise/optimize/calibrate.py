@@ -26,6 +26,7 @@ point value fit the budget picked lucky draws (+0.39 there, +1.21 on test-other)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class CalibPoint:
     alpha: float | None = None  # the alpha that produced this plan (plans only)
     labels: dict | None = None  # planned groups per candidate label (plans only)
     upper_points: float | None = None  # the paired interval's upper bound (what the budget gate reads)
+    # the same increase on each `--tune` manifest alone (several given): {source: Delta fields}
+    parts: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,18 @@ class Delta:
     z: float = 0.0
     utterances: int = 0
     words: int = 0
+    parts: tuple[tuple[str, Delta], ...] = ()  # (source, its Delta) per tuning manifest, when several
 
     @property
     def upper_points(self) -> float:
         return self.points + self.z * self.se_points
+
+    def parts_dict(self) -> dict | None:
+        """{source: {points, se_points, upper_points, utterances, words}} of the parts, or None."""
+        if not self.parts:
+            return None
+        fields = ("points", "se_points", "upper_points", "utterances", "words")
+        return {source: {f: getattr(d, f) for f in fields} for source, d in self.parts}
 
     @classmethod
     def of(cls, value: Delta | float) -> Delta:
@@ -175,16 +186,28 @@ class UtteranceErrors:
 
     errors: tuple[int, ...]
     words: tuple[int, ...]
+    ids: tuple[str, ...] = ()  # the utterances counted, same order (empty: not recorded)
 
     @property
     def wer_points(self) -> float:
         return 100.0 * sum(self.errors) / sum(self.words) if self.words else 0.0
 
-    def delta(self, base: UtteranceErrors | None, z: float) -> Delta:
-        """This model's increase over `base` (None: a reference with no errors, as pseudo-WER's)."""
+    def delta(self, base: UtteranceErrors | None, z: float, parts: Sequence[tuple[str, frozenset]] = ()) -> Delta:
+        """This model's increase over `base` (None: a reference with no errors, as pseudo-WER's).
+
+        `parts`: (source, utterance ids) of the manifests the audio was joined from; each part's own
+        increase is then recorded in `Delta.parts` (the pooled one stays what the gate reads)."""
         if not self.words:
             return Delta(0.0, 0.0, z)
-        return paired_delta(self.errors, base.errors if base else [0] * len(self.errors), self.words, z)
+        base_errors = base.errors if base else (0,) * len(self.errors)
+        pooled = paired_delta(self.errors, base_errors, self.words, z)
+        split = []
+        for source, ids in parts:
+            rows = [i for i, utt in enumerate(self.ids) if utt in ids]
+            if rows:
+                pick = [[seq[i] for i in rows] for seq in (self.errors, base_errors, self.words)]
+                split.append((source, paired_delta(*pick, z)))
+        return dataclasses.replace(pooled, parts=tuple(split))
 
 
 @torch.inference_mode()
@@ -218,7 +241,7 @@ def utterance_errors(
 def _errors(
     model, manifest: Manifest, refs: dict[str, str], options: DecodingOptions, encoder: Encoder | None
 ) -> UtteranceErrors:
-    errors, words, norm = [], [], normalizer_for(model)
+    errors, words, ids, norm = [], [], [], normalizer_for(model)
     for utt, samples in iter_audio(manifest):
         ref = norm(refs[utt.id])
         if ref.strip():  # an utterance with no reference words has none to change
@@ -226,7 +249,8 @@ def _errors(
             counts = word_errors([ref], [norm(text)])
             errors.append(counts.substitutions + counts.deletions + counts.insertions)
             words.append(counts.n_ref_words)
-    return UtteranceErrors(tuple(errors), tuple(words))
+            ids.append(utt.id)
+    return UtteranceErrors(tuple(errors), tuple(words), tuple(ids))
 
 
 @contextlib.contextmanager

@@ -81,6 +81,8 @@ class Inputs:
     eval_set: Manifest
     out: Path
     tune: Manifest | None = None
+    # (source, utterance ids) of each --tune manifest when several were joined (per-part increases)
+    tune_parts: tuple[tuple[str, frozenset[str]], ...] = ()
 
 
 def _manifest(value: Manifest | str | Path | Sequence, limit: int | None, flag: str) -> Manifest:
@@ -134,6 +136,7 @@ def validate(
         raise InputError(f"--tune {tune.source}: every utterance needs a transcript (the closed loop measures WER)")
     if tune is not None:
         check_words([u.text or "" for u in tune], budget, f"--tune {tune.source}")
+    parts = _parts(options.tune, tune)
     for flag, seen in (("--calib", calib_manifest), ("--tune", tune)):
         overlap = {u.id for u in seen or ()} & {u.id for u in eval_manifest}
         if overlap:
@@ -152,7 +155,16 @@ def validate(
         raise InputError(f"encoder_memo_signatures must be >= 0, got {options.encoder_memo_signatures}")
     out_dir = Path(out)
     check_out_dir(out_dir)
-    return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir, tune)
+    return Inputs(str(model), spec, budget, calib_manifest, eval_manifest, out_dir, tune, parts)
+
+
+def _parts(value, joined: Manifest | None) -> tuple[tuple[str, frozenset[str]], ...]:
+    """(source, ids kept in `joined`) of each manifest of a list `value`; () for a single one."""
+    if joined is None or not isinstance(value, list | tuple) or len(value) < 2:
+        return ()
+    kept = {u.id for u in joined}
+    parts = (v if isinstance(v, Manifest) else load_manifest(v) for v in value)
+    return tuple((m.source, frozenset(u.id for u in m if u.id in kept)) for m in parts)
 
 
 def optimize(

@@ -289,6 +289,7 @@ def report_html(summary: dict[str, Any]) -> str:
                 "WER increase (pts)" if tuned else "pseudo-WER (pts)",
                 f"upper bound at {planner.get('confidence', 0.5):g} (pts)",
                 "alpha used",
+                "per tuning manifest (pts, standard error)",
             ],
             [
                 [
@@ -297,6 +298,7 @@ def report_html(summary: dict[str, Any]) -> str:
                     f"{p['pseudo_wer_points']:.2f}",
                     _fmt(p.get("upper_points"), digits=2),
                     _fmt(p["alpha"], digits=1),
+                    _parts_cell(p.get("parts")),
                 ]
                 for p in planner["calibration_points"]
             ],
@@ -313,6 +315,14 @@ def report_html(summary: dict[str, Any]) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _parts_cell(parts: dict | None) -> str:
+    """ "name +0.34 (0.20); ..." per tuning manifest (its folder's name), or "" when one was given."""
+    return "; ".join(
+        f"{Path(source).parent.name or source} {d['points']:+.2f} ({d['se_points']:.2f})"
+        for source, d in (parts or {}).items()
+    )
 
 
 def write_outputs(folder: Path, summary: dict[str, Any]) -> None:

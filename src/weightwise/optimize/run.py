@@ -26,6 +26,7 @@ from weightwise.optimize.calibrate import (
     AlphaSearch,
     CalibPoint,
     Delta,
+    UtteranceErrors,
     all_applied,
     check_calib_words,
     fit_alpha,
@@ -154,7 +155,7 @@ def _plan(table: Table, inputs, options, measure) -> tuple[dict, dict[str, Any],
 
 
 def _point(name: str, kl: float, delta: Delta, alpha: float | None = None, labels: dict | None = None) -> CalibPoint:
-    return CalibPoint(name, kl, delta.points, alpha, labels, delta.upper_points)
+    return CalibPoint(name, kl, delta.points, alpha, labels, delta.upper_points, delta.parts_dict())
 
 
 def _runtime_group(requested, budget: float, keep_all: dict, measure):
@@ -170,7 +171,8 @@ def _runtime_group(requested, budget: float, keep_all: dict, measure):
         return None, 0.0, []
 
     def record(settings: dict, delta: Delta) -> dict:
-        return {"settings": settings, "pseudo_wer_points": delta.points, "upper_points": delta.upper_points}
+        record = {"settings": settings, "pseudo_wer_points": delta.points, "upper_points": delta.upper_points}
+        return {**record, "parts": delta.parts_dict()} if delta.parts else record
 
     together = Delta.of(measure(keep_all, requested))
     tried = [record(requested.to_dict(), together)]
@@ -204,9 +206,19 @@ def _closed_loop(model, inputs, options, memo: EncoderMemo | None) -> dict[str, 
         "source": inputs.tune.source,
         "ids": [u.id for u in inputs.tune],
         "float_wer_points": float_errors.wer_points,
+        "parts": [
+            {"source": source, "utterances": len(ids), "float_wer_points": _part_wer(float_errors, ids)}
+            for source, ids in inputs.tune_parts
+        ],
         **gate,
         "float_errors": float_errors,  # per utterance, for the paired interval (not written out)
     }
+
+
+def _part_wer(errors: UtteranceErrors, ids: frozenset[str]) -> float:
+    rows = [i for i, utt in enumerate(errors.ids) if utt in ids]
+    words = sum(errors.words[i] for i in rows)
+    return 100.0 * sum(errors.errors[i] for i in rows) / words if words else 0.0
 
 
 def _bound(memo: EncoderMemo | None, model, assignment):
@@ -336,7 +348,7 @@ def run(inputs, options, tmp: Path, progress) -> tuple[dict[str, Any], Any]:
                         errors = pseudo_errors(model, inputs.calib, reference, options.decoding, encoder)
                         return errors.delta(None, loop["z"])
                     errors = utterance_errors(model, inputs.tune, options.decoding, encoder)
-                    return errors.delta(loop["float_errors"], loop["z"])
+                    return errors.delta(loop["float_errors"], loop["z"], inputs.tune_parts)
 
     assignment, planner, table = _plan(table, inputs, options, measure)
     planner["closed_loop"] = {k: v for k, v in loop.items() if k != "float_errors"}
