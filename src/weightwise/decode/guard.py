@@ -115,8 +115,9 @@ class RepetitionGuard:
 
         The n-gram is the one the n-gram rule found; after a stop by the compression ratio (which
         fires earlier on short loops: 14 copies of "of art" there), the shortest n-gram ending the
-        window `LOOP_COPIES` times in a row. A window stopped without an exact period (a loop that
-        drifts) is kept as it is."""
+        window as many times in a row as the n-gram rule asks (`repetition_stop_repeats`, 4 by
+        default; `LOOP_COPIES` when that rule is off). A window stopped without an exact period (a
+        loop that drifts) is kept as it is."""
         period = None if self.repeats is None else loop_period(tokens, self.repeats, self.min_tokens)
         if period is None:
             period = loop_period(tokens, self.repeats or LOOP_COPIES, 1)
