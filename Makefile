@@ -27,7 +27,7 @@ demo: setup
 	$(WW) profile --model whisper-tiny.en --precision fp16 --plan $(PLAN) --device $(DEMO_DEVICE) \
 	  --data samples --threads 2 --out results/demo/plan.json
 	$(PY) benchmarks/demo_summary.py results/demo/fp16.json results/demo/plan.json \
-	  --report benchmarks/results/optimize/whisper-tiny.en-jetson-orin-nano/report.html
+	  --report benchmarks/results/optimize/whisper-tiny.en-jetson-orin-nano-silver15/report.html
 
 # lint-imports: the layers contract in pyproject.toml ([tool.importlinter]); ruff: [tool.ruff] there
 # (`ruff format --check src tests benchmarks` joins them once the tree has had its one format pass)

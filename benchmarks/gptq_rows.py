@@ -3,7 +3,9 @@
 Rows: fp32; round-to-nearest int4 group 64 (`quant`) and GPTQ int4 group 64 (`gptq`) on the
 decoder's linears + the tied embedding / output projection, on every layer linear, and on the
 encoder's; GPTQ on the decoder + projection also calibrated block by block (``-seq``, `Gptq.sequential`)
-and with groups of 32. The plans are benchmarks/plans/gptq/<row>.json. Calibration: the first --calib-limit
+and with groups of 32; ``-untied``: the projection GPTQ int4 as in ``-dec``, the token embedding it
+is tied to kept apart at int8 per row (a lookup reads one row per token: no energy to save there, and
+its int4 rows fed every decoder layer). The plans are benchmarks/plans/gptq/<row>.json. Calibration: the first --calib-limit
 utterances (by id, one speaker each) of librispeech_train_clean_100_untranscribed, written as
 benchmarks/calib/<name>.jsonl (paths relative to it) so `--calib` names one file. Rows run one after
 another (the CPU is shared); a row whose result exists is skipped, so a killed run resumes.
@@ -34,6 +36,7 @@ ROWS = (
     "fp32",
     "rtn-int4-g64-dec",
     "gptq-int4-g64-dec",
+    "gptq-int4-g64-dec-untied",
     "gptq-int4-g64-dec-seq",
     "gptq-int4-g32-dec",
     "gptq-int4-g64-dec-tied0.3",
