@@ -6,9 +6,10 @@ encoder's; GPTQ on the decoder + projection also calibrated block by block (``-s
 and with groups of 32; ``-untied``: the projection GPTQ int4 as in ``-dec``, the token embedding it
 is tied to kept apart at int8 per row (a lookup reads one row per token: no energy to save there, and
 its int4 rows fed every decoder layer). The plans are benchmarks/plans/gptq/<row>.json.
-Calibration: the first --calib-limit utterances (by id, one speaker each) of librispeech_train_clean_100_untranscribed, written as
-benchmarks/calib/<name>.jsonl (paths relative to it) so `--calib` names one file. Rows run one after
-another (the CPU is shared); a row whose result exists is skipped, so a killed run resumes.
+Calibration: the first --calib-limit utterances (by id, one speaker each) of
+librispeech_train_clean_100_untranscribed, written as benchmarks/calib/<name>.jsonl (paths
+relative to it) so `--calib` names one file. Rows run one after another (the CPU is shared); a row
+whose result exists is skipped, so a killed run resumes.
 
     python benchmarks/gptq_rows.py --threads 2 --calib-limit 64
 
