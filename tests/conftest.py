@@ -37,6 +37,27 @@ def weightwise_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
+def benchmark_script():
+    """Loads a script of benchmarks/ by name (e.g. "paired_wer") as a module; its own
+    `from _common import ...` finds benchmarks/_common.py."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def tiny_model(weightwise_cache):
     """whisper-tiny.en at fp32, converted from the packaged CTranslate2 file once per session."""
     from weightwise.models import load_model

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import soundfile as sf
 
 from weightwise.audio.io import SAMPLE_RATE
 from weightwise.data import iter_audio, load_manifest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "noisy_manifest.py"
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("noisy_manifest", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_joined_pairs_keep_every_sentence_in_order_with_a_pause_between(samples, tmp_path):
+def test_joined_pairs_keep_every_sentence_in_order_with_a_pause_between(benchmark_script, samples, tmp_path):
     """Three utterances joined by 2: one pair (both texts, both signals, a silent gap between) and
     the odd one out alone; the copy is reproducible (same seed, same samples) and refuses --join 0."""
-    script = _script()
+    script = benchmark_script("noisy_manifest")
     source = samples.head(3)
     noisy = script.noisy_copy(source, "white", 30.0, tmp_path / "a", join=2)
     assert len(noisy) == 2 and len(load_manifest(tmp_path / "a" / "manifest.jsonl")) == 2
