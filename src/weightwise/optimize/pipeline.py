@@ -92,18 +92,21 @@ def _manifest(value: Manifest | str | Path | Sequence, limit: int | None, flag: 
             manifest = Manifest.concat(parts)
         except InputError as err:
             raise InputError(f"{flag} {err}") from None
-    elif isinstance(value, Manifest):
-        manifest = value
-    elif str(value) == "samples":
-        manifest = sample_manifest()
     else:
-        manifest = load_manifest(value)
+        manifest = _open(value)
     if limit is not None:
         manifest = manifest.head(limit)
     if not len(manifest):
         raise InputError(f"{flag} {manifest.source}: no utterances (no audio to run)")
     manifest.check_files()
     return manifest
+
+
+def _open(value: Manifest | str | Path) -> Manifest:
+    """One manifest: as given, the bundled "samples", or read from a file or folder."""
+    if isinstance(value, Manifest):
+        return value
+    return sample_manifest() if str(value) == "samples" else load_manifest(value)
 
 
 def check_out_dir(out: Path) -> None:
@@ -163,7 +166,7 @@ def _parts(value, joined: Manifest | None) -> tuple[tuple[str, frozenset[str]], 
     if joined is None or not isinstance(value, list | tuple) or len(value) < 2:
         return ()
     kept = {u.id for u in joined}
-    parts = (v if isinstance(v, Manifest) else load_manifest(v) for v in value)
+    parts = (_open(v) for v in value)
     return tuple((m.source, frozenset(u.id for u in m if u.id in kept)) for m in parts)
 
 
