@@ -26,6 +26,7 @@ from weightwise.compress.sensitivity import teacher_forced
 from weightwise.data import iter_audio, load_manifest
 from weightwise.decode import transcribe
 from weightwise.decode.features import log_mel_spectrogram, split_windows
+from weightwise.decode.search import suppression_masks
 from weightwise.decode.transcribe import run_encoder
 from weightwise.evaluate.runtime import set_threads
 from weightwise.outputs import write_json_atomic
@@ -66,15 +67,11 @@ def margins(logprobs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     return picked - others.amax(1)
 
 
-def _masked(model, logprobs: torch.Tensor, suppress_blank: bool = True) -> torch.Tensor:
-    """The tokens greedy never emits set to -inf (as `decode.search` masks them)."""
-    tokens = model.tokens
-    mask = torch.zeros(logprobs.shape[1], dtype=torch.bool)
-    mask[list(tokens.suppress)] = True
-    mask[tokens.eot + 1 :] = True
+def _masked(model, logprobs: torch.Tensor) -> torch.Tensor:
+    """The tokens greedy never emits set to -inf (`decode.search.suppression_masks`)."""
+    mask, begin_mask = suppression_masks(model.tokens, logprobs.shape[1])
     out = logprobs.masked_fill(mask, float("-inf"))
-    if suppress_blank:
-        out[0, list(tokens.suppress_begin)] = float("-inf")
+    out[0] = out[0].masked_fill(begin_mask, float("-inf"))
     return out
 
 

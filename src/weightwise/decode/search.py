@@ -14,7 +14,7 @@ from weightwise.decode.guard import RepetitionGuard
 from weightwise.decode.options import DecodeObserver, DecodingOptions
 from weightwise.errors import InputError
 from weightwise.models.onnx_engine import OnnxWhisperASR
-from weightwise.models.whisper import WhisperASR
+from weightwise.models.whisper import WhisperASR, WhisperTokens
 from weightwise.models.whisper_step import DecoderSteps, supports
 
 
@@ -23,6 +23,16 @@ class SearchResult(NamedTuple):
 
     tokens: list[int]
     stop_reason: str
+
+
+def suppression_masks(tokens: WhisperTokens, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(every step, first step) boolean masks over the vocabulary of the tokens search never emits."""
+    mask = torch.zeros(vocab, dtype=torch.bool)
+    mask[list(tokens.suppress)] = True
+    mask[tokens.eot + 1 :] = True  # specials and timestamps: never text (no timestamps mode)
+    begin_mask = mask.clone()
+    begin_mask[list(tokens.suppress_begin)] = True
+    return mask, begin_mask
 
 
 class _Decoder:
@@ -56,12 +66,7 @@ class _Decoder:
             decoder = self.net.model.decoder
             if use_cache and supports(decoder) and not observer.hooks_modules:
                 self.steps = DecoderSteps(decoder, encoder_out, batch)
-        tokens = model.tokens
-        self.mask = torch.zeros(vocab, dtype=torch.bool)
-        self.mask[list(tokens.suppress)] = True
-        self.mask[tokens.eot + 1 :] = True  # specials and timestamps: never text (no timestamps mode)
-        self.begin_mask = self.mask.clone()
-        self.begin_mask[list(tokens.suppress_begin)] = True
+        self.mask, self.begin_mask = suppression_masks(model.tokens, vocab)
 
     def logits(self, new_tokens: torch.Tensor, first: bool, suppress_blank: bool) -> torch.Tensor:
         if not self.use_cache:  # recompute every position: same weight fetches, more MACs
