@@ -136,12 +136,13 @@ def main() -> None:
     parser = benchmark_parser(__doc__, limit=100)
     parser.add_argument("--precision", default="int8", help="the variant's precision (default int8)")
     parser.add_argument("--plan", default=None, help="a plan applied to the variant")
+    parser.add_argument("--calib", default=None, help="calibration audio manifest for the plan's gptq / csp rules")
     parser.add_argument("--rows", default="", help="comma-separated 0-based manifest rows (default: all)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)
     base = load_model_with_plan(args.model)
-    variant = load_model_with_plan(args.model, args.precision, plan=args.plan)
+    variant = load_model_with_plan(args.model, args.precision, plan=args.plan, calib=args.calib)
     wanted = {int(r) for r in args.rows.split(",") if r.strip()}
     manifest = load_manifest(args.data)
     n = max(wanted) + 1 if wanted else args.limit
@@ -160,7 +161,13 @@ def main() -> None:
             )
     summary = summarize(rows)
     print(summary)
-    header = {"model": args.model, "precision": args.precision, "plan": args.plan, "data": args.data}
+    header = {
+        "model": args.model,
+        "precision": args.precision,
+        "plan": args.plan,
+        "calib": args.calib,
+        "data": args.data,
+    }
     write_json_atomic(args.out, {**header, "summary": summary, "utterances": [asdict(r) for r in rows]})
 
 

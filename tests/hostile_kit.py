@@ -1,5 +1,5 @@
 """Helpers for tests/test_hostile_inputs.py: a user's folder of real files, bad variants of them,
-and running the CLI in a fresh process there while watching what it touches.
+and running the CLI in a process of its own there while watching what it touches.
 
 Everything here is test scaffolding; nothing stands in for the model or the data.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,6 +203,55 @@ def run_cli(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -
         return None
 
 
+def _forked_cli(argv: list[str], cwd: str, env: dict[str, str], out_path: str, err_path: str) -> None:
+    """The body of a process forked from the server in `run_cli_forked`: ``python -m weightwise``
+    with this `cwd`, environment and output files, in an interpreter that has imported it already."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, out_path), (2, err_path)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(target, fd)
+        os.close(target)
+    import torch  # imported by the server already: this only applies the case's thread count
+
+    torch.set_num_threads(int(env.get("OMP_NUM_THREADS", "1")))
+    from weightwise.cli import main
+
+    sys.exit(main(argv))
+
+
+_SERVER: multiprocessing.context.BaseContext | None = None
+
+
+def _server() -> multiprocessing.context.BaseContext:
+    """A forkserver context whose server has imported weightwise (and torch) once."""
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = multiprocessing.get_context("forkserver")
+        _SERVER.set_forkserver_preload(["weightwise", "weightwise.cli"])
+    return _SERVER
+
+
+def run_cli_forked(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess | None:
+    """`run_cli` in a process forked from a server that has imported weightwise already: the same
+    command line, folder, environment, exit status and output, without paying ~2-3 s of imports
+    per case (torch, transformers' config). None when it is still running after `timeout_s`."""
+    with tempfile.TemporaryDirectory(prefix="hostile-io-") as io:
+        out_path, err_path = os.path.join(io, "stdout"), os.path.join(io, "stderr")
+        proc = _server().Process(target=_forked_cli, args=(argv, str(cwd), env, out_path, err_path))
+        proc.start()
+        proc.join(timeout_s)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+            return None
+        with open(out_path) as out, open(err_path) as err:
+            return subprocess.CompletedProcess(argv, proc.exitcode, out.read(), err.read())
+
+
 def run_case(
     case: Case, root: Path, kit: Callable[[Path], None], bench_rows: Path | None, shared_cache: str, timeout_s: float
 ) -> Outcome:
@@ -226,7 +277,7 @@ def run_case(
     before = tree(root)
     start = time.perf_counter()
     try:
-        proc = run_cli(shlex.split(case.argv), work, env, timeout_s)
+        proc = run_cli_forked(shlex.split(case.argv), work, env, timeout_s)
     finally:
         if callable(release):
             release()

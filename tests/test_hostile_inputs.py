@@ -1,4 +1,4 @@
-"""Hostile but realistic use of the CLI (issue 10), each command in a fresh `python -m weightwise`.
+"""Hostile but realistic use of the CLI (issue 10), each command in a process of its own.
 
 Every case of `CASES` runs in its own folder holding a user's files (real speech, a manifest, a
 plan, results rows, a note, a folder of their own) and must:
@@ -8,8 +8,11 @@ plan, results rows, a note, a folder of their own) and must:
     nothing deleted, nothing new (no temp files or folders, no half-written output);
   * fail before the model load unless the check needs the model (`loads=True`): the process gets
     its own empty weights cache, which must stay empty (a model load would fill it).
-The cases run a few at a time (each is a new interpreter that imports torch) in a module
-fixture; the test per case then checks its outcome. The "right result" reproductions of the
+The cases run a few at a time in a module fixture, each in a process forked from a server that
+has imported weightwise once (`hostile_kit.run_cli_forked`: `weightwise.cli.main` with the case's
+folder, environment and output files; 221 -> 103 s for this file on 2 cores, with no import per
+case); the test per case then checks its outcome. `--help` and the reproductions below run the
+real `python -m weightwise`. The "right result" reproductions of the
 issue (compress twice into its own folder, a fresh-process reload, an identical bench rerun)
 follow the table.
 """
