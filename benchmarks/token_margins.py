@@ -29,6 +29,7 @@ from weightwise.decode.features import log_mel_spectrogram, split_windows
 from weightwise.decode.search import suppression_masks
 from weightwise.decode.transcribe import run_encoder
 from weightwise.evaluate.runtime import set_threads
+from weightwise.models.precision import apply_precision
 from weightwise.outputs import write_json_atomic
 
 from _common import benchmark_parser
@@ -137,12 +138,25 @@ def main() -> None:
     parser.add_argument("--precision", default="int8", help="the variant's precision (default int8)")
     parser.add_argument("--plan", default=None, help="a plan applied to the variant")
     parser.add_argument("--calib", default=None, help="calibration audio manifest for the plan's gptq / csp rules")
+    parser.add_argument(
+        "--int8-only",
+        default="",
+        metavar="PREFIX",
+        help="with --precision int8: quantize only the layers whose name starts with PREFIX (e.g. model.decoder.,"
+        " proj_out), by --precision int8's own rules; the rest stay fp32",
+    )
     parser.add_argument("--rows", default="", help="comma-separated 0-based manifest rows (default: all)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     set_threads(args.threads)
     base = load_model_with_plan(args.model)
-    variant = load_model_with_plan(args.model, args.precision, plan=args.plan, calib=args.calib)
+    if args.int8_only and args.precision != "int8":
+        parser.error("--int8-only needs --precision int8")
+    if args.int8_only:  # fp32 first, then int8 on the chosen part only
+        variant = load_model_with_plan(args.model, plan=args.plan, calib=args.calib)
+        apply_precision(variant.network, "int8", int8_only=args.int8_only)
+    else:
+        variant = load_model_with_plan(args.model, args.precision, plan=args.plan, calib=args.calib)
     wanted = {int(r) for r in args.rows.split(",") if r.strip()}
     manifest = load_manifest(args.data)
     n = max(wanted) + 1 if wanted else args.limit
@@ -164,6 +178,7 @@ def main() -> None:
     header = {
         "model": args.model,
         "precision": args.precision,
+        "int8_only": args.int8_only or None,
         "plan": args.plan,
         "calib": args.calib,
         "data": args.data,

@@ -216,3 +216,29 @@ def test_tied_embedding_reads_the_projections_codes(tiny_model):
     assert stored == read  # one tensor: the profile counts its bytes once
     assert embedding.weightwise_bytes_read("weight", stored, (ids,), embedding(ids)) == ids.numel() * (384 + 4)
     assert not any(n.startswith("model.decoder.embed_tokens") for n in network.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("prefix", "int8", "float32"),
+    [
+        ("model.decoder.", "model.decoder.layers.3.fc2", "model.encoder.layers.0.fc1"),
+        ("proj_out", "proj_out", "model.decoder.layers.0.fc1"),
+        ("model.encoder.", "model.encoder.layers.0.fc1", "proj_out"),
+    ],
+)
+def test_int8_only_quantizes_one_part_by_the_same_rules(tiny_model, prefix, int8, float32):
+    """`apply_precision(..., "int8", int8_only=PREFIX)` (token_margins.py --int8-only): the chosen
+    part exactly as `--precision int8` makes it, every other Linear untouched."""
+    from weightwise.models import precision
+
+    full = precision.apply_precision(copy.deepcopy(tiny_model.network), "int8")
+    part = precision.apply_precision(copy.deepcopy(tiny_model.network), "int8", int8_only=prefix)
+    quantized = [n for n, m in full.named_modules() if isinstance(m, (RowwiseInt8Linear, WeightOnlyInt8Linear))]
+    assert int8 in quantized and float32 in quantized and len(quantized) > 40
+    for name in quantized:
+        expected = type(full.get_submodule(name)) if name.startswith(prefix) else torch.nn.Linear
+        assert type(part.get_submodule(name)) is expected, name
+    assert isinstance(part.model.decoder.embed_tokens, int8_module.TiedInt8Embedding) == (prefix == "proj_out")
+    if prefix == "proj_out":  # equalized and coded as in the full int8 model
+        assert torch.equal(part.proj_out.codes, full.proj_out.codes)
+        assert torch.equal(part.proj_out.input_scale, full.proj_out.input_scale)

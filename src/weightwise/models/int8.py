@@ -211,13 +211,16 @@ class TiedInt8Embedding(torch.nn.Module):
 
 
 def quantize_int8(
-    network: torch.nn.Module, rowwise: Callable[[str], bool], equalize: Callable[[str], bool] = lambda _name: False
+    network: torch.nn.Module,
+    rowwise: Callable[[str], bool],
+    equalize: Callable[[str], bool] = lambda _name: False,
+    select: Callable[[str], bool] = lambda _name: True,
 ) -> torch.nn.Module:
-    """Replace every `nn.Linear` of `network` (in place) by a `RowwiseInt8Linear` where
-    `rowwise(its name)`, else by a `WeightOnlyInt8Linear` (input-equalized where `equalize(its
-    name)`, see `input_equalization`); returns `network`."""
+    """Replace every `nn.Linear` of `network` for which `select(its name)` (in place) by a
+    `RowwiseInt8Linear` where `rowwise(its name)`, else by a `WeightOnlyInt8Linear` (input-equalized
+    where `equalize(its name)`, see `input_equalization`); returns `network`."""
     for name, child in list(network.named_modules()):
-        if type(child) is torch.nn.Linear:
+        if type(child) is torch.nn.Linear and select(name):
             parent, _, attr = name.rpartition(".")
             if rowwise(name):
                 new = RowwiseInt8Linear.from_float(child)

@@ -74,7 +74,7 @@ def check_precision(precision: str) -> None:
         raise InputError(f"precision {precision} is not supported on this CPU ({reason})") from None
 
 
-def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module:
+def apply_precision(network: torch.nn.Module, precision: str, int8_only: str = "") -> torch.nn.Module:
     """Return `network` (float32) cast or dynamically quantized to `precision`.
 
     int8 stores every `nn.Linear`'s weight as int8 with one scale per output channel. Encoder layers
@@ -85,6 +85,9 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
     projection's input channels are equalized before its weights are quantized. See
     `weightwise.models.int8`; convolutions and positional embeddings stay float32, and the token
     embedding, tied to the projection, reads its rows from the projection's int8 codes (`TiedInt8Embedding`).
+
+    `int8_only`: int8 only, to study one part: just the Linear layers whose name starts with it
+    (e.g. "model.decoder.", "proj_out") are quantized, by the rules above; the rest stay float32.
     """
     check_precision(precision)
     if precision in _FLOAT_DTYPES:
@@ -96,6 +99,7 @@ def apply_precision(network: torch.nn.Module, precision: str) -> torch.nn.Module
             network.float(),
             rowwise=lambda name: name.startswith(ROWWISE_INT8_PREFIX) and not bf16_matrix_unit(),
             equalize=lambda name: name in EQUALIZED_INT8_LAYERS,
+            select=lambda name: name.startswith(int8_only),
         )
     if tied is not None and isinstance(network.get_output_embeddings(), WeightOnlyInt8Linear):
         network.set_input_embeddings(TiedInt8Embedding(network.get_output_embeddings(), tied.padding_idx))
