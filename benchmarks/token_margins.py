@@ -12,6 +12,8 @@ variant moves the margins at all (median and 90th percentile of |variant - fp32|
 
     python benchmarks/token_margins.py --limit 100 --threads 2 --out benchmarks/results/runtime/margins_tiny_int8.json
     python benchmarks/token_margins.py --rows 49 --out /tmp/row49.json   # one utterance (0-based row)
+    python benchmarks/token_margins.py --int8-only model.decoder. --out d.json   # int8 on one part only
+    python benchmarks/token_margins.py --precision fp32 --plan P.json --calib CALIB.jsonl --out g.json   # GPTQ plan
 """
 
 from __future__ import annotations
