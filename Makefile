@@ -29,14 +29,14 @@ demo: setup
 	$(PY) benchmarks/demo_summary.py results/demo/fp16.json results/demo/plan.json \
 	  --report benchmarks/results/optimize/whisper-tiny.en-jetson-orin-nano-silver15/report.html
 
+# pytest: two workers, one test file each at a time (module fixtures stay in one process; each worker
+# has its own weights cache, tests/conftest.py): 11:37 -> 8:00 for the suite on 2 cores.
 # lint-imports: the layers contract in pyproject.toml ([tool.importlinter]); ruff: [tool.ruff] there
 # (`ruff format --check src tests benchmarks` joins them once the tree has had its one format pass)
 test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	# two workers, one test file each at a time (module fixtures stay in one process; each worker has
-	# its own weights cache, tests/conftest.py): 11:37 -> 8:00 for the suite on 2 cores
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=10
 
 bench-foundation: setup

@@ -150,10 +150,10 @@ def main() -> None:
     parser.add_argument("--rows", default="", help="comma-separated 0-based manifest rows (default: all)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.int8_only and args.precision != "int8":  # before the slow loads
+        parser.error("--int8-only needs --precision int8")
     set_threads(args.threads)
     base = load_model_with_plan(args.model)
-    if args.int8_only and args.precision != "int8":
-        parser.error("--int8-only needs --precision int8")
     if args.int8_only:  # fp32 first, then int8 on the chosen part only
         variant = load_model_with_plan(args.model, plan=args.plan, calib=args.calib)
         apply_precision(variant.network, "int8", int8_only=args.int8_only)

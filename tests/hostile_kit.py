@@ -6,6 +6,7 @@ Everything here is test scaffolding; nothing stands in for the model or the data
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -221,16 +222,12 @@ def _forked_cli(argv: list[str], cwd: str, env: dict[str, str], out_path: str, e
     sys.exit(main(argv))
 
 
-_SERVER: multiprocessing.context.BaseContext | None = None
-
-
+@functools.cache
 def _server() -> multiprocessing.context.BaseContext:
     """A forkserver context whose server has imported weightwise (and torch) once."""
-    global _SERVER
-    if _SERVER is None:
-        _SERVER = multiprocessing.get_context("forkserver")
-        _SERVER.set_forkserver_preload(["weightwise", "weightwise.cli"])
-    return _SERVER
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["weightwise", "weightwise.cli"])
+    return context
 
 
 def run_cli_forked(
